@@ -1,0 +1,155 @@
+// State backends: where keyed state lives.
+//
+// A StateBackend is a process-wide factory (one per job, shared by all
+// workers). Each keyed operator instance opens a KeyedStateStore from it for the
+// key groups it owns; the store holds that instance's keyed state as bytes,
+// addressed by (state id, key group, key bytes). The typed API that operators
+// and user code use (ValueState, MapState, ...) is in state/state.hpp and sits
+// on top of this byte-level interface.
+//
+// Two backends implement it: the memory backend below (small jobs and tests)
+// and RocksDB (one instance per process, a column family per state, keys
+// prefixed by key group). Both pass the same test suite (tests/state/).
+//
+// State lives as long as its store: destroying the store drops it. Durability
+// comes from checkpoints, which read a store with for_each_in_key_group() and
+// refill a new one with put().
+//
+// Thread-safety: StateBackend is thread-safe. A KeyedStateStore, and every
+// state handle built on it, is used by one thread at a time (the operator
+// instance's task).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/functional/function_ref.h"
+#include "meterstream/core/key_group.hpp"
+#include "meterstream/core/status.hpp"
+
+namespace meterstream {
+
+// A named state of an operator.
+struct StateDescriptor {
+  // The kinds of keyed state (Flink's ValueState, MapState, ListState,
+  // AggregatingState). The kind decides how the typed API lays out its bytes,
+  // so a name is bound to one kind.
+  enum class Kind { kValue, kMap, kList, kAggregating };
+
+  // Unique within the operator; names the state in errors and snapshots.
+  std::string name;
+  Kind kind = Kind::kValue;
+  // TODO: time-to-live (state/ttl.hpp: ms::Ttl(24h).refresh_on_read()) goes
+  // here; backends enforce it on read and drop expired entries in the
+  // background (RocksDB: compaction filter).
+};
+
+// The name of a kind for messages: "value", "map", "list", "aggregating".
+const char* to_string(StateDescriptor::Kind kind);
+
+// The keyed state of one operator instance: bytes addressed by (state id,
+// key group, key). Entries of a (state, key group) are ordered by key bytes.
+//
+// Every operation on a key group outside key_group_range() and on an unknown
+// state id returns kInvalidArgument; error messages name the operator, the
+// state and the key group.
+//
+// Callbacks (for_each, for_each_in_key_group) must not modify the store; they
+// may throw, and the exception propagates to the caller.
+//
+// Thread-safety: one thread at a time.
+class KeyedStateStore {
+ public:
+  KeyedStateStore() = default;
+  virtual ~KeyedStateStore() = default;
+  KeyedStateStore(const KeyedStateStore&) = delete;
+  KeyedStateStore& operator=(const KeyedStateStore&) = delete;
+
+  // The backend's name, for logs ("memory", "rocksdb").
+  virtual const char* name() const = 0;
+  // What the store was opened with.
+  virtual const std::string& operator_id() const = 0;
+  virtual KeyGroupRange key_group_range() const = 0;
+  virtual int max_parallelism() const = 0;
+
+  // Registers a state and returns its id (small integers from 0, in order of
+  // registration). Registering the same name and kind again returns the same
+  // id; the same name with another kind is kInvalidArgument, as is an empty
+  // name.
+  virtual StatusOr<int> register_state(const StateDescriptor& descriptor) = 0;
+  // The number of registered states; ids are 0 .. num_states() - 1.
+  virtual int num_states() const = 0;
+  // The descriptor of a registered state, or nullptr for an unknown id.
+  virtual const StateDescriptor* descriptor(int state) const = 0;
+
+  // Reads the value of `key` into `*value`; returns false (and leaves `*value`
+  // unspecified) when there is none.
+  virtual StatusOr<bool> get(int state, int key_group, std::string_view key,
+                             std::string* value) = 0;
+  // Sets the value of `key`.
+  virtual Status put(int state, int key_group, std::string_view key,
+                     std::string_view value) = 0;
+  // Appends `bytes` to the value of `key`, which is created when absent (RocksDB
+  // maps it to a Merge with a concatenating merge operator). ListState uses it
+  // so that adding an element does not read the list.
+  virtual Status append(int state, int key_group, std::string_view key,
+                        std::string_view bytes) = 0;
+  // Removes `key`; removing an absent key is not an error.
+  virtual Status remove(int state, int key_group, std::string_view key) = 0;
+
+  // Calls fn(key, value) for the entries whose key starts with `prefix`, in
+  // key order, until fn returns false. An empty prefix visits the whole
+  // (state, key group).
+  virtual Status for_each(
+      int state, int key_group, std::string_view prefix,
+      absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) = 0;
+  // Removes the entries whose key starts with `prefix`.
+  virtual Status remove_prefix(int state, int key_group, std::string_view prefix) = 0;
+
+  // Calls fn(state, key, value) for every entry of a key group, state by state
+  // in id order and in key order within a state, until fn returns false. This
+  // is what a snapshot of the key group reads.
+  virtual Status for_each_in_key_group(
+      int key_group,
+      absl::FunctionRef<bool(int state, std::string_view key, std::string_view value)>
+          fn) = 0;
+  // Removes every entry of a key group, in all states (e.g. before restoring
+  // it, or after handing it to another worker).
+  virtual Status clear_key_group(int key_group) = 0;
+};
+
+// A process-wide factory of keyed state stores.
+//
+// Thread-safety: all methods may be called concurrently.
+class StateBackend {
+ public:
+  StateBackend() = default;
+  virtual ~StateBackend() = default;
+  StateBackend(const StateBackend&) = delete;
+  StateBackend& operator=(const StateBackend&) = delete;
+
+  // The backend's name, for logs ("memory", "rocksdb").
+  virtual const char* name() const = 0;
+
+  // Opens the keyed state of operator instance `operator_id` for the key groups
+  // `range`, out of `max_parallelism` key groups. The store starts empty.
+  //
+  // Errors: kInvalidArgument for an empty operator id, max_parallelism < 1, or
+  // a range that is empty or not within [0, max_parallelism); kAlreadyExists
+  // when a store of the same operator id whose range overlaps `range` is open.
+  // Stores of different operator ids never see each other's state.
+  virtual StatusOr<std::unique_ptr<KeyedStateStore>> open_keyed_store(
+      std::string_view operator_id, KeyGroupRange range, int max_parallelism) = 0;
+};
+
+// Options of the memory state backend. None yet.
+struct MemoryStateBackendOptions {};
+
+// A state backend that keeps state in memory: per state and key group, an
+// ordered map from key bytes to value bytes. For small jobs and tests; state
+// must fit in memory.
+StatusOr<std::shared_ptr<StateBackend>> make_memory_state_backend(
+    const MemoryStateBackendOptions& options = {});
+
+}  // namespace meterstream
