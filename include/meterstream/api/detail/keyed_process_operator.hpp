@@ -1,0 +1,118 @@
+// The operator behind KeyedStream::process(). Not API.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "meterstream/api/process_function.hpp"
+#include "meterstream/runtime/detail/user_call.hpp"
+#include "meterstream/runtime/detail/worker.hpp"
+#include "meterstream/runtime/operator.hpp"
+#include "meterstream/state/state_backend.hpp"
+
+namespace meterstream::detail {
+
+template <typename F, typename K, typename Out, typename = void>
+struct HasOnTimer : std::false_type {};
+template <typename F, typename K, typename Out>
+struct HasOnTimer<F, K, Out,
+                  std::void_t<decltype(std::declval<F&>().on_timer(
+                      Timestamp{}, TimeDomain::kEventTime, std::declval<ProcessContext<K, Out>&>()))>>
+    : std::true_type {};
+
+template <typename K, typename T, typename KeyFn, typename F, typename Out>
+class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
+ public:
+  KeyedProcessOp(std::string name, Collector<Out>* out, KeyFn key_fn, F fn)
+      : name_(std::move(name)), out_(out), key_fn_(std::move(key_fn)), fn_(std::move(fn)) {}
+
+  void open(Worker& worker) override {
+    max_parallelism_ = worker.max_parallelism();
+    batch_size_ = worker.options().batch_size;
+    auto store = worker.state_backend()->open_keyed_store(name_, worker.key_groups(),
+                                                          max_parallelism_);
+    if (!store.ok()) throw StatusError{store.status()};
+    store_ = *std::move(store);
+    ctx_.out_ = &out_batch_;
+    ctx_.store_ = store_.get();
+    ctx_.key_context_ = &key_context_;
+    ctx_.event_timers_ = &event_timers_;
+    ctx_.processing_timers_ = &processing_timers_;
+  }
+
+  void push(RecordBatch<T>& batch) override {
+    call_user(name_, [&] {
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        key_ = std::invoke(key_fn_, static_cast<const T&>(batch.values[i]));
+        set_current_key(key_context_, key_, max_parallelism_);
+        ctx_.key_ = &key_;
+        ctx_.timestamp_ = batch.timestamps[i];
+        fn_.process_element(static_cast<const T&>(batch.values[i]), ctx_);
+        if (out_batch_.size() >= batch_size_) flush();
+      }
+    });
+    flush();
+  }
+
+  void watermark(Timestamp wm) override {
+    ctx_.watermark_ = wm;
+    fire(event_timers_, wm, TimeDomain::kEventTime);
+    out_->watermark(wm);
+  }
+  void watermark_status(bool idle) override { out_->watermark_status(idle); }
+  void end() override {
+    flush();
+    out_->end();
+  }
+
+  Timestamp next_processing_time() const override {
+    return processing_timers_.empty() ? kMaxTimestamp : processing_timers_.begin()->first;
+  }
+  void on_processing_time(Timestamp now) override {
+    fire(processing_timers_, now, TimeDomain::kProcessingTime);
+  }
+
+ private:
+  void fire(TimerSet& timers, Timestamp upto, TimeDomain domain) {
+    call_user(name_, [&] {
+      while (!timers.empty() && timers.begin()->first <= upto) {
+        auto node = timers.extract(timers.begin());
+        const Timestamp time = node.value().first;
+        key_context_.key = std::move(node.value().second);
+        if (!KeyCodec<K>::decode(key_context_.key, &key_)) {
+          throw StatusError{absl::DataLossError(name_ + ": a timer's key does not decode")};
+        }
+        key_context_.key_group = key_group_of(key_, max_parallelism_);
+        ctx_.key_ = &key_;
+        ctx_.timestamp_ = time;
+        if constexpr (HasOnTimer<F, K, Out>::value) fn_.on_timer(time, domain, ctx_);
+        if (out_batch_.size() >= batch_size_) flush();
+      }
+    });
+    flush();
+  }
+
+  void flush() {
+    if (out_batch_.empty()) return;
+    out_->push(out_batch_);
+    out_batch_.clear();
+  }
+
+  std::string name_;
+  Collector<Out>* out_;
+  KeyFn key_fn_;
+  F fn_;
+  int max_parallelism_ = kDefaultMaxParallelism;
+  std::size_t batch_size_ = 1024;
+  std::unique_ptr<KeyedStateStore> store_;
+  KeyContext key_context_;
+  K key_{};
+  ProcessContext<K, Out> ctx_;
+  RecordBatch<Out> out_batch_;
+  TimerSet event_timers_;
+  TimerSet processing_timers_;
+};
+
+}  // namespace meterstream::detail

@@ -1,0 +1,137 @@
+// Typed nodes and exchanges of the logical plan. Not API.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "meterstream/core/key_group.hpp"
+#include "meterstream/runtime/detail/exchange.hpp"
+#include "meterstream/runtime/detail/graph.hpp"
+#include "meterstream/runtime/detail/source_head.hpp"
+#include "meterstream/runtime/operator.hpp"
+
+namespace meterstream::detail {
+
+// A node whose instance is made by a function: most DSL operators.
+class FnNode final : public Node {
+ public:
+  // make(worker, node name, downstream collectors) -> the instance's input collector.
+  using Make =
+      std::function<StatusOr<void*>(Worker&, const std::string&, const std::vector<void*>&)>;
+  explicit FnNode(Make make) : make_(std::move(make)) {}
+  StatusOr<void*> instantiate(Worker& worker, const std::vector<void*>& downstream) override {
+    return make_(worker, name, downstream);
+  }
+
+ private:
+  Make make_;
+};
+
+template <typename T>
+class SourceNode final : public Node {
+ public:
+  explicit SourceNode(std::shared_ptr<Source<T>> source) : source_(std::move(source)) {}
+
+  Status prepare(int /*parallelism*/) override {
+    MS_ASSIGN_OR_RETURN(splits_, source_->create_splits());
+    return Status();
+  }
+
+  bool active_on(const Graph&, int worker) const override {
+    return static_cast<std::size_t>(worker) < splits_.size();
+  }
+
+  StatusOr<void*> instantiate(Worker& worker, const std::vector<void*>& downstream) override {
+    // Split i goes to worker i mod P.
+    std::vector<std::unique_ptr<SplitReader<T>>> mine;
+    for (std::size_t i = static_cast<std::size_t>(worker.index()); i < splits_.size();
+         i += static_cast<std::size_t>(worker.parallelism())) {
+      mine.push_back(std::move(splits_[i]));
+    }
+    worker.add_head(std::make_unique<SourceHead<T>>(
+        name + " (" + source_->name() + ")", std::move(mine), event_time_,
+        static_cast<Collector<T>*>(downstream[0]),
+        static_cast<Collector<std::string>*>(downstream[1])));
+    return nullptr;
+  }
+
+  std::optional<EventTimeSpec<T>> event_time_;
+
+ private:
+  std::shared_ptr<Source<T>> source_;
+  std::vector<std::unique_ptr<SplitReader<T>>> splits_;
+};
+
+template <typename T, typename PartitionFactory>
+class ExchangeSpec final : public ExchangeSpecBase {
+ public:
+  explicit ExchangeSpec(PartitionFactory factory) : factory_(std::move(factory)) {}
+
+  std::shared_ptr<void> make_channels(int parallelism, std::size_t capacity) override {
+    return std::make_shared<ExchangeChannels<T>>(parallelism, capacity);
+  }
+  void* make_sender(Worker& worker, const std::shared_ptr<void>& channels, int stage) override {
+    auto typed = std::static_pointer_cast<ExchangeChannels<T>>(channels);
+    auto partition = factory_(worker);
+    using Sender = ExchangeSender<T, decltype(partition)>;
+    return static_cast<Collector<T>*>(
+        worker.add_operator(std::make_unique<Sender>(typed, std::move(partition), stage)));
+  }
+  void make_gate(Worker& worker, const std::shared_ptr<void>& channels, void* downstream,
+                 int stage, const std::vector<bool>& senders) override {
+    auto gate = std::make_unique<InputGate<T>>(std::static_pointer_cast<ExchangeChannels<T>>(channels),
+                                               worker.index(), static_cast<Collector<T>*>(downstream),
+                                               senders);
+    gate->stage = stage;
+    worker.add_head(std::move(gate));
+  }
+
+ private:
+  PartitionFactory factory_;
+};
+
+// key_by: records go to the worker that owns their key's key group.
+template <typename T, typename KeyFn>
+struct KeyPartition {
+  using K = std::decay_t<std::invoke_result_t<const KeyFn&, const T&>>;
+  KeyFn key_fn;
+  std::vector<int> owner;  // key group -> worker
+
+  int operator()(const T& v) const {
+    const std::uint64_t h = KeyHash<K>{}(std::invoke(key_fn, v));
+    return owner[h % owner.size()];
+  }
+};
+
+template <typename T, typename KeyFn>
+auto key_exchange(KeyFn key_fn) {
+  auto factory = [key_fn](Worker& w) {
+    KeyPartition<T, KeyFn> p{key_fn, {}};
+    p.owner.resize(static_cast<std::size_t>(w.max_parallelism()));
+    for (int kg = 0; kg < w.max_parallelism(); ++kg) {
+      p.owner[static_cast<std::size_t>(kg)] =
+          worker_for_key_group(w.max_parallelism(), w.parallelism(), kg);
+    }
+    return p;
+  };
+  return std::make_shared<ExchangeSpec<T, decltype(factory)>>(std::move(factory));
+}
+
+// rebalance: records go round-robin to every worker.
+template <typename T>
+std::shared_ptr<ExchangeSpecBase> rebalance_exchange() {
+  auto factory = [](Worker& w) {
+    return [n = w.parallelism(), next = w.index()](const T&) mutable {
+      next = next + 1 == n ? 0 : next + 1;
+      return next;
+    };
+  };
+  return std::make_shared<ExchangeSpec<T, decltype(factory)>>(std::move(factory));
+}
+
+}  // namespace meterstream::detail

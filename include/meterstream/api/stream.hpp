@@ -1,0 +1,202 @@
+// Stream<T>: a typed handle to a stream of records in a Pipeline.
+//
+// Each call adds a step to the pipeline's plan and returns the handle of its
+// output. A handle is consumed by the call that uses it: keep using the handle
+// returned. Element types are deduced from the callables. Misuse (a handle used
+// twice, a negative bound, a null sink) is recorded in the plan and reported by
+// Pipeline::build() before any record flows.
+//
+// Example:
+//   auto readings = p.source(ms::from_vector(events))
+//                       .with_watermarks(ms::bounded_out_of_orderness(5min),
+//                                        &MeterReading::ts_ms);
+//   readings.filter([](const MeterReading& r) { return r.voltage_dv < 2000; })
+//       .map([](const MeterReading& r) { return r.meter_id; })
+//       .sink(ms::collect_into(sagging_meters));
+//
+// Thread-safety: building a pipeline is single-threaded. The callables run on
+// the worker threads; each worker has its own copy.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "meterstream/api/detail/nodes.hpp"
+#include "meterstream/api/detail/operators.hpp"
+#include "meterstream/runtime/operator.hpp"
+#include "meterstream/time/watermark_strategy.hpp"
+
+namespace meterstream {
+
+template <typename K, typename T, typename KeyFn>
+class KeyedStream;
+
+template <typename T>
+class Stream {
+ public:
+  using value_type = T;
+
+  // One output per record: f(const T&) -> R.
+  template <typename F>
+  auto map(F f) const {
+    using R = std::decay_t<std::invoke_result_t<const F&, const T&>>;
+    return attach<R>("map", "map", [f](detail::Worker& w, const std::string& name,
+                                       const std::vector<void*>& d) {
+      return chain<detail::MapOp<T, R, F>, R>(w, name, d, f);
+    });
+  }
+
+  // Keeps the records for which f(const T&) is true.
+  template <typename F>
+  Stream<T> filter(F f) const {
+    return attach<T>("filter", "filter", [f](detail::Worker& w, const std::string& name,
+                                             const std::vector<void*>& d) {
+      return chain<detail::FilterOp<T, F>, T>(w, name, d, f);
+    });
+  }
+
+  // Zero or more outputs per record: f(const T&, Emitter<R>&) calls emit().
+  template <typename R, typename F>
+  Stream<R> flat_map(F f) const {
+    return attach<R>("flat_map", "flat_map", [f](detail::Worker& w, const std::string& name,
+                                                 const std::vector<void*>& d) {
+      return chain<detail::FlatMapOp<T, R, F>, R>(w, name, d, f);
+    });
+  }
+
+  // Gives the stream event time: `timestamp` (a callable or a pointer to
+  // member, T -> milliseconds since the epoch) reads each record's timestamp,
+  // and `strategy` makes the watermarks. Applied right after a source,
+  // watermarks are made per split; elsewhere per worker.
+  template <typename F>
+  Stream<T> with_watermarks(WatermarkStrategy strategy, F timestamp) const {
+    if (!valid()) return *this;
+    if (strategy.bound_ms() < 0) {
+      graph_->record_error(absl::InvalidArgumentError(
+          "with_watermarks(): bounded_out_of_orderness() needs a bound >= 0, got " +
+          std::to_string(strategy.bound_ms()) + " ms"));
+      return invalid();
+    }
+    if (strategy.emit_every() < 0 || strategy.idle_timeout_ms() < 0) {
+      graph_->record_error(absl::InvalidArgumentError(
+          "with_watermarks(): with_emit_every() and with_idleness() need values >= 0"));
+      return invalid();
+    }
+    detail::EventTimeSpec<T> spec{
+        strategy, std::make_shared<detail::FnTimestampAssigner<T, F>>(std::move(timestamp))};
+    detail::Node& n = graph_->node(node_);
+    auto* source = dynamic_cast<detail::SourceNode<T>*>(&n);
+    if (source != nullptr && port_ == 0 && !exchange_) {
+      // Per split, inside the source.
+      if (!graph_->consume(node_, port_, version_, "with_watermarks")) return invalid();
+      source->event_time_ = std::move(spec);
+      n.event_time = true;
+      return Stream<T>(graph_, node_, port_, n.port_version[0]);
+    }
+    return attach<T>(
+        "with_watermarks", "watermarks",
+        [spec](detail::Worker& w, const std::string& name, const std::vector<void*>& d) {
+          return chain<detail::WatermarkAssignerOp<T>, T>(w, name, d, spec);
+        },
+        1, /*event_time_out=*/true);
+  }
+
+  // Partitions by key: records with equal keys meet on one worker. The key is
+  // key_fn(const T&) (a callable or a pointer to member); its type needs a
+  // KeyHash (integers and strings have one).
+  template <typename KeyFn>
+  auto key_by(KeyFn key_fn) const {
+    using K = std::decay_t<std::invoke_result_t<const KeyFn&, const T&>>;
+    if (!valid() || !graph_->consume(node_, port_, version_, "key_by")) {
+      return KeyedStream<K, T, KeyFn>(invalid(), std::move(key_fn));
+    }
+    Stream<T> s(graph_, node_, port_, graph_->node(node_).port_version[static_cast<std::size_t>(port_)]);
+    return KeyedStream<K, T, KeyFn>(s, std::move(key_fn));
+  }
+
+  // Spreads records round-robin over all workers.
+  Stream<T> rebalance() const {
+    if (!valid() || !graph_->consume(node_, port_, version_, "rebalance")) return invalid();
+    return Stream<T>(graph_, node_, port_,
+                     graph_->node(node_).port_version[static_cast<std::size_t>(port_)],
+                     detail::rebalance_exchange<T>());
+  }
+
+  // Ends the stream in `sink`; each worker writes through its own writer.
+  void sink(std::shared_ptr<Sink<T>> sink) const {
+    if (!sink) {
+      if (graph_) graph_->record_error(absl::InvalidArgumentError("sink(): the sink is null"));
+      return;
+    }
+    attach<T>(
+        "sink", "sink:" + sink->name(),
+        [sink](detail::Worker& w, const std::string& name,
+               const std::vector<void*>&) -> StatusOr<void*> {
+          MS_ASSIGN_OR_RETURN(auto writer, sink->create_writer(w.index(), w.parallelism()));
+          auto* op = w.add_operator(std::make_unique<detail::SinkOp<T>>(name, std::move(writer)));
+          return static_cast<void*>(static_cast<Collector<T>*>(op));
+        },
+        /*ports=*/0);
+  }
+
+  // --- For the DSL's own types; not needed in pipelines. ---
+
+  Stream() = default;
+  Stream(std::shared_ptr<detail::Graph> graph, int node, int port, int version,
+         std::shared_ptr<detail::ExchangeSpecBase> exchange = nullptr)
+      : graph_(std::move(graph)), node_(node), port_(port), version_(version),
+        exchange_(std::move(exchange)) {}
+
+  bool valid() const { return graph_ && node_ >= 0; }
+  // Port 0 of a node with event time carries timestamps and watermarks; side
+  // outputs do too when their producer has event time.
+  bool has_event_time() const { return valid() && graph_->node(node_).event_time; }
+  const std::shared_ptr<detail::Graph>& graph() const { return graph_; }
+  int node() const { return node_; }
+  int port() const { return port_; }
+
+  // Adds a node that consumes this stream (through `exchange` if given, or the
+  // pending rebalance); `make` creates its instance on a worker. Returns the
+  // handle of the new node's output port 0.
+  template <typename R>
+  Stream<R> attach(const char* method, const std::string& kind, detail::FnNode::Make make,
+                   int ports = 1, bool event_time_out = false,
+                   std::shared_ptr<detail::ExchangeSpecBase> exchange = nullptr) const {
+    if (!valid() || !graph_->consume(node_, port_, version_, method)) {
+      return Stream<R>(graph_, -1, 0, 0);
+    }
+    auto node = std::make_unique<detail::FnNode>(std::move(make));
+    node->event_time = has_event_time() || event_time_out;
+    node->exchange = exchange ? std::move(exchange) : exchange_;
+    const int id = graph_->add(std::move(node), kind, ports);
+    graph_->connect(node_, port_, id);
+    detail::Node& n = graph_->node(id);
+    n.stage = graph_->node(node_).stage + (n.exchange ? 1 : 0);
+    return Stream<R>(graph_, id, 0, 0);
+  }
+
+  // Creates operator Op(name, output collector, args...) on a worker, chained.
+  template <typename Op, typename Out, typename... Args>
+  static StatusOr<void*> chain(detail::Worker& w, const std::string& name,
+                               const std::vector<void*>& downstream, Args&&... args) {
+    auto* op = w.add_operator(std::make_unique<Op>(
+        name, static_cast<Collector<Out>*>(downstream[0]), std::forward<Args>(args)...));
+    return static_cast<void*>(static_cast<Collector<T>*>(op));
+  }
+
+ protected:
+  Stream<T> invalid() const { return Stream<T>(graph_, -1, 0, 0); }
+
+  std::shared_ptr<detail::Graph> graph_;
+  int node_ = -1;
+  int port_ = 0;
+  int version_ = 0;
+  std::shared_ptr<detail::ExchangeSpecBase> exchange_;  // pending rebalance
+};
+
+}  // namespace meterstream
+
+#include "meterstream/api/keyed_stream.hpp"

@@ -1,0 +1,138 @@
+// WindowedStream: a keyed stream cut into event-time windows
+// (KeyedStream::window()). Only an API construct: aggregate() or reduce() fuse
+// key_by + window + aggregate into one operator.
+//
+// Example: per meter and minute, the energy and the voltage range.
+//   auto usage = readings.key_by(&MeterReading::meter_id)
+//                    .window(ms::tumbling(1min))
+//                    .allowed_lateness(30s)
+//                    .aggregate(Usage{});           // Stream<WindowResult<uint64_t, Usage::Acc>>
+//   usage.late().sink(ms::collect_into(too_late));  // records after the lateness
+//
+// Thread-safety: as Stream.
+#pragma once
+
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "meterstream/api/keyed_stream.hpp"
+#include "meterstream/api/stream.hpp"
+#include "meterstream/window/aggregate.hpp"
+#include "meterstream/window/assigners.hpp"
+#include "meterstream/window/detail/window_operator.hpp"
+
+namespace meterstream {
+
+// The output of a window aggregation: the results, plus the late records.
+template <typename Out, typename T>
+class WindowedResultStream : public Stream<Out> {
+ public:
+  explicit WindowedResultStream(Stream<Out> results) : Stream<Out>(std::move(results)) {}
+
+  // The records that arrived after their windows' allowed lateness (side
+  // output). They are counted ("window_late_records") whether or not this
+  // stream is used.
+  Stream<T> late() const { return Stream<T>(this->graph_, this->node_, 1, lateVersion()); }
+
+ private:
+  int lateVersion() const {
+    return this->valid() ? this->graph_->node(this->node_).port_version[1] : 0;
+  }
+};
+
+template <typename K, typename T, typename KeyFn, typename Assigner>
+class WindowedStream {
+ public:
+  WindowedStream(Stream<T> input, KeyFn key_fn, Assigner assigner)
+      : input_(std::move(input)), key_fn_(std::move(key_fn)), assigner_(assigner) {}
+
+  // Keeps windows `lateness` after they fire: late records within it update
+  // and re-emit their key's result. Default: 0.
+  template <typename Rep, typename Period>
+  WindowedStream allowed_lateness(std::chrono::duration<Rep, Period> lateness) const {
+    WindowedStream w = *this;
+    w.lateness_ms_ = to_millis(lateness);
+    return w;
+  }
+
+  // Aggregates each key's window with `agg` (see aggregate.hpp); emits one
+  // WindowResult per key and window when the window fires.
+  template <typename A>
+  WindowedResultStream<WindowResult<K, aggregate_result_t<A>>, T> aggregate(A agg) const {
+    using Out = WindowResult<K, aggregate_result_t<A>>;
+    if (Status s = validate(); !s.ok()) {
+      if (input_.graph()) input_.graph()->record_error(std::move(s));
+      return WindowedResultStream<Out, T>(Stream<Out>(input_.graph(), -1, 0, 0));
+    }
+    auto key_fn = key_fn_;
+    const Assigner assigner = assigner_;
+    const std::int64_t lateness = lateness_ms_;
+    auto make = [key_fn, agg, assigner, lateness](detail::Worker& w, const std::string& name,
+                                                  const std::vector<void*>& d) -> StatusOr<void*> {
+      auto* out = static_cast<Collector<Out>*>(d[0]);
+      auto* late = static_cast<Collector<T>*>(d[1]);
+      Collector<T>* op = nullptr;
+      if constexpr (std::is_same_v<Assigner, SessionWindows>) {
+        op = w.add_operator(std::make_unique<detail::SessionWindowOperator<K, T, KeyFn, A>>(
+            name, key_fn, agg, assigner.gap_ms, lateness, out, late));
+      } else if constexpr (std::is_same_v<Assigner, SlidingWindows>) {
+        op = w.add_operator(std::make_unique<detail::TimeWindowOperator<K, T, KeyFn, A>>(
+            name, key_fn, agg, assigner.size_ms, assigner.slide_ms, assigner.offset_ms, lateness,
+            out, late));
+      } else {
+        op = w.add_operator(std::make_unique<detail::TimeWindowOperator<K, T, KeyFn, A>>(
+            name, key_fn, agg, assigner.size_ms, assigner.size_ms, assigner.offset_ms, lateness,
+            out, late));
+      }
+      return static_cast<void*>(op);
+    };
+    Stream<Out> results = input_.template attach<Out>("aggregate", "window-aggregate", make, 2,
+                                                      false, detail::key_exchange<T>(key_fn_));
+    if (results.valid()) results.graph()->node(results.node()).side_output[1] = true;
+    return WindowedResultStream<Out, T>(std::move(results));
+  }
+
+  // Combines each key's window with f(const T&, const T&) -> T.
+  template <typename F>
+  auto reduce(F f) const {
+    return aggregate(ReduceAggregate<T, F>{std::move(f)});
+  }
+
+ private:
+  Status validate() const {
+    std::string what;
+    if constexpr (std::is_same_v<Assigner, SessionWindows>) {
+      if (assigner_.gap_ms <= 0) {
+        what = "session() needs a gap > 0, got " + std::to_string(assigner_.gap_ms) + " ms";
+      }
+    } else if constexpr (std::is_same_v<Assigner, SlidingWindows>) {
+      if (assigner_.size_ms <= 0 || assigner_.slide_ms <= 0) {
+        what = "sliding() needs a size > 0 and a slide > 0, got " +
+               std::to_string(assigner_.size_ms) + " ms and " +
+               std::to_string(assigner_.slide_ms) + " ms";
+      }
+    } else {
+      static_assert(std::is_same_v<Assigner, TumblingWindows>,
+                    "window(): use ms::tumbling(), ms::sliding() or ms::session()");
+      if (assigner_.size_ms <= 0) {
+        what = "tumbling() needs a size > 0, got " + std::to_string(assigner_.size_ms) + " ms";
+      }
+    }
+    if (what.empty() && lateness_ms_ < 0) {
+      what = "allowed_lateness() must be >= 0, got " + std::to_string(lateness_ms_) + " ms";
+    }
+    if (what.empty() && input_.valid() && !input_.has_event_time()) {
+      what = "the stream has no event time: call with_watermarks() before key_by()";
+    }
+    if (what.empty()) return Status();
+    return absl::InvalidArgumentError("window(): " + what);
+  }
+
+  Stream<T> input_;
+  KeyFn key_fn_;
+  Assigner assigner_;
+  std::int64_t lateness_ms_ = 0;
+};
+
+}  // namespace meterstream

@@ -1,0 +1,162 @@
+// Newline-delimited files: a source of lines and a sink of lines.
+//
+// file_source(path, parse) reads `path` line by line (one split); parse
+// (std::string_view line) -> std::optional<T> decodes a line, and a line it
+// rejects (nullopt) is counted and sent, as "path:line: text", to the source's
+// undecodable() side output: nothing is dropped silently. A missing or
+// unreadable file fails the job at start with an error naming the path.
+//
+// file_sink(path, format) writes format(const T&) -> std::string plus '\n' for
+// every record to `path` (created or truncated when the job starts; writers of
+// all workers append to the one file, a batch at a time).
+//
+// Thread-safety: as Source and Sink.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "meterstream/runtime/operator.hpp"
+
+namespace meterstream {
+
+namespace detail {
+
+// Reads a file's lines in chunks. Compiled in src/.
+class LineReader {
+ public:
+  static StatusOr<std::unique_ptr<LineReader>> open(const std::string& path);
+  virtual ~LineReader() = default;
+  // Appends up to `max` lines (without '\n'); returns false at end of file.
+  virtual StatusOr<bool> read_lines(std::vector<std::string>& lines, std::size_t max) = 0;
+  // The number of the last line read (1-based).
+  virtual std::size_t line_number() const = 0;
+};
+
+// One output file shared by the writers of all workers. Compiled in src/.
+class SharedLineFile {
+ public:
+  static StatusOr<std::shared_ptr<SharedLineFile>> create(const std::string& path);
+  virtual ~SharedLineFile() = default;
+  // Appends `text` (complete lines) atomically with respect to other writers.
+  virtual Status append(const std::string& text) = 0;
+  virtual Status flush() = 0;
+};
+
+template <typename T, typename Parse>
+class FileSource final : public Source<T> {
+ public:
+  FileSource(std::string path, Parse parse) : path_(std::move(path)), parse_(std::move(parse)) {}
+  std::string name() const override { return "file:" + path_; }
+  StatusOr<std::vector<std::unique_ptr<SplitReader<T>>>> create_splits() override {
+    MS_ASSIGN_OR_RETURN(auto reader, LineReader::open(path_));
+    std::vector<std::unique_ptr<SplitReader<T>>> out;
+    out.push_back(std::make_unique<Split>(path_, std::move(reader), parse_));
+    return out;
+  }
+
+ private:
+  class Split final : public SplitReader<T> {
+   public:
+    Split(std::string path, std::unique_ptr<LineReader> reader, Parse parse)
+        : path_(std::move(path)), reader_(std::move(reader)), parse_(std::move(parse)) {}
+    StatusOr<typename SplitReader<T>::Poll> poll(std::vector<T>& out, std::size_t max,
+                                                 std::vector<std::string>& undecodable) override {
+      lines_.clear();
+      MS_ASSIGN_OR_RETURN(bool more, reader_->read_lines(lines_, max));
+      const std::size_t first = reader_->line_number() - lines_.size() + 1;
+      for (std::size_t i = 0; i < lines_.size(); ++i) {
+        std::optional<T> v = parse_(std::string_view(lines_[i]));
+        if (v) {
+          out.push_back(std::move(*v));
+        } else {
+          undecodable.push_back(path_ + ":" + std::to_string(first + i) + ": " + lines_[i]);
+        }
+      }
+      return more ? SplitReader<T>::Poll::kMore : SplitReader<T>::Poll::kEnd;
+    }
+    std::string name() const override { return path_; }
+
+   private:
+    std::string path_;
+    std::unique_ptr<LineReader> reader_;
+    Parse parse_;
+    std::vector<std::string> lines_;
+  };
+
+  std::string path_;
+  Parse parse_;
+};
+
+template <typename T, typename Format>
+class FileSink final : public Sink<T> {
+ public:
+  FileSink(std::string path, Format format) : path_(std::move(path)), format_(std::move(format)) {}
+  std::string name() const override { return "file:" + path_; }
+  StatusOr<std::unique_ptr<SinkWriter<T>>> create_writer(int, int) override {
+    if (!file_) {
+      MS_ASSIGN_OR_RETURN(file_, SharedLineFile::create(path_));
+    }
+    return std::unique_ptr<SinkWriter<T>>(std::make_unique<Writer>(file_, format_));
+  }
+
+ private:
+  class Writer final : public SinkWriter<T> {
+   public:
+    Writer(std::shared_ptr<SharedLineFile> file, Format format)
+        : file_(std::move(file)), format_(std::move(format)) {}
+    Status write(const RecordBatch<T>& batch) override {
+      text_.clear();
+      for (const T& v : batch.values) {
+        text_ += format_(v);
+        text_ += '\n';
+      }
+      return file_->append(text_);
+    }
+    Status close() override { return file_->flush(); }
+
+   private:
+    std::shared_ptr<SharedLineFile> file_;
+    Format format_;
+    std::string text_;
+  };
+
+  std::string path_;
+  Format format_;
+  std::shared_ptr<SharedLineFile> file_;
+};
+
+}  // namespace detail
+
+// Lines of `path` decoded by parse(std::string_view) -> std::optional<T>.
+template <typename Parse>
+auto file_source(std::string path, Parse parse) {
+  using T = typename std::invoke_result_t<Parse&, std::string_view>::value_type;
+  return std::shared_ptr<Source<T>>(
+      std::make_shared<detail::FileSource<T, Parse>>(std::move(path), std::move(parse)));
+}
+
+// Lines of `path` as strings.
+inline std::shared_ptr<Source<std::string>> file_source(std::string path) {
+  return file_source(std::move(path),
+                     [](std::string_view line) { return std::optional<std::string>(line); });
+}
+
+// Writes format(const T&) -> std::string, one line per record, to `path`.
+template <typename T, typename Format>
+std::shared_ptr<Sink<T>> file_sink(std::string path, Format format) {
+  return std::make_shared<detail::FileSink<T, Format>>(std::move(path), std::move(format));
+}
+
+// Writes string records, one per line, to `path`.
+inline std::shared_ptr<Sink<std::string>> file_sink(std::string path) {
+  return file_sink<std::string>(std::move(path), [](const std::string& s) { return s; });
+}
+
+}  // namespace meterstream

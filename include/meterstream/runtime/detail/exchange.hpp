@@ -1,0 +1,254 @@
+// Exchanges: repartitioning between workers over bounded SPSC rings. Not API.
+//
+// Every worker sends to every worker (itself included) over its own ring, so
+// each ring has one producer and one consumer. A sender whose ring is full calls
+// Worker::wait_for_space(), which works off later stages meanwhile: bounded
+// rings give backpressure without deadlock. Watermarks, idleness and end of
+// stream are broadcast in-band after the pending records, so every channel is
+// FIFO; the receiver's watermark is the minimum over its live, active channels.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "meterstream/core/record_batch.hpp"
+#include "meterstream/runtime/detail/ring.hpp"
+#include "meterstream/runtime/detail/worker.hpp"
+#include "meterstream/runtime/operator.hpp"
+
+namespace meterstream::detail {
+
+// The P x P rings of one exchange, shared by all workers.
+template <typename T>
+class ExchangeChannels {
+ public:
+  ExchangeChannels(int parallelism, std::size_t capacity) : parallelism_(parallelism) {
+    rings_.reserve(static_cast<std::size_t>(parallelism) * parallelism);
+    for (int i = 0; i < parallelism * parallelism; ++i) {
+      rings_.push_back(std::make_unique<SpscRing>(capacity));
+    }
+  }
+  ExchangeChannels(const ExchangeChannels&) = delete;
+  ExchangeChannels& operator=(const ExchangeChannels&) = delete;
+  ~ExchangeChannels() {
+    // Batches left in flight by a cancelled job.
+    ChannelMessage m;
+    for (auto& r : rings_) {
+      while (r->try_pop(&m)) {
+        if (m.kind == ChannelMessage::Kind::kBatch) delete static_cast<RecordBatch<T>*>(m.batch);
+      }
+    }
+  }
+
+  int parallelism() const { return parallelism_; }
+  SpscRing& ring(int from, int to) { return *rings_[static_cast<std::size_t>(from) * parallelism_ + to]; }
+
+ private:
+  int parallelism_;
+  std::vector<std::unique_ptr<SpscRing>> rings_;
+};
+
+// The sending end on one worker. `Partition` maps a record to a worker index.
+template <typename T, typename Partition>
+class ExchangeSender final : public Collector<T>, public OperatorInstance {
+ public:
+  ExchangeSender(std::shared_ptr<ExchangeChannels<T>> channels, Partition partition, int stage)
+      : channels_(std::move(channels)), partition_(std::move(partition)), stage_(stage) {}
+
+  void open(Worker& worker) override {
+    worker_ = &worker;
+    batch_size_ = worker.options().batch_size;
+    pending_.resize(static_cast<std::size_t>(channels_->parallelism()));
+  }
+
+  void push(RecordBatch<T>& batch) override {
+    const std::size_t n = batch.size();
+    for (std::size_t i = 0; i < n; ++i) {
+      const int dest = partition_(batch.values[i]);
+      auto& out = pending_[static_cast<std::size_t>(dest)];
+      if (!out) {
+        out = std::make_unique<RecordBatch<T>>();
+        out->reserve(batch_size_);
+      }
+      out->values.push_back(std::move(batch.values[i]));
+      out->timestamps.push_back(batch.timestamps[i]);
+      if (out->size() >= batch_size_) flush(dest);
+    }
+  }
+
+  void watermark(Timestamp wm) override {
+    if (wm <= last_watermark_) return;
+    last_watermark_ = wm;
+    broadcast(ChannelMessage{ChannelMessage::Kind::kWatermark, wm, nullptr});
+  }
+
+  void watermark_status(bool idle) override {
+    broadcast(ChannelMessage{ChannelMessage::Kind::kStatus, idle ? 1 : 0, nullptr});
+  }
+
+  void end() override { broadcast(ChannelMessage{ChannelMessage::Kind::kEnd, 0, nullptr}); }
+
+ private:
+  void flush(int dest) {
+    auto& out = pending_[static_cast<std::size_t>(dest)];
+    if (!out || out->empty()) return;
+    send(dest, ChannelMessage{ChannelMessage::Kind::kBatch, 0, out.get()});
+    out.release();  // now owned by the message
+  }
+
+  void broadcast(const ChannelMessage& m) {
+    for (int d = 0; d < channels_->parallelism(); ++d) {
+      flush(d);
+      send(d, m);
+    }
+  }
+
+  void send(int dest, const ChannelMessage& m) {
+    SpscRing& ring = channels_->ring(worker_->index(), dest);
+    while (!ring.try_push(m)) worker_->wait_for_space(stage_);
+  }
+
+  std::shared_ptr<ExchangeChannels<T>> channels_;
+  Partition partition_;
+  int stage_;
+  Worker* worker_ = nullptr;
+  std::size_t batch_size_ = 1024;
+  std::vector<std::unique_ptr<RecordBatch<T>>> pending_;
+  Timestamp last_watermark_ = kMinTimestamp;
+};
+
+// The receiving end on one worker: merges the channels from every worker.
+template <typename T>
+class InputGate final : public StageHead {
+ public:
+  // `senders[c]` false: channel c can never carry records; it counts as ended
+  // from the start (its own end-of-stream is then ignored).
+  InputGate(std::shared_ptr<ExchangeChannels<T>> channels, int worker, Collector<T>* downstream,
+            const std::vector<bool>& senders)
+      : channels_(std::move(channels)),
+        worker_(worker),
+        downstream_(downstream),
+        inputs_(static_cast<std::size_t>(channels_->parallelism())),
+        live_(channels_->parallelism()) {
+    for (std::size_t c = 0; c < inputs_.size(); ++c) {
+      if (!senders[c]) {
+        inputs_[c].ended = true;
+        inputs_[c].silent = true;
+        --live_;
+      }
+    }
+  }
+
+  bool finished() const override { return finished_; }
+
+  bool poll(Worker& /*worker*/) override {
+    bool progressed = false;
+    const int p = channels_->parallelism();
+    for (int c = 0; c < p && !finished_; ++c) {
+      SpscRing& ring = channels_->ring(c, worker_);
+      ChannelMessage m;
+      // A bounded number per channel keeps the worker fair to other heads.
+      for (int k = 0; k < 16 && ring.try_pop(&m); ++k) {
+        progressed = true;
+        handle(c, m);
+        if (finished_) break;
+      }
+    }
+    return progressed;
+  }
+
+ private:
+  struct Input {
+    Timestamp watermark = kMinTimestamp;
+    bool idle = false;
+    bool ended = false;
+    bool silent = false;  // never carries records: its signals are ignored
+  };
+
+  void handle(int c, const ChannelMessage& m) {
+    Input& in = inputs_[static_cast<std::size_t>(c)];
+    if (in.silent) {
+      if (m.kind == ChannelMessage::Kind::kEnd) silent_ended_ += 1;
+      if (silent_ended_ == silent_count() && live_ == 0) finish();
+      return;
+    }
+    switch (m.kind) {
+      case ChannelMessage::Kind::kBatch: {
+        std::unique_ptr<RecordBatch<T>> batch(static_cast<RecordBatch<T>*>(m.batch));
+        if (idle_out_) set_idle(false);
+        downstream_->push(*batch);
+        break;
+      }
+      case ChannelMessage::Kind::kWatermark:
+        in.watermark = std::max(in.watermark, m.value);
+        update_watermark();
+        break;
+      case ChannelMessage::Kind::kStatus:
+        in.idle = m.value != 0;
+        update_watermark();
+        break;
+      case ChannelMessage::Kind::kEnd:
+        in.ended = true;
+        --live_;
+        update_watermark();
+        if (live_ == 0 && silent_ended_ == silent_count()) finish();
+        break;
+    }
+  }
+
+  int silent_count() const {
+    return static_cast<int>(std::count_if(inputs_.begin(), inputs_.end(),
+                                          [](const Input& in) { return in.silent; }));
+  }
+
+  // Every channel ended (silent ones included, so no message is left in a ring).
+  void finish() {
+    if (watermark_out_ < kMaxTimestamp) {
+      watermark_out_ = kMaxTimestamp;
+      downstream_->watermark(kMaxTimestamp);
+    }
+    downstream_->end();
+    finished_ = true;
+  }
+
+  // The output watermark is the minimum over channels that are neither ended
+  // nor idle; when every live channel is idle the output is idle.
+  void update_watermark() {
+    Timestamp min = kMaxTimestamp;
+    bool any_active = false;
+    for (const Input& in : inputs_) {
+      if (in.ended || in.idle) continue;
+      any_active = true;
+      min = std::min(min, in.watermark);
+    }
+    if (!any_active) {
+      if (live_ > 0 && !idle_out_) set_idle(true);
+      return;
+    }
+    if (idle_out_) set_idle(false);
+    if (min > watermark_out_) {
+      watermark_out_ = min;
+      downstream_->watermark(min);
+    }
+  }
+
+  void set_idle(bool idle) {
+    idle_out_ = idle;
+    downstream_->watermark_status(idle);
+  }
+
+  std::shared_ptr<ExchangeChannels<T>> channels_;
+  int worker_;
+  Collector<T>* downstream_;
+  std::vector<Input> inputs_;
+  int live_;
+  int silent_ended_ = 0;
+  Timestamp watermark_out_ = kMinTimestamp;
+  bool idle_out_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace meterstream::detail

@@ -1,0 +1,86 @@
+// The logical plan that the DSL builds and Job runs. Not API.
+//
+// Nodes are added in creation order, which is a topological order: a node's
+// input is always an earlier node. Each output port has at most one consumer
+// (a stream handle is consumed once); the edge into a node is either chained
+// (direct calls on the same worker) or an exchange (key_by, rebalance).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "meterstream/core/status.hpp"
+#include "meterstream/runtime/detail/worker.hpp"
+
+namespace meterstream::detail {
+
+// How records cross an exchange edge: creates the rings and both ends.
+class ExchangeSpecBase {
+ public:
+  virtual ~ExchangeSpecBase() = default;
+  virtual std::shared_ptr<void> make_channels(int parallelism, std::size_t capacity) = 0;
+  // Returns the sender (a Collector<T>*), owned by `worker`.
+  virtual void* make_sender(Worker& worker, const std::shared_ptr<void>& channels, int stage) = 0;
+  // Adds the receiving head for `worker`, delivering into `downstream` (a
+  // Collector<T>*). `senders[c]` is false when worker c's sending instance can
+  // never produce (no source split upstream of it on that worker): such a
+  // channel is ended from the start and never holds back the watermark, so
+  // that watermarks do not depend on thread timing.
+  virtual void make_gate(Worker& worker, const std::shared_ptr<void>& channels, void* downstream,
+                         int stage, const std::vector<bool>& senders) = 0;
+};
+
+class Graph;
+
+class Node {
+ public:
+  virtual ~Node() = default;
+
+  // Called once per run before instances are created (sources open their splits).
+  virtual Status prepare(int /*parallelism*/) { return Status(); }
+  // Creates this node's instance on `worker`. `downstream[p]` is the
+  // Collector<Out_p>* of output port p, nullptr when the port is unconsumed.
+  // Returns the instance's input Collector<In>* (nullptr for sources).
+  virtual StatusOr<void*> instantiate(Worker& worker, const std::vector<void*>& downstream) = 0;
+  // Whether this node's instance on `worker` can ever receive records. Valid
+  // after prepare().
+  virtual bool active_on(const Graph& graph, int worker) const;
+
+  int id = -1;
+  std::string name;                 // "window-aggregate#4", for errors and logs
+  int input = -1;                   // the producing node; -1 for sources
+  int input_port = 0;
+  std::shared_ptr<ExchangeSpecBase> exchange;  // on the input edge; null when chained
+  std::vector<int> consumers;       // per output port; -1 when unconsumed
+  std::vector<bool> side_output;    // per output port: may stay unconsumed
+  std::vector<int> port_version;    // per output port: bumped when a handle is consumed
+  bool event_time = false;          // port 0 carries timestamps and watermarks
+  int stage = 0;
+};
+
+class Graph {
+ public:
+  // Adds `node` with `ports` output ports; names it "<kind>#<id>".
+  int add(std::unique_ptr<Node> node, const std::string& kind, int ports);
+  Node& node(int id) { return *nodes_[static_cast<std::size_t>(id)]; }
+  const Node& node(int id) const { return *nodes_[static_cast<std::size_t>(id)]; }
+  const std::vector<std::unique_ptr<Node>>& nodes() const { return nodes_; }
+
+  // Checks that output `port` of `producer` at handle `version` may still be
+  // consumed, and marks it consumed (bumps its version). On misuse records an
+  // error naming `method` and returns false.
+  bool consume(int producer, int port, int version, const char* method);
+  // Connects output `port` of `producer` to the input of `consumer`.
+  void connect(int producer, int port, int consumer);
+
+  // Records a plan error; the first one wins and Pipeline::build() returns it.
+  void record_error(Status status);
+  const Status& error() const { return error_; }
+
+ private:
+  std::vector<std::unique_ptr<Node>> nodes_;
+  Status error_;
+};
+
+}  // namespace meterstream::detail

@@ -1,0 +1,230 @@
+// The instance of a source on one worker: reads its splits, assigns timestamps
+// and generates watermarks per split. Not API.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "meterstream/metrics/metrics.hpp"
+#include "meterstream/runtime/detail/user_call.hpp"
+#include "meterstream/runtime/detail/worker.hpp"
+#include "meterstream/runtime/operator.hpp"
+#include "meterstream/time/watermark_strategy.hpp"
+
+namespace meterstream::detail {
+
+// Extracts event timestamps from a batch of values (one virtual call per batch).
+template <typename T>
+class TimestampAssigner {
+ public:
+  virtual ~TimestampAssigner() = default;
+  virtual void assign(const std::vector<T>& values, std::vector<Timestamp>& out) const = 0;
+};
+
+template <typename T, typename F>
+class FnTimestampAssigner final : public TimestampAssigner<T> {
+ public:
+  explicit FnTimestampAssigner(F f) : f_(std::move(f)) {}
+  void assign(const std::vector<T>& values, std::vector<Timestamp>& out) const override {
+    out.resize(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      out[i] = static_cast<Timestamp>(std::invoke(f_, values[i]));
+    }
+  }
+
+ private:
+  F f_;
+};
+
+// Event time of a stream: how timestamps are read and watermarks made.
+template <typename T>
+struct EventTimeSpec {
+  WatermarkStrategy strategy;
+  std::shared_ptr<const TimestampAssigner<T>> assigner;
+};
+
+template <typename T>
+class SourceHead final : public StageHead {
+ public:
+  SourceHead(std::string name, std::vector<std::unique_ptr<SplitReader<T>>> splits,
+             std::optional<EventTimeSpec<T>> event_time, Collector<T>* downstream,
+             Collector<std::string>* undecodable_out)
+      : name_(std::move(name)),
+        event_time_(std::move(event_time)),
+        downstream_(downstream),
+        undecodable_out_(undecodable_out) {
+    const std::int64_t bound = event_time_ ? event_time_->strategy.bound_ms() : 0;
+    for (auto& s : splits) splits_.push_back(Split{std::move(s), WatermarkGenerator(bound)});
+  }
+
+  void open(Worker& worker) override {
+    batch_size_ = worker.options().batch_size;
+    records_ = worker.metrics().counter("source_records");
+    undecodable_count_ = worker.metrics().counter("source_undecodable");
+    watermark_gauge_ = worker.metrics().gauge("source_watermark", GaugeMerge::kMin, kMinTimestamp);
+    const Timestamp now = processing_time_now();
+    for (auto& s : splits_) s.last_data_ms = now;
+  }
+
+  bool finished() const override { return finished_; }
+
+  bool poll(Worker& /*worker*/) override {
+    if (finished_) return false;
+    bool progressed = false;
+    // One read of each live split per poll keeps splits and other heads fair.
+    for (std::size_t i = 0; i < splits_.size(); ++i) {
+      if (!splits_[i].ended) progressed |= poll_split(splits_[i]);
+    }
+    // A source instance without splits ends at once: it holds back no watermark.
+    if (std::all_of(splits_.begin(), splits_.end(), [](const Split& s) { return s.ended; })) {
+      finish();
+      progressed = true;
+    }
+    return progressed;
+  }
+
+ private:
+  struct Split {
+    std::unique_ptr<SplitReader<T>> reader;
+    WatermarkGenerator generator;
+    std::int64_t since_watermark = 0;
+    Timestamp watermark = kMinTimestamp;
+    Timestamp last_data_ms = 0;
+    bool idle = false;
+    bool ended = false;
+  };
+
+  bool poll_split(Split& s) {
+    std::size_t max = batch_size_;
+    const std::int64_t every = event_time_ ? event_time_->strategy.emit_every() : 0;
+    if (every > 0) max = std::min<std::size_t>(max, static_cast<std::size_t>(every - s.since_watermark));
+    batch_.clear();
+    undecodable_.clear();
+    StatusOr<typename SplitReader<T>::Poll> r = s.reader->poll(batch_.values, max, undecodable_);
+    if (!r.ok()) {
+      throw StatusError{Status(r.status().code(), "source '" + name_ + "', split '" +
+                                                      s.reader->name() + "': " +
+                                                      std::string(r.status().message()))};
+    }
+    if (!undecodable_.empty()) emit_undecodable();
+    const bool got_data = !batch_.values.empty();
+    if (got_data) {
+      if (event_time_) {
+        event_time_->assigner->assign(batch_.values, batch_.timestamps);
+        for (Timestamp ts : batch_.timestamps) s.generator.on_event(ts);
+      } else {
+        batch_.timestamps.assign(batch_.values.size(), kMinTimestamp);
+      }
+      records_->add(static_cast<std::int64_t>(batch_.size()));
+      s.since_watermark += static_cast<std::int64_t>(batch_.size());
+      s.last_data_ms = processing_time_now();
+      if (s.idle) set_split_idle(s, false);
+      downstream_->push(batch_);
+    }
+    switch (*r) {
+      case SplitReader<T>::Poll::kEnd:
+        s.ended = true;
+        s.watermark = kMaxTimestamp;
+        update_watermark();
+        return true;
+      case SplitReader<T>::Poll::kNoDataNow:
+        // A live split that has nothing now: publish what it knows, and go idle
+        // after the idleness timeout.
+        if (event_time_) {
+          advance_split(s);
+          const std::int64_t timeout = event_time_->strategy.idle_timeout_ms();
+          if (!s.idle && timeout > 0 && processing_time_now() - s.last_data_ms >= timeout) {
+            set_split_idle(s, true);
+          }
+        }
+        return got_data;
+      case SplitReader<T>::Poll::kMore:
+        if (every > 0 && s.since_watermark >= every) advance_split(s);
+        return true;
+    }
+    return got_data;
+  }
+
+  void advance_split(Split& s) {
+    s.since_watermark = 0;
+    s.watermark = s.generator.advance();
+    update_watermark();
+  }
+
+  void set_split_idle(Split& s, bool idle) {
+    s.idle = idle;
+    const bool all_idle = std::all_of(splits_.begin(), splits_.end(),
+                                      [](const Split& x) { return x.ended || x.idle; });
+    if (all_idle != idle_out_) {
+      idle_out_ = all_idle;
+      downstream_->watermark_status(all_idle);
+    }
+    update_watermark();
+  }
+
+  // The instance's watermark: the minimum over its live, active splits.
+  void update_watermark() {
+    Timestamp min = kMaxTimestamp;
+    bool any = false;
+    for (const Split& s : splits_) {
+      if (s.ended || s.idle) continue;
+      any = true;
+      min = std::min(min, s.watermark);
+    }
+    if (!any) {
+      // All ended (the end is handled by finish()) or all idle.
+      return;
+    }
+    emit_watermark(min);
+  }
+
+  void emit_watermark(Timestamp wm) {
+    if (wm <= watermark_out_) return;
+    watermark_out_ = wm;
+    watermark_gauge_->set(wm);
+    downstream_->watermark(wm);
+  }
+
+  void emit_undecodable() {
+    undecodable_count_->add(static_cast<std::int64_t>(undecodable_.size()));
+    if (undecodable_out_ == nullptr) return;  // counted; no side output consumer
+    RecordBatch<std::string> out;
+    out.values = std::move(undecodable_);
+    out.timestamps.assign(out.values.size(), kMinTimestamp);
+    undecodable_out_->push(out);
+    undecodable_.clear();
+  }
+
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    emit_watermark(kMaxTimestamp);
+    downstream_->end();
+    if (undecodable_out_ != nullptr) {
+      undecodable_out_->watermark(kMaxTimestamp);
+      undecodable_out_->end();
+    }
+  }
+
+  std::string name_;
+  std::optional<EventTimeSpec<T>> event_time_;
+  Collector<T>* downstream_;
+  Collector<std::string>* undecodable_out_;
+  std::vector<Split> splits_;
+  RecordBatch<T> batch_;
+  std::vector<std::string> undecodable_;
+  std::size_t batch_size_ = 1024;
+  Timestamp watermark_out_ = kMinTimestamp;
+  bool idle_out_ = false;
+  bool finished_ = false;
+  Counter* records_ = nullptr;
+  Counter* undecodable_count_ = nullptr;
+  Gauge* watermark_gauge_ = nullptr;
+};
+
+}  // namespace meterstream::detail

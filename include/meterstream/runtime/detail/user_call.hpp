@@ -1,0 +1,29 @@
+// Runs user code and turns what it throws into the job's error. Not API.
+#pragma once
+
+#include <exception>
+#include <string>
+#include <utility>
+
+#include "meterstream/runtime/detail/worker.hpp"
+
+namespace meterstream::detail {
+
+// Calls f(); an exception from user code becomes a StatusError (kInternal)
+// naming `where` (the operator), so Job::run() reports which operator failed.
+template <typename F>
+decltype(auto) call_user(const std::string& where, F&& f) {
+  try {
+    return std::forward<F>(f)();
+  } catch (const JobCancelled&) {
+    throw;
+  } catch (const StatusError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw StatusError{absl::InternalError(where + ": user code threw: " + e.what())};
+  } catch (...) {
+    throw StatusError{absl::InternalError(where + ": user code threw a non-standard exception")};
+  }
+}
+
+}  // namespace meterstream::detail

@@ -1,0 +1,127 @@
+// The worker: one thread that runs one instance of every operator. Not API.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "meterstream/core/key_group.hpp"
+#include "meterstream/core/status.hpp"
+#include "meterstream/core/time.hpp"
+#include "meterstream/metrics/metrics.hpp"
+#include "meterstream/runtime/options.hpp"
+
+namespace meterstream {
+class StateBackend;
+}
+
+namespace meterstream::detail {
+
+class Worker;
+
+// Thrown through operator frames to unwind a worker when the job is cancelled
+// (another worker failed). Never escapes the runtime.
+struct JobCancelled {};
+
+// Thrown by operators for errors that are not user exceptions (a sink that
+// failed, a source error); the worker turns it back into its Status.
+struct StatusError {
+  Status status;
+};
+
+// Lifecycle of an operator instance on a worker.
+class OperatorInstance {
+ public:
+  virtual ~OperatorInstance() = default;
+  // Called on the worker thread before any record.
+  virtual void open(Worker& /*worker*/) {}
+  // Called on the worker thread after the worker finished, in creation order.
+  virtual void close() {}
+  // The earliest processing time at which on_processing_time() must be called;
+  // kMaxTimestamp when none.
+  virtual Timestamp next_processing_time() const { return kMaxTimestamp; }
+  virtual void on_processing_time(Timestamp /*now*/) {}
+};
+
+// What a worker polls: a source instance or the receiving end of an exchange.
+class StageHead : public OperatorInstance {
+ public:
+  // Does a bounded amount of work; true if it made progress.
+  virtual bool poll(Worker& worker) = 0;
+  virtual bool finished() const = 0;
+
+  // Number of exchanges between the sources and this head. A worker blocked on
+  // pushing from stage s only polls heads of later stages, so no operator is
+  // re-entered.
+  int stage = 0;
+};
+
+// State shared by the workers of one run.
+struct JobShared {
+  explicit JobShared(const JobOptions& o) : options(o) {}
+  JobOptions options;
+  MetricRegistry metrics;
+  std::shared_ptr<StateBackend> state_backend;
+  std::atomic<bool> cancelled{false};
+  std::atomic<bool> failed{false};
+
+  // Records the first error and cancels the job.
+  void fail(Status status);
+  Status first_error() const;
+
+ private:
+  mutable std::mutex mu_;
+  Status first_error_;
+};
+
+class Worker {
+ public:
+  Worker(JobShared& shared, int index, int parallelism);
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+  ~Worker();
+
+  int index() const { return index_; }
+  int parallelism() const { return parallelism_; }
+  int max_parallelism() const { return shared_.options.max_parallelism; }
+  KeyGroupRange key_groups() const { return key_groups_; }
+  const JobOptions& options() const { return shared_.options; }
+  MetricRegistry& metrics() { return shared_.metrics; }
+  StateBackend* state_backend() const { return shared_.state_backend.get(); }
+  JobShared& shared() { return shared_; }
+
+  // Takes ownership; instances are opened and closed in the order added.
+  template <typename Op>
+  Op* add_operator(std::unique_ptr<Op> op) {
+    Op* raw = op.get();
+    operators_.push_back(std::move(op));
+    return raw;
+  }
+  // Takes ownership of a head: polled by the worker, opened like an operator.
+  void add_head(std::unique_ptr<StageHead> head);
+
+  // Called by an exchange sender of stage `stage` whose channel is full: does
+  // other work of later stages meanwhile. Throws JobCancelled when cancelled.
+  void wait_for_space(int stage);
+
+  // Runs to end of input, cancellation or error. Records errors in shared().
+  void run();
+
+ private:
+  bool poll_heads(int min_stage_exclusive);
+  void fire_processing_time();
+
+  JobShared& shared_;
+  int index_;
+  int parallelism_;
+  KeyGroupRange key_groups_;
+  std::vector<std::unique_ptr<OperatorInstance>> operators_;
+  std::vector<StageHead*> heads_;  // owned by operators_; sorted by stage in run()
+  Timestamp next_processing_time_ = kMaxTimestamp;
+  std::int64_t idle_rounds_ = 0;
+};
+
+}  // namespace meterstream::detail

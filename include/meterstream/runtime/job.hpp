@@ -1,0 +1,56 @@
+// Job: a built pipeline, ready to run on worker threads.
+//
+// Pipeline::build() checks the plan and the options and returns a Job; run()
+// executes it to the end of its input. A Job runs once.
+//
+// Thread-safety: run()/start()/wait() from one thread; cancel() and metrics()
+// from any thread while it runs.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "meterstream/core/status.hpp"
+#include "meterstream/runtime/options.hpp"
+
+namespace meterstream {
+
+namespace detail {
+class Graph;
+class JobState;
+}  // namespace detail
+
+class Job {
+ public:
+  // Runs the job to the end of its input (start() then wait()). Returns the
+  // first error: a failing source or sink, an exception thrown by user code
+  // (kInternal naming the operator), or kCancelled after cancel().
+  Status run();
+
+  // Starts the worker threads and returns. Sources open their splits and sinks
+  // their writers before any thread starts; their errors are returned here.
+  Status start();
+  // Waits for a started job to finish; returns as run() does.
+  Status wait();
+  // Asks a running job to stop; wait() then returns kCancelled.
+  void cancel();
+
+  // Counters and gauges by name, e.g. "source_records", "window_results",
+  // "window_late_records", "source_watermark". Callable while running.
+  std::map<std::string, std::int64_t> metrics() const;
+
+  const JobOptions& options() const;
+
+  Job(Job&&) noexcept;
+  Job& operator=(Job&&) noexcept;
+  ~Job();
+
+ private:
+  friend class Pipeline;
+  Job(std::shared_ptr<detail::Graph> graph, JobOptions options);
+  std::unique_ptr<detail::JobState> state_;
+};
+
+}  // namespace meterstream

@@ -1,0 +1,101 @@
+// Watermark strategies: how a stream's event-time clock advances.
+//
+// A strategy is a value built by a named factory and refined with with_*()
+// (like Flink's WatermarkStrategy). It is applied with Stream::with_watermarks();
+// applied directly to a source it runs once per split, and the source's watermark
+// is the minimum over its active splits.
+//
+// Semantics of bounded out-of-orderness B (Flink's, checked bit for bit by the
+// benchmark): the watermark starts at kMinTimestamp; after every E-th record of a
+// split (E = emit_every, default 1000) and whenever the split has no data for now,
+// the split emits max(previous watermark, max timestamp seen - B - 1). A split that
+// has produced nothing for the idleness timeout stops holding the watermark back
+// until it produces again. At the end of a split its watermark becomes
+// kMaxTimestamp.
+//
+// Thread-safety: value types.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "meterstream/core/time.hpp"
+
+namespace meterstream {
+
+class WatermarkStrategy {
+ public:
+  // Watermarks trail the largest timestamp seen by `bound`. A negative bound is
+  // reported by Pipeline::build().
+  template <typename Rep, typename Period>
+  static WatermarkStrategy bounded_out_of_orderness(std::chrono::duration<Rep, Period> bound) {
+    WatermarkStrategy s;
+    s.bound_ms_ = to_millis(bound);
+    return s;
+  }
+
+  // Timestamps never decrease: bounded_out_of_orderness(0).
+  static WatermarkStrategy monotonous_timestamps() { return WatermarkStrategy(); }
+
+  // A split idle (no records) for `timeout` of processing time no longer holds
+  // back the watermark. Default: never idle.
+  template <typename Rep, typename Period>
+  WatermarkStrategy with_idleness(std::chrono::duration<Rep, Period> timeout) const {
+    WatermarkStrategy s = *this;
+    s.idle_timeout_ms_ = to_millis(timeout);
+    return s;
+  }
+
+  // Emit a watermark after every `records` records of a split. Default: 1000.
+  WatermarkStrategy with_emit_every(std::int64_t records) const {
+    WatermarkStrategy s = *this;
+    s.emit_every_ = records;
+    return s;
+  }
+
+  std::int64_t bound_ms() const { return bound_ms_; }
+  std::int64_t idle_timeout_ms() const { return idle_timeout_ms_; }  // 0: never idle
+  std::int64_t emit_every() const { return emit_every_; }
+
+ private:
+  std::int64_t bound_ms_ = 0;
+  std::int64_t idle_timeout_ms_ = 0;
+  std::int64_t emit_every_ = 1000;
+};
+
+// Shorthand for WatermarkStrategy::bounded_out_of_orderness(bound).
+template <typename Rep, typename Period>
+WatermarkStrategy bounded_out_of_orderness(std::chrono::duration<Rep, Period> bound) {
+  return WatermarkStrategy::bounded_out_of_orderness(bound);
+}
+
+// The watermark state of one split or operator instance under a strategy.
+class WatermarkGenerator {
+ public:
+  explicit WatermarkGenerator(std::int64_t bound_ms) : bound_ms_(bound_ms) {}
+
+  void on_event(Timestamp ts) { max_ts_ = std::max(max_ts_, ts); }
+
+  // The watermark to emit now: max(previous, max seen - bound - 1), never decreasing.
+  Timestamp advance() {
+    if (max_ts_ != kMinTimestamp) {
+      current_ = std::max(current_, max_ts_ - bound_ms_ - 1);
+    }
+    return current_;
+  }
+
+  Timestamp current() const { return current_; }
+  Timestamp max_timestamp() const { return max_ts_; }
+  // Restores the state (used by checkpoint restore).
+  void reset(Timestamp current, Timestamp max_ts) {
+    current_ = current;
+    max_ts_ = max_ts;
+  }
+
+ private:
+  std::int64_t bound_ms_;
+  Timestamp max_ts_ = kMinTimestamp;
+  Timestamp current_ = kMinTimestamp;
+};
+
+}  // namespace meterstream

@@ -1,0 +1,151 @@
+#include "meterstream/runtime/job.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "fmt/format.h"
+#include "meterstream/runtime/detail/graph.hpp"
+#include "meterstream/runtime/detail/worker.hpp"
+#include "meterstream/state/state_backend.hpp"
+
+namespace meterstream {
+
+int default_parallelism() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+namespace detail {
+
+class JobState {
+ public:
+  JobState(std::shared_ptr<Graph> graph, JobOptions options)
+      : graph_(std::move(graph)), shared_(std::move(options)) {}
+
+  ~JobState() {
+    if (!threads_.empty()) {
+      cancel();
+      join();
+    }
+  }
+
+  Status start() {
+    if (started_) return absl::FailedPreconditionError("Job::start(): a job runs once");
+    started_ = true;
+    const JobOptions& o = shared_.options;
+    if (o.state_backend) {
+      shared_.state_backend = o.state_backend;
+    } else {
+      MS_ASSIGN_OR_RETURN(shared_.state_backend, make_memory_state_backend());
+    }
+    const int p = o.parallelism;
+    for (const auto& node : graph_->nodes()) MS_RETURN_IF_ERROR(node->prepare(p));
+
+    std::vector<std::shared_ptr<void>> channels(graph_->nodes().size());
+    for (const auto& node : graph_->nodes()) {
+      if (node->exchange) {
+        channels[static_cast<std::size_t>(node->id)] =
+            node->exchange->make_channels(p, o.channel_capacity);
+      }
+    }
+    for (int w = 0; w < p; ++w) {
+      workers_.push_back(std::make_unique<Worker>(shared_, w, p));
+      MS_RETURN_IF_ERROR(instantiate(*workers_.back(), channels));
+    }
+    for (auto& w : workers_) {
+      threads_.emplace_back([worker = w.get()] { worker->run(); });
+    }
+    return Status();
+  }
+
+  Status wait() {
+    if (!started_) return absl::FailedPreconditionError("Job::wait(): the job was not started");
+    join();
+    Status s = shared_.first_error();
+    if (s.ok() && cancelled_by_user_) return absl::CancelledError("the job was cancelled");
+    return s;
+  }
+
+  void cancel() {
+    cancelled_by_user_ = true;
+    shared_.cancelled.store(true);
+  }
+
+  std::map<std::string, std::int64_t> metrics() const { return shared_.metrics.snapshot(); }
+  const JobOptions& options() const { return shared_.options; }
+
+ private:
+  // Creates every node's instance on `worker`, downstream first, so that a
+  // node's consumers exist when it is created; the reverse of creation order is
+  // a reverse topological order.
+  Status instantiate(Worker& worker, const std::vector<std::shared_ptr<void>>& channels) {
+    const auto& nodes = graph_->nodes();
+    std::vector<void*> inputs(nodes.size(), nullptr);
+    for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
+      Node& node = **it;
+      std::vector<void*> downstream(node.consumers.size(), nullptr);
+      for (std::size_t port = 0; port < node.consumers.size(); ++port) {
+        const int c = node.consumers[port];
+        if (c < 0) continue;
+        const Node& consumer = *nodes[static_cast<std::size_t>(c)];
+        downstream[port] =
+            consumer.exchange
+                ? consumer.exchange->make_sender(worker, channels[static_cast<std::size_t>(c)],
+                                                 node.stage)
+                : inputs[static_cast<std::size_t>(c)];
+      }
+      StatusOr<void*> input = node.instantiate(worker, downstream);
+      if (!input.ok()) {
+        return Status(input.status().code(),
+                      fmt::format("{}: {}", node.name, std::string(input.status().message())));
+      }
+      inputs[static_cast<std::size_t>(node.id)] = *input;
+      if (node.exchange) {
+        const Node& producer = *nodes[static_cast<std::size_t>(node.input)];
+        std::vector<bool> senders(static_cast<std::size_t>(worker.parallelism()));
+        for (int c = 0; c < worker.parallelism(); ++c) {
+          senders[static_cast<std::size_t>(c)] = producer.active_on(*graph_, c);
+        }
+        node.exchange->make_gate(worker, channels[static_cast<std::size_t>(node.id)], *input,
+                                 node.stage, senders);
+      }
+    }
+    return Status();
+  }
+
+  void join() {
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+  std::shared_ptr<Graph> graph_;
+  JobShared shared_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+  bool started_ = false;
+  std::atomic<bool> cancelled_by_user_{false};
+};
+
+}  // namespace detail
+
+Job::Job(std::shared_ptr<detail::Graph> graph, JobOptions options)
+    : state_(std::make_unique<detail::JobState>(std::move(graph), std::move(options))) {}
+Job::Job(Job&&) noexcept = default;
+Job& Job::operator=(Job&&) noexcept = default;
+Job::~Job() = default;
+
+Status Job::run() {
+  MS_RETURN_IF_ERROR(start());
+  return wait();
+}
+Status Job::start() { return state_->start(); }
+Status Job::wait() { return state_->wait(); }
+void Job::cancel() { state_->cancel(); }
+std::map<std::string, std::int64_t> Job::metrics() const { return state_->metrics(); }
+const JobOptions& Job::options() const { return state_->options(); }
+
+}  // namespace meterstream

@@ -1,0 +1,104 @@
+#include "meterstream/runtime/detail/worker.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <thread>
+
+#include "fmt/format.h"
+
+namespace meterstream::detail {
+
+void JobShared::fail(Status status) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (first_error_.ok()) first_error_ = std::move(status);
+  }
+  failed.store(true, std::memory_order_release);
+  cancelled.store(true, std::memory_order_release);
+}
+
+Status JobShared::first_error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return first_error_;
+}
+
+Worker::Worker(JobShared& shared, int index, int parallelism)
+    : shared_(shared),
+      index_(index),
+      parallelism_(parallelism),
+      key_groups_(key_group_range_for_worker(shared.options.max_parallelism, parallelism, index)) {}
+
+Worker::~Worker() = default;
+
+void Worker::add_head(std::unique_ptr<StageHead> head) {
+  heads_.push_back(head.get());
+  operators_.push_back(std::move(head));
+}
+
+bool Worker::poll_heads(int min_stage_exclusive) {
+  bool progressed = false;
+  for (StageHead* head : heads_) {
+    if (head->stage > min_stage_exclusive && !head->finished()) {
+      progressed |= head->poll(*this);
+    }
+  }
+  return progressed;
+}
+
+void Worker::wait_for_space(int stage) {
+  if (shared_.cancelled.load(std::memory_order_relaxed)) throw JobCancelled{};
+  if (!poll_heads(stage)) {
+    // Nothing of ours to do: the consumer on another worker is behind.
+    std::this_thread::yield();
+  }
+}
+
+void Worker::fire_processing_time() {
+  Timestamp next = kMaxTimestamp;
+  for (auto& op : operators_) next = std::min(next, op->next_processing_time());
+  if (next == kMaxTimestamp) return;
+  const Timestamp now = processing_time_now();
+  if (now < next) return;
+  for (auto& op : operators_) {
+    if (op->next_processing_time() <= now) op->on_processing_time(now);
+  }
+}
+
+void Worker::run() {
+  std::stable_sort(heads_.begin(), heads_.end(),
+                   [](const StageHead* a, const StageHead* b) { return a->stage < b->stage; });
+  try {
+    for (auto& op : operators_) op->open(*this);
+    for (;;) {
+      if (shared_.cancelled.load(std::memory_order_relaxed)) break;
+      const bool progressed = poll_heads(-1);
+      fire_processing_time();
+      const bool all_finished = std::all_of(heads_.begin(), heads_.end(),
+                                            [](const StageHead* h) { return h->finished(); });
+      if (all_finished) break;
+      if (progressed) {
+        idle_rounds_ = 0;
+      } else if (++idle_rounds_ < 64) {
+        std::this_thread::yield();
+      } else {
+        // Idle (waiting for a live source or another worker): back off, but
+        // stay responsive for processing-time timers and alert latency.
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    }
+    if (!shared_.cancelled.load(std::memory_order_relaxed)) {
+      for (auto& op : operators_) op->close();
+    }
+  } catch (const JobCancelled&) {
+    // Another worker failed; its error is the job's.
+  } catch (const StatusError& e) {
+    shared_.fail(e.status);
+  } catch (const std::exception& e) {
+    shared_.fail(absl::InternalError(fmt::format("worker {}: {}", index_, e.what())));
+  } catch (...) {
+    shared_.fail(absl::InternalError(fmt::format("worker {}: unknown exception", index_)));
+  }
+}
+
+}  // namespace meterstream::detail
