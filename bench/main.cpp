@@ -1,0 +1,132 @@
+// meterstream-bench: runs the smart-meter benchmark queries of
+// shared/bench/WORKLOAD.md and prints one JSON line of results on stdout.
+//
+//   meterstream-bench q1          [flags]   Q1 through the library's DSL
+//   meterstream-bench q1-baseline [flags]   Q1 by the hand-written baseline loop
+//
+// The events are generated into memory first; only the query run is timed.
+// Usage errors (unknown sub-command or flag, bad value) print a message on
+// stderr and exit 2; a failed run exits 1 (2 when the run rejects its
+// configuration, e.g. an unavailable state backend).
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "bench_util.hpp"
+#include "q1_baseline.hpp"
+#include "q1_pipeline.hpp"
+#include "meterstream/connectors/generator/smart_meter.hpp"
+#include "meterstream/core/status.hpp"
+
+namespace ms = meterstream;
+
+namespace {
+
+constexpr int kExitUsage = 2;
+constexpr int kExitFailure = 1;
+
+constexpr const char* kUsage =
+    "usage: meterstream-bench <q1|q1-baseline> [--seed S] [--meters K] [--events N]\n"
+    "         [--late-ppm P] [--dup-ppm P] [--anomaly-ppm P] [--hot-factor H]\n"
+    "         [--window-ms W] [--bound-ms B] [--wm-every E]\n"
+    "         [--threads T] [--state memory|rocksdb] [--state-dir DIR]\n"
+    "Prints one JSON line: events, windows, late_dropped, total_count, sum_wh,\n"
+    "digest, proc_s, events_per_s, peak_rss_mb.\n";
+
+const std::set<std::string> kQ1Flags = {
+    "seed",     "meters",    "events",   "late-ppm", "dup-ppm", "anomaly-ppm", "hot-factor",
+    "window-ms", "bound-ms", "wm-every", "threads",  "state",   "state-dir"};
+
+struct Q1Config {
+  ms::SmartMeterWorkload workload;
+  ms::Q1Params params;
+  int threads = 1;
+  std::string state = "memory";
+  std::string state_dir;
+};
+
+ms::StatusOr<Q1Config> parse_q1(const std::vector<std::string>& args) {
+  MS_ASSIGN_OR_RETURN(ms::bench::Flags flags, ms::bench::Flags::parse(args, kQ1Flags));
+  Q1Config c;
+  ms::SmartMeterWorkload& w = c.workload;
+  constexpr std::uint64_t kPpm = 1000000;
+  MS_ASSIGN_OR_RETURN(w.seed, flags.get_uint("seed", w.seed));
+  MS_ASSIGN_OR_RETURN(w.meters, flags.get_uint("meters", w.meters, 2, std::uint64_t{1} << 40));
+  MS_ASSIGN_OR_RETURN(w.events, flags.get_uint("events", w.events));
+  MS_ASSIGN_OR_RETURN(w.hot_factor,
+                      flags.get_uint("hot-factor", w.hot_factor, 1, std::uint64_t{1} << 40));
+  MS_ASSIGN_OR_RETURN(std::uint64_t late, flags.get_uint("late-ppm", w.late_ppm, 0, kPpm));
+  MS_ASSIGN_OR_RETURN(std::uint64_t dup, flags.get_uint("dup-ppm", w.dup_ppm, 0, kPpm));
+  MS_ASSIGN_OR_RETURN(std::uint64_t anomaly,
+                      flags.get_uint("anomaly-ppm", w.anomaly_ppm, 0, kPpm));
+  w.late_ppm = static_cast<std::uint32_t>(late);
+  w.dup_ppm = static_cast<std::uint32_t>(dup);
+  w.anomaly_ppm = static_cast<std::uint32_t>(anomaly);
+  MS_RETURN_IF_ERROR(w.validate());
+
+  ms::Q1Params& q = c.params;
+  MS_ASSIGN_OR_RETURN(q.window_ms,
+                      flags.get_int("window-ms", q.window_ms, 1, std::int64_t{1} << 50));
+  MS_ASSIGN_OR_RETURN(q.bound_ms, flags.get_int("bound-ms", q.bound_ms, 0, std::int64_t{1} << 50));
+  MS_ASSIGN_OR_RETURN(q.wm_every, flags.get_int("wm-every", q.wm_every, 1));
+  MS_RETURN_IF_ERROR(q.validate());
+
+  MS_ASSIGN_OR_RETURN(std::int64_t threads, flags.get_int("threads", 1, 1, 1024));
+  c.threads = static_cast<int>(threads);
+  MS_ASSIGN_OR_RETURN(c.state, flags.get_string("state", c.state, {"memory", "rocksdb"}));
+  MS_ASSIGN_OR_RETURN(c.state_dir, flags.get_string("state-dir", c.state_dir));
+  return c;
+}
+
+int run_q1(const std::string& command, const std::vector<std::string>& args) {
+  ms::StatusOr<Q1Config> config = parse_q1(args);
+  if (!config.ok()) {
+    std::cerr << "meterstream-bench " << command << ": " << config.status().message() << "\n"
+              << kUsage;
+    return kExitUsage;
+  }
+  const Q1Config& c = *config;
+  const std::vector<ms::MeterReading> events = ms::generate_smart_meter_events(c.workload);
+
+  ms::Status error;
+  const auto start = std::chrono::steady_clock::now();
+  const ms::Q1Totals totals =
+      command == "q1-baseline"
+          ? ms::run_q1_baseline(events, c.params)
+          : ms::run_q1_pipeline(events, c.params, c.threads, c.state, c.state_dir, &error);
+  const auto stop = std::chrono::steady_clock::now();
+  if (!error.ok()) {
+    std::cerr << "meterstream-bench " << command << ": " << error << "\n";
+    const bool config_error = error.code() == absl::StatusCode::kInvalidArgument ||
+                              error.code() == absl::StatusCode::kUnimplemented;
+    return config_error ? kExitUsage : kExitFailure;
+  }
+  const double proc_s = std::chrono::duration<double>(stop - start).count();
+  std::cout << ms::bench::json_line(
+      ms::bench::q1_result_json(events.size(), totals, proc_s, ms::bench::peak_rss_mb()));
+  std::cout.flush();
+  return std::cout ? 0 : kExitFailure;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return kExitUsage;
+  }
+  const std::string command = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  if (command == "-h" || command == "--help" || command == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (command == "q1" || command == "q1-baseline") return run_q1(command, args);
+  std::cerr << "meterstream-bench: unknown sub-command '" << command << "'\n" << kUsage;
+  return kExitUsage;
+}

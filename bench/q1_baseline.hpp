@@ -1,0 +1,42 @@
+// The hand-written Q1 baseline: the performance bar the library must beat.
+//
+// run_q1_baseline() computes query Q1 of shared/bench/WORKLOAD.md (per-meter
+// tumbling event-time windows, bounded out-of-orderness watermarks emitted
+// every E events, late events dropped and counted) in one tight
+// single-threaded loop over events already in memory, with an open-addressing
+// hash table per open window. It is also the reference that the DSL pipeline's
+// results are compared with.
+//
+// Thread-safety: pure function; concurrent calls are independent.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "meterstream/connectors/generator/smart_meter.hpp"
+
+namespace meterstream {
+
+// The query parameters of Q1 (the workload's own are in SmartMeterWorkload).
+struct Q1Params {
+  // Tumbling window size W, aligned to the epoch. Must be > 0.
+  // Default: 60000
+  std::int64_t window_ms = 60000;
+
+  // Bounded out-of-orderness B of the watermark. Must be >= 0.
+  // Default: 300000
+  std::int64_t bound_ms = 300000;
+
+  // The source emits a watermark after every E-th event. Must be >= 1.
+  // Default: 1000
+  std::int64_t wm_every = 1000;
+
+  // Returns kInvalidArgument naming the first field out of range, else OK.
+  Status validate() const;
+};
+
+// Runs Q1 over `events` in order and returns its totals. `params` must be
+// valid (see Q1Params::validate()).
+Q1Totals run_q1_baseline(const std::vector<MeterReading>& events, const Q1Params& params);
+
+}  // namespace meterstream

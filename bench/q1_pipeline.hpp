@@ -1,0 +1,30 @@
+// Q1 through the library's public DSL: what `meterstream-bench q1` measures.
+//
+// Implemented in bench/q1_pipeline.cpp with the meterstream DSL (in-memory
+// source, bounded out-of-orderness watermarks every E events, key_by meter,
+// tumbling windows, count/sum/min/max aggregate). Its totals must equal
+// run_q1_baseline()'s for the same input, whatever the thread count.
+//
+// Thread-safety: each call builds and runs its own job; `events` is read only.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "q1_baseline.hpp"
+#include "meterstream/connectors/generator/smart_meter.hpp"
+#include "meterstream/core/status.hpp"
+
+namespace meterstream {
+
+// Runs Q1 over `events` with `threads` workers (>= 1) and the state backend
+// named by `state` ("memory" or "rocksdb"; `state_dir` is where an on-disk
+// backend keeps its files, empty for a temporary folder). On failure writes
+// the error to `*error` (kInvalidArgument / kUnimplemented for a configuration
+// the program cannot run, e.g. an unavailable backend) and returns partial or
+// empty totals; on success leaves `*error` OK.
+Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params& params,
+                         int threads, const std::string& state, const std::string& state_dir,
+                         Status* error);
+
+}  // namespace meterstream
