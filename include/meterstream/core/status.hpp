@@ -38,6 +38,8 @@ using StatusOr = absl::StatusOr<T>;
 //
 // Example:
 //   MS_ASSIGN_OR_RETURN(ms::Job job, pipeline.build());
+// `lhs` may be a declaration, so it cannot be parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define MS_ASSIGN_OR_RETURN(lhs, expr) \
   MS_ASSIGN_OR_RETURN_IMPL_(MS_STATUS_CONCAT_(ms_statusor_, __LINE__), lhs, expr)
 
@@ -45,3 +47,4 @@ using StatusOr = absl::StatusOr<T>;
   auto tmp = (expr);                              \
   if (!tmp.ok()) return std::move(tmp).status();  \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)

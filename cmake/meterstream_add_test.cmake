@@ -1,0 +1,76 @@
+# meterstream_add_test(<layer>)
+#
+# Builds every .cpp under tests/<layer>/ (recursively) into one executable,
+# meterstream_<layer>_tests, linked with meterstream, Catch2, the shared
+# Catch2 main (meterstream_test_main) and the warnings, and registers each
+# TEST_CASE as a ctest test with catch_discover_tests (fmt's add_fmt_test).
+#
+# - Test names are prefixed with "<layer>/"; every test has the label
+#   <layer>, the tests of tests/e2e/ have the label e2e too, and test cases
+#   tagged [slow] have the label slow (excluded by the sanitizer presets).
+# - Tests run in the build directory and get MS_SOURCE_DIR / MS_BINARY_DIR as
+#   string macros (the source tree and the build tree).
+# - Tests may include bench/ headers ("bench/workload.hpp") and link
+#   meterstream_bench_lib when it exists.
+# - A folder without .cpp files is skipped.
+
+include_guard(GLOBAL)
+
+function(meterstream_add_test layer)
+  set(_dir "${PROJECT_SOURCE_DIR}/tests/${layer}")
+  file(GLOB_RECURSE _sources CONFIGURE_DEPENDS "${_dir}/*.cpp")
+  if(NOT _sources)
+    return()
+  endif()
+
+  set(_target meterstream_${layer}_tests)
+  add_executable(${_target} ${_sources})
+  target_link_libraries(
+    ${_target} PRIVATE meterstream::meterstream meterstream_test_main Catch2::Catch2
+                       meterstream_warnings)
+  if(TARGET meterstream_bench_lib)
+    target_link_libraries(${_target} PRIVATE meterstream_bench_lib)
+  endif()
+  target_include_directories(${_target} PRIVATE "${PROJECT_SOURCE_DIR}"
+                                                "${PROJECT_SOURCE_DIR}/tests")
+  target_compile_definitions(
+    ${_target} PRIVATE MS_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+                       MS_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  set_target_properties(${_target} PROPERTIES RUNTIME_OUTPUT_DIRECTORY
+                                              "${PROJECT_BINARY_DIR}/tests")
+
+  set(_labels ${layer})
+  if(layer STREQUAL "e2e")
+    list(APPEND _labels e2e)
+  endif()
+  list(REMOVE_DUPLICATES _labels)
+
+  catch_discover_tests(
+    ${_target}
+    TEST_PREFIX "${layer}/"
+    WORKING_DIRECTORY "${PROJECT_BINARY_DIR}"
+    PROPERTIES LABELS "${_labels}")
+
+  # Test cases tagged [slow] get the ctest label `slow` too, which the
+  # sanitizer test presets exclude. Catch2 v2's discovery does not turn tags
+  # into labels, so this ctest-time script (run after the discovered tests are
+  # defined) asks the executable which test cases carry the tag.
+  file(
+    GENERATE
+    OUTPUT "${CMAKE_CURRENT_BINARY_DIR}/${_target}_slow_labels.cmake"
+    CONTENT
+      "set(_exe [==[$<TARGET_FILE:${_target}>]==])
+if(EXISTS \"\${_exe}\")
+  execute_process(COMMAND \"\${_exe}\" [slow] --list-test-names-only
+                  OUTPUT_VARIABLE _out RESULT_VARIABLE _rc ERROR_QUIET)
+  string(REPLACE \"\\n\" \";\" _names \"\${_out}\")
+  foreach(_name IN LISTS _names)
+    if(NOT _name STREQUAL \"\")
+      set_tests_properties(\"${layer}/\${_name}\" PROPERTIES LABELS \"${_labels};slow\")
+    endif()
+  endforeach()
+endif()
+")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES
+                                         "${CMAKE_CURRENT_BINARY_DIR}/${_target}_slow_labels.cmake")
+endfunction()
