@@ -52,8 +52,12 @@ class JobState {
       }
     }
     for (int w = 0; w < p; ++w) {
-      workers_.push_back(std::make_unique<Worker>(shared_, w, p));
-      MS_RETURN_IF_ERROR(instantiate(*workers_.back(), channels));
+      auto main = std::make_unique<Worker>(shared_, w, p);
+      std::unique_ptr<Worker> sources;
+      if (o.source_threads) sources = std::make_unique<Worker>(shared_, w, p);
+      MS_RETURN_IF_ERROR(instantiate(*main, sources ? *sources : *main, channels));
+      workers_.push_back(std::move(main));
+      if (sources) workers_.push_back(std::move(sources));
     }
     for (auto& w : workers_) {
       threads_.emplace_back([worker = w.get()] { worker->run(); });
@@ -78,14 +82,19 @@ class JobState {
   const JobOptions& options() const { return shared_.options; }
 
  private:
-  // Creates every node's instance on `worker`, downstream first, so that a
-  // node's consumers exist when it is created; the reverse of creation order is
-  // a reverse topological order.
-  Status instantiate(Worker& worker, const std::vector<std::shared_ptr<void>>& channels) {
+  // Creates every node's instance for one worker index, downstream first, so
+  // that a node's consumers exist when it is created; the reverse of creation
+  // order is a reverse topological order. Stage 0 (sources and their chains,
+  // with the senders of the first exchanges) goes to `sources`, the rest to
+  // `main`; they may be the same worker. Either way each ring keeps a single
+  // producer thread.
+  Status instantiate(Worker& main, Worker& sources,
+                     const std::vector<std::shared_ptr<void>>& channels) {
     const auto& nodes = graph_->nodes();
     std::vector<void*> inputs(nodes.size(), nullptr);
     for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
       Node& node = **it;
+      Worker& worker = node.stage == 0 ? sources : main;
       std::vector<void*> downstream(node.consumers.size(), nullptr);
       for (std::size_t port = 0; port < node.consumers.size(); ++port) {
         const int c = node.consumers[port];

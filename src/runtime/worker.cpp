@@ -48,9 +48,15 @@ bool Worker::poll_heads(int min_stage_exclusive) {
 
 void Worker::wait_for_space(int stage) {
   if (shared_.cancelled.load(std::memory_order_relaxed)) throw JobCancelled{};
-  if (!poll_heads(stage)) {
+  if (poll_heads(stage)) {
+    blocked_rounds_ = 0;
+  } else if (++blocked_rounds_ < 16) {
     // Nothing of ours to do: the consumer on another worker is behind.
     std::this_thread::yield();
+  } else {
+    // Far behind: sleep rather than spin, so that the consumer gets the core
+    // when threads outnumber cores.
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
 }
 
@@ -79,12 +85,12 @@ void Worker::run() {
       if (all_finished) break;
       if (progressed) {
         idle_rounds_ = 0;
-      } else if (++idle_rounds_ < 64) {
+      } else if (++idle_rounds_ < 16) {
         std::this_thread::yield();
       } else {
         // Idle (waiting for a live source or another worker): back off, but
         // stay responsive for processing-time timers and alert latency.
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
       }
     }
     if (!shared_.cancelled.load(std::memory_order_relaxed)) {

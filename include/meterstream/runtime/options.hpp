@@ -32,6 +32,14 @@ struct JobOptions {
   // Default: 64.
   std::size_t channel_capacity = 64;
 
+  // Runs the source stage (sources and the operators chained to them, up to the
+  // first exchange) of each worker on a thread of its own, as Flink runs source
+  // tasks, so that reading and partitioning overlap with the keyed work
+  // instead of loading the worker that holds the splits. With false, each
+  // worker is one thread.
+  // Default: true.
+  bool source_threads = true;
+
   // Where keyed state lives. Default: nullptr, the in-memory backend.
   std::shared_ptr<StateBackend> state_backend;
 };

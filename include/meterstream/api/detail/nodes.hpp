@@ -101,10 +101,11 @@ struct KeyPartition {
   using K = std::decay_t<std::invoke_result_t<const KeyFn&, const T&>>;
   KeyFn key_fn;
   std::vector<int> owner;  // key group -> worker
+  std::uint64_t mask = 0;  // owner.size() - 1 when a power of two (the default 128)
 
   int operator()(const T& v) const {
     const std::uint64_t h = KeyHash<K>{}(std::invoke(key_fn, v));
-    return owner[h % owner.size()];
+    return owner[mask != 0 ? (h & mask) : (h % owner.size())];
   }
 };
 
@@ -113,6 +114,7 @@ auto key_exchange(KeyFn key_fn) {
   auto factory = [key_fn](Worker& w) {
     KeyPartition<T, KeyFn> p{key_fn, {}};
     p.owner.resize(static_cast<std::size_t>(w.max_parallelism()));
+    if ((p.owner.size() & (p.owner.size() - 1)) == 0) p.mask = p.owner.size() - 1;
     for (int kg = 0; kg < w.max_parallelism(); ++kg) {
       p.owner[static_cast<std::size_t>(kg)] =
           worker_for_key_group(w.max_parallelism(), w.parallelism(), kg);

@@ -21,7 +21,9 @@
 
 namespace meterstream::detail {
 
-// The P x P rings of one exchange, shared by all workers.
+// The P x P rings of one exchange, shared by all workers. Each data ring has a
+// twin flowing back that returns emptied batches to their sender, so that a
+// running exchange allocates no memory.
 template <typename T>
 class ExchangeChannels {
  public:
@@ -29,6 +31,7 @@ class ExchangeChannels {
     rings_.reserve(static_cast<std::size_t>(parallelism) * parallelism);
     for (int i = 0; i < parallelism * parallelism; ++i) {
       rings_.push_back(std::make_unique<SpscRing>(capacity));
+      free_.push_back(std::make_unique<SpscRing>(capacity));
     }
   }
   ExchangeChannels(const ExchangeChannels&) = delete;
@@ -36,19 +39,45 @@ class ExchangeChannels {
   ~ExchangeChannels() {
     // Batches left in flight by a cancelled job.
     ChannelMessage m;
-    for (auto& r : rings_) {
-      while (r->try_pop(&m)) {
-        if (m.kind == ChannelMessage::Kind::kBatch) delete static_cast<RecordBatch<T>*>(m.batch);
+    for (auto* rings : {&rings_, &free_}) {
+      for (auto& r : *rings) {
+        while (r->try_pop(&m)) {
+          if (m.kind == ChannelMessage::Kind::kBatch) delete static_cast<RecordBatch<T>*>(m.batch);
+        }
       }
     }
   }
 
   int parallelism() const { return parallelism_; }
-  SpscRing& ring(int from, int to) { return *rings_[static_cast<std::size_t>(from) * parallelism_ + to]; }
+  SpscRing& ring(int from, int to) { return *rings_[index(from, to)]; }
+
+  // An empty batch for the channel from -> to: a returned one, or a new one.
+  std::unique_ptr<RecordBatch<T>> take_batch(int from, int to, std::size_t reserve) {
+    ChannelMessage m;
+    if (free_[index(from, to)]->try_pop(&m)) {
+      return std::unique_ptr<RecordBatch<T>>(static_cast<RecordBatch<T>*>(m.batch));
+    }
+    auto batch = std::make_unique<RecordBatch<T>>();
+    batch->reserve(reserve);
+    return batch;
+  }
+  // Gives a consumed batch back to the sender of channel from -> to.
+  void return_batch(int from, int to, std::unique_ptr<RecordBatch<T>> batch) {
+    batch->clear();
+    if (free_[index(from, to)]->try_push(ChannelMessage{ChannelMessage::Kind::kBatch, 0, batch.get()})) {
+      batch.release();
+    }
+  }
 
  private:
+  std::size_t index(int from, int to) const {
+    return static_cast<std::size_t>(from) * static_cast<std::size_t>(parallelism_) +
+           static_cast<std::size_t>(to);
+  }
+
   int parallelism_;
   std::vector<std::unique_ptr<SpscRing>> rings_;
+  std::vector<std::unique_ptr<SpscRing>> free_;  // consumer -> sender, emptied batches
 };
 
 // The sending end on one worker. `Partition` maps a record to a worker index.
@@ -69,10 +98,7 @@ class ExchangeSender final : public Collector<T>, public OperatorInstance {
     for (std::size_t i = 0; i < n; ++i) {
       const int dest = partition_(batch.values[i]);
       auto& out = pending_[static_cast<std::size_t>(dest)];
-      if (!out) {
-        out = std::make_unique<RecordBatch<T>>();
-        out->reserve(batch_size_);
-      }
+      if (!out) out = channels_->take_batch(worker_->index(), dest, batch_size_);
       out->values.push_back(std::move(batch.values[i]));
       out->timestamps.push_back(batch.timestamps[i]);
       if (out->size() >= batch_size_) flush(dest);
@@ -180,6 +206,7 @@ class InputGate final : public StageHead {
         std::unique_ptr<RecordBatch<T>> batch(static_cast<RecordBatch<T>*>(m.batch));
         if (idle_out_) set_idle(false);
         downstream_->push(*batch);
+        channels_->return_batch(c, worker_, std::move(batch));
         break;
       }
       case ChannelMessage::Kind::kWatermark:

@@ -122,6 +122,7 @@ class Worker {
   std::vector<StageHead*> heads_;  // owned by operators_; sorted by stage in run()
   Timestamp next_processing_time_ = kMaxTimestamp;
   std::int64_t idle_rounds_ = 0;
+  std::int64_t blocked_rounds_ = 0;
 };
 
 }  // namespace meterstream::detail

@@ -28,6 +28,7 @@
 #include "meterstream/runtime/operator.hpp"
 #include "meterstream/window/aggregate.hpp"
 #include "meterstream/window/assigners.hpp"
+#include "meterstream/window/detail/block_pool.hpp"
 
 namespace meterstream::detail {
 
@@ -123,13 +124,11 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
 
   void push(RecordBatch<T>& batch) override {
     call_user(this->name_, [&] {
-      const std::size_t n = batch.size();
-      for (std::size_t i = 0; i < n; ++i) {
-        const Timestamp ts = batch.timestamps[i];
-        if (slide_ == size_) {
-          add_tumbling(batch.values[i], ts);
-        } else {
-          add_sliding(batch.values[i], ts);
+      if (slide_ == size_) {
+        push_tumbling(batch);
+      } else {
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          add_sliding(batch.values[i], batch.timestamps[i]);
         }
       }
     });
@@ -149,6 +148,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
           w.fired = true;
         }
         if (this->is_late(w.end)) {
+          expected_keys_ = w.table.size();
           it = windows_.erase(it);
         } else {
           ++it;
@@ -159,22 +159,49 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
   }
 
  private:
+  using Table = absl::flat_hash_map<K, Acc, absl::Hash<K>, std::equal_to<K>,
+                                    PoolAllocator<std::pair<const K, Acc>>>;
   struct Window {
-    Timestamp start;
-    Timestamp end;
+    explicit Window(const std::shared_ptr<BlockPool>& pool)
+        : table(0, absl::Hash<K>(), std::equal_to<K>(),
+                PoolAllocator<std::pair<const K, Acc>>(pool)) {}
+    Timestamp start = 0;
+    Timestamp end = 0;
     bool fired = false;
-    absl::flat_hash_map<K, Acc> table;
+    Table table;
   };
 
-  void add_tumbling(T& value, Timestamp ts) {
-    const Timestamp start = window_start(ts, size_, offset_);
-    Window* w = (last_ != nullptr && last_->start == start) ? last_ : find_or_create(start);
-    if (w == nullptr) {
-      this->late_record(value, ts);
-      return;
+  // Two passes: find each record's window and prefetch its hash slot, then
+  // add. The tables are far larger than the caches (a slot per key and open
+  // window), so overlapping the misses of a batch is most of the speed.
+  void push_tumbling(RecordBatch<T>& batch) {
+    constexpr std::size_t kAhead = 16;
+    const std::size_t n = batch.size();
+    targets_.resize(n);
+    keys_.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const Timestamp ts = batch.timestamps[i];
+      Window* w = last_;
+      if (w == nullptr || ts < w->start || ts >= w->end) {
+        w = find_or_create(window_start(ts, size_, offset_));
+        if (w != nullptr) last_ = w;
+      }
+      targets_[i] = w;
+      keys_[i] = std::invoke(key_fn_, static_cast<const T&>(batch.values[i]));
     }
-    last_ = w;
-    add(*w, value);
+    for (std::size_t i = 0; i < std::min(kAhead, n); ++i) {
+      if (targets_[i] != nullptr) targets_[i]->table.prefetch(keys_[i]);
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i + kAhead < n && targets_[i + kAhead] != nullptr) {
+        targets_[i + kAhead]->table.prefetch(keys_[i + kAhead]);
+      }
+      if (targets_[i] == nullptr) {
+        this->late_record(batch.values[i], batch.timestamps[i]);
+      } else {
+        add(*targets_[i], keys_[i], batch.values[i]);
+      }
+    }
   }
 
   void add_sliding(T& value, Timestamp ts) {
@@ -184,13 +211,12 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
       Window* w = find_or_create(start);
       if (w == nullptr) continue;
       any = true;
-      add(*w, value);
+      add(*w, std::invoke(key_fn_, static_cast<const T&>(value)), value);
     }
     if (!any) this->late_record(value, ts);
   }
 
-  void add(Window& w, const T& value) {
-    const K key = std::invoke(key_fn_, value);
+  void add(Window& w, const K& key, const T& value) {
     auto [it, inserted] = w.table.try_emplace(key);
     if (inserted) it->second = this->agg_.create();
     this->agg_.add(it->second, value);
@@ -203,9 +229,12 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     if (it != windows_.end()) return it->second.get();
     const Timestamp end = start + size_;
     if (this->is_late(end)) return nullptr;
-    auto w = std::make_unique<Window>();
+    auto w = std::make_unique<Window>(pool_);
     w->start = start;
     w->end = end;
+    // Windows of a stream hold about as many keys as the last one: sizing the
+    // table up front saves its rehashes while it fills.
+    w->table.reserve(expected_keys_);
     return windows_.emplace(start, std::move(w)).first->second.get();
   }
 
@@ -213,8 +242,12 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
   std::int64_t size_;
   std::int64_t slide_;
   std::int64_t offset_;
+  std::shared_ptr<BlockPool> pool_ = std::make_shared<BlockPool>();  // before windows_
   std::map<Timestamp, std::unique_ptr<Window>> windows_;
-  Window* last_ = nullptr;
+  Window* last_ = nullptr;  // the window of the previous record
+  std::size_t expected_keys_ = 0;
+  std::vector<Window*> targets_;  // per record of a batch: its window, nullptr when late
+  std::vector<K> keys_;
 };
 
 // Session windows: per key, merging windows of [ts, ts + gap).
