@@ -44,6 +44,7 @@
 #include "meterstream/core/key_group.hpp"
 #include "meterstream/core/status.hpp"
 #include "meterstream/core/time.hpp"
+#include "meterstream/core/version.hpp"
 #include "meterstream/runtime/job.hpp"
 #include "meterstream/runtime/options.hpp"
 #include "meterstream/state/state.hpp"

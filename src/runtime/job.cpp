@@ -59,8 +59,12 @@ class JobState {
       workers_.push_back(std::move(main));
       if (sources) workers_.push_back(std::move(sources));
     }
+    running_.store(static_cast<int>(workers_.size()));
     for (auto& w : workers_) {
-      threads_.emplace_back([worker = w.get()] { worker->run(); });
+      threads_.emplace_back([this, worker = w.get()] {
+        worker->run();
+        running_.fetch_sub(1);
+      });
     }
     return Status();
   }
@@ -79,6 +83,7 @@ class JobState {
   }
 
   std::map<std::string, std::int64_t> metrics() const { return shared_.metrics.snapshot(); }
+  bool finished() const { return started_ && running_.load() == 0; }
   const JobOptions& options() const { return shared_.options; }
 
  private:
@@ -135,7 +140,8 @@ class JobState {
   JobShared shared_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
-  bool started_ = false;
+  std::atomic<bool> started_{false};
+  std::atomic<int> running_{0};
   std::atomic<bool> cancelled_by_user_{false};
 };
 
@@ -154,6 +160,7 @@ Status Job::run() {
 Status Job::start() { return state_->start(); }
 Status Job::wait() { return state_->wait(); }
 void Job::cancel() { state_->cancel(); }
+bool Job::finished() const { return state_->finished(); }
 std::map<std::string, std::int64_t> Job::metrics() const { return state_->metrics(); }
 const JobOptions& Job::options() const { return state_->options(); }
 

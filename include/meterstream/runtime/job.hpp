@@ -3,8 +3,8 @@
 // Pipeline::build() checks the plan and the options and returns a Job; run()
 // executes it to the end of its input. A Job runs once.
 //
-// Thread-safety: run()/start()/wait() from one thread; cancel() and metrics()
-// from any thread while it runs.
+// Thread-safety: run()/start()/wait() from one thread; cancel(), finished()
+// and metrics() from any thread while it runs.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +36,9 @@ class Job {
   Status wait();
   // Asks a running job to stop; wait() then returns kCancelled.
   void cancel();
+  // True once a started job's workers have all stopped (wait() then returns
+  // at once). Callable from any thread, e.g. to poll progress.
+  bool finished() const;
 
   // Counters and gauges by name, e.g. "source_records", "window_results",
   // "window_late_records", "source_watermark". Callable while running.

@@ -128,6 +128,9 @@ class SourceHead final : public StageHead {
     }
     switch (*r) {
       case SplitReader<T>::Poll::kEnd:
+        // The watermark owed after an E-th record is emitted even when that
+        // record is the split's last.
+        if (every > 0 && s.since_watermark >= every) advance_split(s);
         s.ended = true;
         s.watermark = kMaxTimestamp;
         update_watermark();

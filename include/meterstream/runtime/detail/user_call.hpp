@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "meterstream/runtime/detail/worker.hpp"
+#include "meterstream/state/state.hpp"
 
 namespace meterstream::detail {
 
@@ -19,6 +20,9 @@ decltype(auto) call_user(const std::string& where, F&& f) {
     throw;
   } catch (const StatusError&) {
     throw;
+  } catch (const StateError& e) {
+    // Keeps the state layer's code (kDataLoss for a value that does not decode).
+    throw StatusError{Status(e.status().code(), where + ": " + std::string(e.status().message()))};
   } catch (const std::exception& e) {
     throw StatusError{absl::InternalError(where + ": user code threw: " + e.what())};
   } catch (...) {

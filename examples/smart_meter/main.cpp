@@ -1,0 +1,322 @@
+// smart_meter: the README's demo. Query Q1 of the smart-meter workload
+// (bench/WORKLOAD.md) with live progress, the late readings in a CSV file and
+// the Q1 digest at the end.
+//
+//   smart_meter_source (deterministic generator, one split)
+//        |  with_watermarks: bounded out-of-orderness 5 min, ts = ts_ms
+//        v
+//   key_by(meter_id) ............ exchange: every worker to every worker
+//        |
+//        v
+//   window(tumbling 1 min) + aggregate(count, sum wh, min/max voltage)
+//        |                                   |
+//        | results                           | late(): readings after their window fired
+//        v                                   v
+//   Q1TotalsSink                        file_sink <tmp>/late.csv
+//   (digest, first 20 windows
+//    printed to stdout)
+//
+//   main thread: job.start(), then a progress line every 500 ms from
+//   job.metrics() until job.wait() returns, then the summary.
+//
+// Usage: smart_meter [--meters N] [--events N] [--threads N]
+//   defaults: 100000 meters, 20000000 events, one thread per core.
+//   `--events 2000000` gives WORKLOAD.md's second expected row
+//   (windows 604479, late 9120, digest 3609725919852728751).
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include <meterstream/meterstream.hpp>
+
+namespace ms = meterstream;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Q1's aggregate: count, sum of wh, min and max voltage per meter and minute.
+struct Q1Aggregate {
+  struct Acc {
+    std::uint64_t count = 0;
+    std::uint64_t sum_wh = 0;
+    std::uint32_t min_v = std::numeric_limits<std::uint32_t>::max();
+    std::uint32_t max_v = 0;
+  };
+  using accumulator_type = Acc;
+  Acc create() const { return Acc{}; }
+  void add(Acc& a, const ms::MeterReading& r) const {
+    ++a.count;
+    a.sum_wh += r.wh;
+    a.min_v = std::min<std::uint32_t>(a.min_v, r.voltage_dv);
+    a.max_v = std::max<std::uint32_t>(a.max_v, r.voltage_dv);
+  }
+  void merge(Acc& a, const Acc& b) const {
+    a.count += b.count;
+    a.sum_wh += b.sum_wh;
+    a.min_v = std::min(a.min_v, b.min_v);
+    a.max_v = std::max(a.max_v, b.max_v);
+  }
+  Acc result(const Acc& a) const { return a; }
+};
+
+using Q1Result = ms::WindowResult<std::uint64_t, Q1Aggregate::Acc>;
+
+std::string utc(ms::Timestamp ms_since_epoch) {
+  if (ms_since_epoch == ms::kMinTimestamp) return "-";
+  if (ms_since_epoch == ms::kMaxTimestamp) return "end of input";
+  const std::time_t secs = static_cast<std::time_t>(ms_since_epoch / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return std::string(buf) + " UTC";
+}
+
+// Folds fired windows into per-worker Q1Totals (no lock on the hot path),
+// merged when the writers close; prints the first 20 windows it sees.
+class Q1TotalsSink final : public ms::Sink<Q1Result> {
+ public:
+  std::string name() const override { return "q1-totals"; }
+  ms::StatusOr<std::unique_ptr<ms::SinkWriter<Q1Result>>> create_writer(int, int) override {
+    return std::unique_ptr<ms::SinkWriter<Q1Result>>(std::make_unique<Writer>(this));
+  }
+  ms::Q1Totals totals() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return totals_;
+  }
+
+ private:
+  class Writer final : public ms::SinkWriter<Q1Result> {
+   public:
+    explicit Writer(Q1TotalsSink* sink) : sink_(sink) {}
+    ms::Status write(const ms::RecordBatch<Q1Result>& batch) override {
+      for (const Q1Result& r : batch.values) {
+        local_.add_window(r.key, r.start, r.value.count, r.value.sum_wh, r.value.min_v,
+                          r.value.max_v);
+        if (sink_->printed_.load(std::memory_order_relaxed) < 20) print(r);
+      }
+      return ms::Status();
+    }
+    ms::Status close() override {
+      std::lock_guard<std::mutex> lock(sink_->mu_);
+      sink_->totals_.merge(local_);
+      return ms::Status();
+    }
+
+   private:
+    void print(const Q1Result& r) {
+      if (sink_->printed_.fetch_add(1) >= 20) return;
+      std::lock_guard<std::mutex> lock(sink_->mu_);
+      std::printf("  window meter=%-6llu %s  count=%llu wh=%llu voltage=%.1f..%.1f V\n",
+                  static_cast<unsigned long long>(r.key), utc(r.start).c_str(),
+                  static_cast<unsigned long long>(r.value.count),
+                  static_cast<unsigned long long>(r.value.sum_wh), r.value.min_v / 10.0,
+                  r.value.max_v / 10.0);
+    }
+
+    Q1TotalsSink* sink_;
+    ms::Q1Totals local_;
+  };
+
+  mutable std::mutex mu_;
+  ms::Q1Totals totals_;
+  std::atomic<int> printed_{0};
+};
+
+struct Flags {
+  std::uint64_t meters = 100000;
+  std::uint64_t events = 20000000;
+  int threads = ms::default_parallelism();
+};
+
+constexpr const char* kUsage =
+    "usage: smart_meter [--meters N (>= 2)] [--events N (>= 1)] [--threads N (1..128)]\n";
+
+bool parse_uint(std::string_view text, std::uint64_t* out) {
+  if (text.empty()) return false;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, *out);
+  return ec == std::errc() && ptr == end;
+}
+
+// Returns false (after printing why) on a bad command line.
+bool parse_flags(int argc, char** argv, Flags* flags) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    std::string_view value;
+    std::string_view name = arg;
+    if (const auto eq = arg.find('='); eq != std::string_view::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    } else if (arg == "--meters" || arg == "--events" || arg == "--threads") {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "smart_meter: %s needs a value\n%s", argv[i], kUsage);
+        return false;
+      }
+      value = argv[++i];
+    }
+    std::uint64_t v = 0;
+    const bool number = parse_uint(value, &v);
+    if (name == "--meters") {
+      if (!number || v < 2) {
+        std::fprintf(stderr, "smart_meter: --meters: expected an integer >= 2, got '%.*s'\n%s",
+                     static_cast<int>(value.size()), value.data(), kUsage);
+        return false;
+      }
+      flags->meters = v;
+    } else if (name == "--events") {
+      if (!number || v < 1) {
+        std::fprintf(stderr, "smart_meter: --events: expected an integer >= 1, got '%.*s'\n%s",
+                     static_cast<int>(value.size()), value.data(), kUsage);
+        return false;
+      }
+      flags->events = v;
+    } else if (name == "--threads") {
+      if (!number || v < 1 || v > static_cast<std::uint64_t>(ms::kDefaultMaxParallelism)) {
+        std::fprintf(stderr,
+                     "smart_meter: --threads: expected an integer in 1..%d, got '%.*s'\n%s",
+                     ms::kDefaultMaxParallelism, static_cast<int>(value.size()), value.data(),
+                     kUsage);
+        return false;
+      }
+      flags->threads = static_cast<int>(v);
+    } else {
+      std::fprintf(stderr, "smart_meter: unknown argument '%s'\n%s", argv[i], kUsage);
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string to_csv(const ms::MeterReading& r) {
+  return std::to_string(r.meter_id) + "," + std::to_string(r.ts_ms) + "," +
+         std::to_string(r.seq) + "," + std::to_string(r.wh) + "," +
+         std::to_string(r.voltage_dv);
+}
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+int fail(const char* what, const ms::Status& status) {
+  std::fprintf(stderr, "smart_meter: %s: %s\n", what, status.ToString().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  if (!parse_flags(argc, argv, &flags)) return 2;
+
+  ms::SmartMeterWorkload workload;  // WORKLOAD.md's defaults, but fewer events
+  workload.meters = flags.meters;
+  workload.events = flags.events;
+  if (ms::Status s = workload.validate(); !s.ok()) return fail("workload", s);
+
+  // A fresh temporary folder for the late readings.
+  std::error_code ec;
+  std::string tmpl = (std::filesystem::temp_directory_path(ec) / "smart_meter-XXXXXX").string();
+  if (ec || mkdtemp(tmpl.data()) == nullptr) {
+    std::fprintf(stderr, "smart_meter: cannot create a temporary folder from '%s'\n",
+                 tmpl.c_str());
+    return 1;
+  }
+  const std::string late_path = tmpl + "/late.csv";
+
+  std::printf("meterstream: Q1 over %llu events from %llu meters on %d threads\n",
+              static_cast<unsigned long long>(workload.events),
+              static_cast<unsigned long long>(workload.meters), flags.threads);
+  std::printf("late readings -> %s\n", late_path.c_str());
+
+  // The pipeline.
+  auto totals = std::make_shared<Q1TotalsSink>();
+  ms::Pipeline p;
+  auto per_minute = p.source(ms::smart_meter_source(workload))
+                        .with_watermarks(ms::bounded_out_of_orderness(5min),
+                                         &ms::MeterReading::ts_ms)
+                        .key_by(&ms::MeterReading::meter_id)
+                        .window(ms::tumbling(1min))
+                        .aggregate(Q1Aggregate{});
+  per_minute.late().sink(ms::file_sink<ms::MeterReading>(late_path, to_csv));
+  per_minute.sink(totals);
+
+  ms::JobOptions options;
+  options.parallelism = flags.threads;
+  ms::StatusOr<ms::Job> job = p.build(options);
+  if (!job.ok()) return fail("build", job.status());
+
+  const auto t0 = std::chrono::steady_clock::now();
+  std::printf("first windows fired:\n");
+  std::fflush(stdout);
+  if (ms::Status s = job->start(); !s.ok()) return fail("start", s);
+
+  std::int64_t last_records = 0;
+  auto last_time = t0;
+  auto progress = [&] {
+    const auto now = std::chrono::steady_clock::now();
+    auto m = job->metrics();
+    const std::int64_t records = m["source_records"];
+    const double dt = std::chrono::duration<double>(now - last_time).count();
+    std::printf(
+        "[%5.1f s] events %11lld  %10.0f events/s  watermark %s  windows %9lld  late %7lld\n",
+        std::chrono::duration<double>(now - t0).count(), static_cast<long long>(records),
+        dt > 0 ? static_cast<double>(records - last_records) / dt : 0.0,
+        utc(m.count("source_watermark") ? m["source_watermark"] : ms::kMinTimestamp).c_str(),
+        static_cast<long long>(m["window_results"]),
+        static_cast<long long>(m["window_late_records"]));
+    std::fflush(stdout);
+    last_records = records;
+    last_time = now;
+  };
+  while (!job->finished()) {
+    // Sleeps in short steps so that the end is seen promptly.
+    for (int i = 0; i < 10 && !job->finished(); ++i) std::this_thread::sleep_for(50ms);
+    progress();
+  }
+  const ms::Status result = job->wait();
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!result.ok()) return fail("run", result);
+
+  auto m = job->metrics();
+  ms::Q1Totals t = totals->totals();
+  t.late_dropped = static_cast<std::uint64_t>(m["window_late_records"]);
+  const auto events = static_cast<std::uint64_t>(m["source_records"]);
+  std::printf("\nsummary\n");
+  std::printf("  events        %llu\n", static_cast<unsigned long long>(events));
+  std::printf("  windows       %llu\n", static_cast<unsigned long long>(t.windows));
+  std::printf("  late          %llu  (in %s)\n", static_cast<unsigned long long>(t.late_dropped),
+              late_path.c_str());
+  std::printf("  total_count   %llu\n", static_cast<unsigned long long>(t.total_count));
+  std::printf("  sum_wh        %llu\n", static_cast<unsigned long long>(t.sum_wh));
+  std::printf("  digest        %llu\n", static_cast<unsigned long long>(t.digest));
+  std::printf("  elapsed       %.2f s (%.0f events/s)\n", elapsed,
+              elapsed > 0 ? static_cast<double>(events) / elapsed : 0.0);
+  std::printf("  peak RSS      %.1f MiB\n", peak_rss_mb());
+  if (t.total_count + t.late_dropped != events) {
+    std::fprintf(stderr, "smart_meter: total_count + late (%llu) != events (%llu)\n",
+                 static_cast<unsigned long long>(t.total_count + t.late_dropped),
+                 static_cast<unsigned long long>(events));
+    return 1;
+  }
+  std::printf("  check         total_count + late == events\n");
+  return 0;
+}
