@@ -6,12 +6,15 @@
 // ordered and cost the entries visited, and so that both backends give the
 // same iteration order. One map per key group lets a key group be snapshotted
 // or dropped without touching the others.
+//
+// TTL states store the expiry in front of each value (state/ttl_format.hpp),
+// exactly as RocksDB does, so that both backends snapshot the same bytes.
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -20,60 +23,24 @@
 #include "absl/container/btree_map.h"
 #include "absl/strings/str_cat.h"
 #include "meterstream/state/state_backend.hpp"
+#include "state/store_common.hpp"
+#include "state/ttl_format.hpp"
 
 namespace meterstream {
 namespace {
 
 using EntryMap = absl::btree_map<std::string, std::string, std::less<>>;
 
-bool starts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
-}
-
-// The key group ranges of the stores that are open, per operator id, so that
-// two stores never own the same key group of an operator (which RocksDB, with
-// one instance per process, would make them share). Stores hold it by
-// shared_ptr: a store may outlive its backend.
-class OpenStores {
- public:
-  Status acquire(const std::string& operator_id, KeyGroupRange range) {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<KeyGroupRange>& ranges = open_[operator_id];
-    for (const KeyGroupRange& r : ranges) {
-      if (r.first <= range.last && range.first <= r.last) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "operator '", operator_id, "': key groups [", range.first, ", ", range.last,
-            "] overlap an open store of key groups [", r.first, ", ", r.last, "]"));
-      }
-    }
-    ranges.push_back(range);
-    return Status();
-  }
-
-  void release(const std::string& operator_id, KeyGroupRange range) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = open_.find(operator_id);
-    if (it == open_.end()) return;
-    std::vector<KeyGroupRange>& ranges = it->second;
-    for (auto r = ranges.begin(); r != ranges.end(); ++r) {
-      if (*r == range) {
-        ranges.erase(r);
-        break;
-      }
-    }
-    if (ranges.empty()) open_.erase(it);
-  }
-
- private:
-  std::mutex mu_;
-  std::map<std::string, std::vector<KeyGroupRange>, std::less<>> open_;
-};
+using detail::OpenStores;
+using detail::starts_with;
 
 class MemoryKeyedStateStore final : public KeyedStateStore {
  public:
-  MemoryKeyedStateStore(std::shared_ptr<OpenStores> open_stores, std::string operator_id,
+  MemoryKeyedStateStore(std::shared_ptr<OpenStores> open_stores,
+                        std::shared_ptr<detail::TtlClock> clock, std::string operator_id,
                         KeyGroupRange range, int max_parallelism)
       : open_stores_(std::move(open_stores)),
+        clock_(std::move(clock)),
         operator_id_(std::move(operator_id)),
         range_(range),
         max_parallelism_(max_parallelism) {}
@@ -86,19 +53,11 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
   int max_parallelism() const override { return max_parallelism_; }
 
   StatusOr<int> register_state(const StateDescriptor& descriptor) override {
-    if (descriptor.name.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("operator '", operator_id_, "': a state needs a name"));
-    }
+    MS_RETURN_IF_ERROR(detail::check_descriptor(operator_id_, descriptor));
     for (std::size_t i = 0; i < states_.size(); ++i) {
       const StateDescriptor& existing = states_[i].descriptor;
       if (existing.name != descriptor.name) continue;
-      if (existing.kind != descriptor.kind) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "operator '", operator_id_, "' state '", descriptor.name,
-            "': registered as ", to_string(existing.kind), " state, requested as ",
-            to_string(descriptor.kind), " state"));
-      }
+      MS_RETURN_IF_ERROR(detail::check_same_state(operator_id_, existing, descriptor));
       return static_cast<int>(i);
     }
     states_.push_back(State{descriptor, std::vector<EntryMap>(
@@ -119,7 +78,22 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
     if (map == nullptr) return locate_error(state, key_group);
     auto it = map->find(key);
     if (it == map->end()) return false;
-    value->assign(it->second);
+    const std::optional<StateTtl>& ttl = ttl_of(state);
+    if (!ttl) {
+      value->assign(it->second);
+      return true;
+    }
+    Timestamp expiry = 0;
+    if (!detail::get_expiry(it->second, &expiry)) {
+      return short_value_error(state, key_group, it->second.size());
+    }
+    const Timestamp now = clock_->now(ttl->domain);
+    if (detail::is_expired(expiry, now)) {
+      map->erase(it);
+      return false;
+    }
+    if (ttl->refresh_on_read) restamp(&it->second, detail::expiry_for(now, *ttl));
+    value->assign(it->second, detail::kExpiryBytes, std::string::npos);
     return true;
   }
 
@@ -127,12 +101,16 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
              std::string_view value) override {
     EntryMap* map = find(state, key_group);
     if (map == nullptr) return locate_error(state, key_group);
-    auto it = map->find(key);
-    if (it != map->end()) {
-      it->second.assign(value.data(), value.size());
-    } else {
-      map->emplace(std::string(key), std::string(value));
+    const std::optional<StateTtl>& ttl = ttl_of(state);
+    if (!ttl) {
+      assign(map, key, value);
+      return Status();
     }
+    std::string stored;
+    stored.reserve(detail::kExpiryBytes + value.size());
+    detail::put_expiry(detail::expiry_for(clock_->now(ttl->domain), *ttl), &stored);
+    stored.append(value.data(), value.size());
+    assign(map, key, stored);
     return Status();
   }
 
@@ -141,11 +119,34 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
     EntryMap* map = find(state, key_group);
     if (map == nullptr) return locate_error(state, key_group);
     auto it = map->find(key);
-    if (it != map->end()) {
-      it->second.append(bytes.data(), bytes.size());
-    } else {
-      map->emplace(std::string(key), std::string(bytes));
+    const std::optional<StateTtl>& ttl = ttl_of(state);
+    if (!ttl) {
+      if (it != map->end()) {
+        it->second.append(bytes.data(), bytes.size());
+      } else {
+        map->emplace(std::string(key), std::string(bytes));
+      }
+      return Status();
     }
+    // The whole value's TTL restarts; an expired value is replaced, not
+    // extended.
+    const Timestamp now = clock_->now(ttl->domain);
+    const Timestamp expiry = detail::expiry_for(now, *ttl);
+    if (it != map->end()) {
+      Timestamp old_expiry = 0;
+      if (!detail::get_expiry(it->second, &old_expiry)) {
+        return short_value_error(state, key_group, it->second.size());
+      }
+      if (!detail::is_expired(old_expiry, now)) {
+        restamp(&it->second, expiry);
+        it->second.append(bytes.data(), bytes.size());
+        return Status();
+      }
+    }
+    std::string stored;
+    detail::put_expiry(expiry, &stored);
+    stored.append(bytes.data(), bytes.size());
+    assign(map, key, stored);
     return Status();
   }
 
@@ -161,11 +162,36 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
                   absl::FunctionRef<bool(std::string_view, std::string_view)> fn) override {
     EntryMap* map = find(state, key_group);
     if (map == nullptr) return locate_error(state, key_group);
+    const std::optional<StateTtl>& ttl = ttl_of(state);
+    if (!ttl) {
+      for (auto it = map->lower_bound(prefix);
+           it != map->end() && starts_with(it->first, prefix); ++it) {
+        if (!fn(it->first, it->second)) break;
+      }
+      return Status();
+    }
+    const Timestamp now = clock_->now(ttl->domain);
+    const Timestamp refreshed = detail::expiry_for(now, *ttl);
+    std::vector<std::string> expired;
+    Status status;
     for (auto it = map->lower_bound(prefix);
          it != map->end() && starts_with(it->first, prefix); ++it) {
-      if (!fn(it->first, it->second)) break;
+      Timestamp expiry = 0;
+      if (!detail::get_expiry(it->second, &expiry)) {
+        status = short_value_error(state, key_group, it->second.size());
+        break;
+      }
+      if (detail::is_expired(expiry, now)) {
+        expired.push_back(it->first);
+        continue;
+      }
+      // Changing the bytes of a value in place leaves the map's structure
+      // (and the iterator) alone.
+      if (ttl->refresh_on_read) restamp(&it->second, refreshed);
+      if (!fn(it->first, std::string_view(it->second).substr(detail::kExpiryBytes))) break;
     }
-    return Status();
+    for (const std::string& key : expired) map->erase(key);
+    return status;
   }
 
   Status remove_prefix(int state, int key_group, std::string_view prefix) override {
@@ -184,7 +210,16 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
     if (!range_.contains(key_group)) return range_error(key_group);
     const std::size_t index = group_index(key_group);
     for (std::size_t s = 0; s < states_.size(); ++s) {
+      const std::optional<StateTtl>& ttl = states_[s].descriptor.ttl;
+      const Timestamp now = ttl ? clock_->now(ttl->domain) : 0;
       for (const auto& [key, value] : states_[s].groups[index]) {
+        if (ttl) {
+          Timestamp expiry = 0;
+          if (!detail::get_expiry(value, &expiry)) {
+            return short_value_error(static_cast<int>(s), key_group, value.size());
+          }
+          if (detail::is_expired(expiry, now)) continue;
+        }
         if (!fn(static_cast<int>(s), key, value)) return Status();
       }
     }
@@ -198,11 +233,87 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
     return Status();
   }
 
+  Status put_stored(int state, int key_group, std::string_view key,
+                    std::string_view stored) override {
+    EntryMap* map = find(state, key_group);
+    if (map == nullptr) return locate_error(state, key_group);
+    if (ttl_of(state) && stored.size() < detail::kExpiryBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "operator '", operator_id_, "' state '", descriptor(state)->name,
+          "' key group ", key_group, ": put_stored of ", stored.size(),
+          " bytes, shorter than the 8-byte TTL expiry"));
+    }
+    assign(map, key, stored);
+    return Status();
+  }
+
+  void advance_event_time(Timestamp watermark) override {
+    clock_->advance_event_time(watermark);
+  }
+
+  Timestamp current_time(TimeDomain domain) const override { return clock_->now(domain); }
+
+  Status purge_expired() override {
+    for (std::size_t s = 0; s < states_.size(); ++s) {
+      const std::optional<StateTtl>& ttl = states_[s].descriptor.ttl;
+      if (!ttl) continue;
+      const Timestamp now = clock_->now(ttl->domain);
+      for (EntryMap& map : states_[s].groups) {
+        for (auto it = map.begin(); it != map.end();) {
+          Timestamp expiry = 0;
+          // Values too short to hold an expiry are left for reads to report.
+          if (detail::get_expiry(it->second, &expiry) && detail::is_expired(expiry, now)) {
+            it = map.erase(it);
+          } else {
+            ++it;
+          }
+        }
+      }
+    }
+    return Status();
+  }
+
+  StatusOr<std::uint64_t> approximate_size_bytes() override {
+    std::uint64_t bytes = 0;
+    for (const State& state : states_) {
+      for (const EntryMap& map : state.groups) {
+        for (const auto& [key, value] : map) bytes += key.size() + value.size();
+      }
+    }
+    return bytes;
+  }
+
  private:
   struct State {
     StateDescriptor descriptor;
     std::vector<EntryMap> groups;  // indexed by key group - range_.first
   };
+
+  static void assign(EntryMap* map, std::string_view key, std::string_view value) {
+    auto it = map->find(key);
+    if (it != map->end()) {
+      it->second.assign(value.data(), value.size());
+    } else {
+      map->emplace(std::string(key), std::string(value));
+    }
+  }
+
+  // Overwrites the expiry in front of a stored TTL value.
+  static void restamp(std::string* stored, Timestamp expiry) {
+    std::string prefix;
+    detail::put_expiry(expiry, &prefix);
+    stored->replace(0, detail::kExpiryBytes, prefix);
+  }
+
+  // The TTL of a valid state id.
+  const std::optional<StateTtl>& ttl_of(int state) const {
+    return states_[static_cast<std::size_t>(state)].descriptor.ttl;
+  }
+
+  Status short_value_error(int state, int key_group, std::size_t size) const {
+    return detail::short_ttl_value_error(
+        operator_id_, states_[static_cast<std::size_t>(state)].descriptor, key_group, size);
+  }
 
   std::size_t group_index(int key_group) const {
     return static_cast<std::size_t>(key_group - range_.first);
@@ -237,6 +348,7 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
   }
 
   const std::shared_ptr<OpenStores> open_stores_;
+  const std::shared_ptr<detail::TtlClock> clock_;
   const std::string operator_id_;
   const KeyGroupRange range_;
   const int max_parallelism_;
@@ -250,29 +362,18 @@ class MemoryStateBackend final : public StateBackend {
 
   StatusOr<std::unique_ptr<KeyedStateStore>> open_keyed_store(
       std::string_view operator_id, KeyGroupRange range, int max_parallelism) override {
-    if (operator_id.empty()) {
-      return absl::InvalidArgumentError("open_keyed_store: empty operator id");
-    }
     // A std::string: absl::StrCat takes absl::string_view, which Debian's
     // Abseil does not alias to std::string_view.
     std::string id(operator_id);
-    if (max_parallelism < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "open_keyed_store: operator '", id, "': max_parallelism ",
-          max_parallelism, " < 1"));
-    }
-    if (range.size() == 0 || range.first < 0 || range.last >= max_parallelism) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "open_keyed_store: operator '", id, "': key groups [", range.first,
-          ", ", range.last, "] are empty or not within [0, ", max_parallelism, ")"));
-    }
+    MS_RETURN_IF_ERROR(detail::check_open_arguments(id, range, max_parallelism));
     MS_RETURN_IF_ERROR(open_stores_->acquire(id, range));
     return std::unique_ptr<KeyedStateStore>(std::make_unique<MemoryKeyedStateStore>(
-        open_stores_, std::move(id), range, max_parallelism));
+        open_stores_, clock_, std::move(id), range, max_parallelism));
   }
 
  private:
   const std::shared_ptr<OpenStores> open_stores_ = std::make_shared<OpenStores>();
+  const std::shared_ptr<detail::TtlClock> clock_ = std::make_shared<detail::TtlClock>();
 };
 
 }  // namespace

@@ -28,6 +28,10 @@ struct StateBackendUnderTest {
 // The backends the suite runs against.
 const std::vector<StateBackendUnderTest>& state_backends_under_test();
 
+// A path for a temporary directory, unique in this process, that does not
+// exist yet (tests remove it when done).
+std::string make_temp_dir_path(const std::string& tag);
+
 // Runs fn(StateBackend&) once per backend, in a section named after it.
 template <typename Fn>
 void for_each_state_backend(Fn&& fn) {

@@ -1,8 +1,10 @@
 // The state backend suite: byte-level KeyedStateStore contract and the typed
 // state API, run against every backend in state_backends.cpp.
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -554,12 +556,272 @@ TEST_CASE("a key group's state can be enumerated, cleared and restored into a ne
     auto value = value_or_fail(make_value_state<int>(*restored, ctx, "v"));
     auto map = value_or_fail(make_map_state<int, int>(*restored, ctx, "m"));
     auto list = value_or_fail(make_list_state<int>(*restored, ctx, "l"));
-    for (const Entry& e : snapshot) REQUIRE(restored->put(e.state, 3, e.key, e.value).ok());
+    for (const Entry& e : snapshot) {
+      REQUIRE(restored->put_stored(e.state, 3, e.key, e.value).ok());
+    }
     set_key(ctx, 3, "k");
     CHECK(value.value() == 3);
     CHECK(map.get(2) == 3);
     CHECK(list.get() == std::vector<int>{3});
     CHECK(dump(*restored, 3) == snapshot);
+  });
+}
+
+// ---- State TTL ---------------------------------------------------------------
+
+TEST_CASE("event-time TTL: a value expires once the watermark reaches its expiry",
+          "[state][ttl]") {
+  for_each_state_backend([](StateBackend& backend) {
+    auto store = open_store(backend, "op", kAllGroups);
+    KeyContext ctx;
+    auto last = value_or_fail(make_value_state<std::int64_t>(
+        *store, ctx, "last", Ttl(std::chrono::seconds(10)).event_time()));
+    auto plain = value_or_fail(make_value_state<std::int64_t>(*store, ctx, "plain"));
+    CHECK(store->current_time(TimeDomain::kEventTime) == kMinTimestamp);
+
+    // Before the first watermark event time is unknown: no expiry yet.
+    set_current_key(ctx, std::string("early"), 128);
+    last.update(0);
+
+    store->advance_event_time(1'000);
+    set_current_key(ctx, std::string("meter-1"), 128);
+    last.update(7);
+    plain.update(7);
+    store->advance_event_time(500);  // ignored: not larger
+    CHECK(store->current_time(TimeDomain::kEventTime) == 1'000);
+    store->advance_event_time(10'999);
+    CHECK(last.value() == 7);
+    store->advance_event_time(11'000);
+    CHECK_FALSE(last.value().has_value());
+    CHECK(plain.value() == 7);
+    // Written again, it lives again.
+    last.update(8);
+    store->advance_event_time(20'999);
+    CHECK(last.value() == 8);
+
+    set_current_key(ctx, std::string("early"), 128);
+    store->advance_event_time(1'000'000'000);
+    CHECK(last.value() == 0);
+  });
+}
+
+TEST_CASE("processing-time TTL: a value expires after its TTL on the system clock",
+          "[state][ttl]") {
+  for_each_state_backend([](StateBackend& backend) {
+    auto store = open_store(backend, "op", kAllGroups);
+    KeyContext ctx;
+    auto v = value_or_fail(
+        make_value_state<std::string>(*store, ctx, "v", Ttl(std::chrono::milliseconds(50))));
+    set_current_key(ctx, std::string("meter-1"), 128);
+    v.update("x");
+    CHECK(v.value() == std::string("x"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(80));
+    CHECK_FALSE(v.value().has_value());
+    // The expired value was removed, not just hidden.
+    CHECK(value_or_fail(store->approximate_size_bytes()) < 1000);
+    std::string raw;
+    CHECK_FALSE(value_or_fail(store->get(v.state_id(), ctx.key_group, ctx.key, &raw)));
+  });
+}
+
+TEST_CASE("refresh_on_read restarts a value's TTL when it is read", "[state][ttl]") {
+  for_each_state_backend([](StateBackend& backend) {
+    auto store = open_store(backend, "op", kAllGroups);
+    KeyContext ctx;
+    const Ttl ttl = Ttl(std::chrono::seconds(10)).event_time();
+    auto refreshed =
+        value_or_fail(make_value_state<int>(*store, ctx, "refreshed", ttl.refresh_on_read()));
+    auto kept = value_or_fail(make_value_state<int>(*store, ctx, "kept", ttl));
+    set_current_key(ctx, std::string("meter-1"), 128);
+    store->advance_event_time(1'000);
+    refreshed.update(1);
+    kept.update(2);
+    store->advance_event_time(9'000);
+    CHECK(refreshed.value() == 1);  // now expires at 19'000
+    CHECK(kept.value() == 2);       // still expires at 11'000
+    store->advance_event_time(15'000);
+    CHECK(refreshed.value() == 1);
+    CHECK_FALSE(kept.value().has_value());
+    store->advance_event_time(24'999);
+    CHECK(refreshed.value() == 1);  // read at 15'000: expires at 25'000
+    store->advance_event_time(35'000);
+    CHECK_FALSE(refreshed.value().has_value());
+  });
+}
+
+TEST_CASE("map state TTL applies per entry", "[state][ttl]") {
+  for_each_state_backend([](StateBackend& backend) {
+    auto store = open_store(backend, "op", kAllGroups);
+    KeyContext ctx;
+    auto map = value_or_fail(make_map_state<std::string, int>(
+        *store, ctx, "m", Ttl(std::chrono::seconds(10)).event_time()));
+    set_current_key(ctx, std::string("meter-1"), 128);
+    store->advance_event_time(1'000);
+    map.put("a", 1);
+    store->advance_event_time(6'000);
+    map.put("b", 2);
+    store->advance_event_time(12'000);
+    CHECK_FALSE(map.get("a").has_value());
+    CHECK_FALSE(map.contains("a"));
+    CHECK(map.get("b") == 2);
+    std::vector<std::string> seen;
+    map.for_each([&](const std::string& k, const int&) { seen.push_back(k); });
+    CHECK(seen == std::vector<std::string>{"b"});
+    CHECK_FALSE(map.empty());
+    map.put("a", 3);
+    store->advance_event_time(16'000);
+    CHECK(map.get("a") == 3);
+    CHECK_FALSE(map.contains("b"));
+    store->advance_event_time(22'000);
+    CHECK(map.empty());
+  });
+}
+
+TEST_CASE("list state TTL applies to the whole list and appends refresh it",
+          "[state][ttl]") {
+  for_each_state_backend([](StateBackend& backend) {
+    auto store = open_store(backend, "op", kAllGroups);
+    KeyContext ctx;
+    auto list = value_or_fail(make_list_state<int>(*store, ctx, "l",
+                                                   Ttl(std::chrono::seconds(10)).event_time()));
+    set_current_key(ctx, std::string("meter-1"), 128);
+    store->advance_event_time(1'000);
+    list.add(1);
+    store->advance_event_time(6'000);
+    list.add(2);
+    store->advance_event_time(12'000);
+    CHECK(list.get() == std::vector<int>{1, 2});
+    store->advance_event_time(16'000);
+    CHECK(list.get().empty());
+    // An expired list is replaced by the next add, not extended.
+    list.add(1);
+    store->advance_event_time(40'000);
+    list.add(3);
+    CHECK(list.get() == std::vector<int>{3});
+  });
+}
+
+TEST_CASE("aggregating state TTL starts a new accumulator after expiry", "[state][ttl]") {
+  for_each_state_backend([](StateBackend& backend) {
+    auto store = open_store(backend, "op", kAllGroups);
+    KeyContext ctx;
+    auto avg = value_or_fail(make_aggregating_state<double>(
+        *store, ctx, "avg", Average{}, Ttl(std::chrono::seconds(10)).event_time()));
+    set_current_key(ctx, std::string("meter-1"), 128);
+    store->advance_event_time(1'000);
+    avg.add(2.0);
+    avg.add(4.0);
+    CHECK(avg.get() == Approx(3.0));
+    store->advance_event_time(11'000);
+    CHECK_FALSE(avg.get().has_value());
+    avg.add(10.0);
+    CHECK(avg.get() == Approx(10.0));
+  });
+}
+
+TEST_CASE("purge_expired physically removes expired values", "[state][ttl]") {
+  for_each_state_backend([](StateBackend& backend) {
+    auto store = open_store(backend, "op", kAllGroups);
+    KeyContext ctx;
+    auto v = value_or_fail(make_value_state<std::string>(
+        *store, ctx, "v", Ttl(std::chrono::seconds(10)).event_time()));
+    auto plain = value_or_fail(make_value_state<std::string>(*store, ctx, "plain"));
+    store->advance_event_time(1'000);
+    for (int i = 0; i < 200; ++i) {
+      set_current_key(ctx, "meter-" + std::to_string(i), 128);
+      v.update(std::string(100, 'x'));
+    }
+    set_current_key(ctx, std::string("keep"), 128);
+    plain.update("kept");
+    const std::uint64_t before = value_or_fail(store->approximate_size_bytes());
+    CHECK(before > 0);
+    REQUIRE(store->purge_expired().ok());  // nothing expired yet
+    set_current_key(ctx, std::string("meter-7"), 128);
+    CHECK(v.value().has_value());
+
+    store->advance_event_time(11'000);
+    REQUIRE(store->purge_expired().ok());
+    CHECK(value_or_fail(store->approximate_size_bytes()) < before / 10);
+    int entries = 0;
+    for (int kg = 0; kg < 128; ++kg) {
+      REQUIRE(store->for_each_in_key_group(kg, [&](int, std::string_view, std::string_view) {
+                       ++entries;
+                       return true;
+                     }).ok());
+    }
+    CHECK(entries == 1);
+    set_current_key(ctx, std::string("keep"), 128);
+    CHECK(plain.value() == std::string("kept"));
+  });
+}
+
+TEST_CASE("a snapshot of TTL state keeps the expiries through put_stored",
+          "[state][ttl]") {
+  for_each_state_backend([](StateBackend& backend) {
+    const Ttl ttl = Ttl(std::chrono::seconds(10)).event_time();
+    std::vector<std::pair<std::string, std::string>> snapshot;
+    int state_id = -1;
+    {
+      auto store = open_store(backend, "op", kAllGroups);
+      KeyContext ctx;
+      auto v = value_or_fail(make_value_state<int>(*store, ctx, "v", ttl));
+      state_id = v.state_id();
+      store->advance_event_time(1'000);
+      set_key(ctx, 3, "old");
+      v.update(1);
+      store->advance_event_time(5'000);
+      set_key(ctx, 3, "new");
+      v.update(2);
+      set_key(ctx, 3, "gone");
+      v.update(3);
+      store->advance_event_time(6'000);
+      v.clear();
+      REQUIRE(store->for_each_in_key_group(
+                       3, [&](int state, std::string_view key, std::string_view value) {
+                         CHECK(state == state_id);
+                         CHECK(value.size() == 8 + sizeof(int));  // expiry + value
+                         snapshot.emplace_back(std::string(key), std::string(value));
+                         return true;
+                       })
+                  .ok());
+      CHECK(snapshot.size() == 2);
+    }
+    auto restored = open_store(backend, "op", kAllGroups);
+    KeyContext ctx;
+    auto v = value_or_fail(make_value_state<int>(*restored, ctx, "v", ttl));
+    for (const auto& [key, value] : snapshot) {
+      REQUIRE(restored->put_stored(v.state_id(), 3, key, value).ok());
+    }
+    CHECK(restored->put_stored(v.state_id(), 3, "k", "short").code() ==
+          absl::StatusCode::kInvalidArgument);
+    restored->advance_event_time(12'000);
+    set_key(ctx, 3, "old");
+    CHECK_FALSE(v.value().has_value());  // expired at 11'000, as before the restore
+    set_key(ctx, 3, "new");
+    CHECK(v.value() == 2);
+  });
+}
+
+TEST_CASE("register_state checks TTLs", "[state][ttl]") {
+  for_each_state_backend([](StateBackend& backend) {
+    auto store = open_store(backend, "op", kAllGroups);
+    const StateTtl ttl = Ttl(std::chrono::minutes(5));
+    const int id = value_or_fail(store->register_state({"v", Kind::kValue, ttl}));
+    CHECK(value_or_fail(store->register_state({"v", Kind::kValue, ttl})) == id);
+    REQUIRE(store->descriptor(id)->ttl.has_value());
+    CHECK(store->descriptor(id)->ttl->ttl_ms == 300'000);
+    CHECK(store->descriptor(id)->ttl->domain == TimeDomain::kProcessingTime);
+
+    StatusOr<int> other = store->register_state({"v", Kind::kValue, std::nullopt});
+    CHECK(other.status().code() == absl::StatusCode::kInvalidArgument);
+    CHECK_THAT(std::string(other.status().message()),
+               Contains("'v'") && Contains("TTL 300000 ms") && Contains("no TTL"));
+    CHECK(store->register_state({"v", Kind::kValue, Ttl(std::chrono::minutes(6))})
+              .status()
+              .code() == absl::StatusCode::kInvalidArgument);
+    CHECK(store->register_state({"w", Kind::kValue, Ttl(std::chrono::milliseconds(0))})
+              .status()
+              .code() == absl::StatusCode::kInvalidArgument);
   });
 }
 

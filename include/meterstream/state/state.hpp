@@ -13,6 +13,9 @@
 //   ms::set_current_key(ctx, std::string("meter-7"), store->max_parallelism());
 //   count.update(count.value().value_or(0) + 1);
 //
+// A state may have a time-to-live (state/ttl.hpp, the last argument of the
+// make_* factories); its expired values read as absent.
+//
 // Values are stored with Codec<V> (core/codec.hpp); MapState user keys with
 // KeyCodec<UK>, so that a MapState iterates in key order for integer, floating
 // point and string keys. Stored types must be default-constructible (decoding
@@ -41,6 +44,7 @@
 #include "meterstream/core/key_group.hpp"
 #include "meterstream/core/status.hpp"
 #include "meterstream/state/state_backend.hpp"
+#include "meterstream/state/ttl.hpp"
 
 namespace meterstream {
 
@@ -376,30 +380,39 @@ class AggregatingState : public detail::StateHandle {
 };
 
 // Registers state `name` of the matching kind in `store` and returns a handle
-// bound to `ctx`. Errors: those of KeyedStateStore::register_state (an empty
-// name; the name registered with another kind). `store` and `ctx` must outlive
-// the handle.
+// bound to `ctx`. `ttl`, when given, makes the state's values expire
+// (state/ttl.hpp): map state per entry, the others per key. Errors: those of
+// KeyedStateStore::register_state (an empty name; the name registered with
+// another kind or TTL; a TTL that is not positive). `store` and `ctx` must
+// outlive the handle.
+//
+// Example:
+//   MS_ASSIGN_OR_RETURN(auto seen, ms::make_value_state<bool>(
+//                                      *store, ctx, "seen", ms::Ttl(24h).event_time()));
 template <typename V>
 StatusOr<ValueState<V>> make_value_state(KeyedStateStore& store, const KeyContext& ctx,
-                                         std::string name) {
-  MS_ASSIGN_OR_RETURN(
-      int id, store.register_state({std::move(name), StateDescriptor::Kind::kValue}));
+                                         std::string name,
+                                         std::optional<StateTtl> ttl = std::nullopt) {
+  MS_ASSIGN_OR_RETURN(int id, store.register_state(StateDescriptor(
+                                  std::move(name), StateDescriptor::Kind::kValue, ttl)));
   return ValueState<V>(&store, id, &ctx);
 }
 
 template <typename UK, typename UV>
 StatusOr<MapState<UK, UV>> make_map_state(KeyedStateStore& store, const KeyContext& ctx,
-                                          std::string name) {
-  MS_ASSIGN_OR_RETURN(
-      int id, store.register_state({std::move(name), StateDescriptor::Kind::kMap}));
+                                          std::string name,
+                                          std::optional<StateTtl> ttl = std::nullopt) {
+  MS_ASSIGN_OR_RETURN(int id, store.register_state(StateDescriptor(
+                                  std::move(name), StateDescriptor::Kind::kMap, ttl)));
   return MapState<UK, UV>(&store, id, &ctx);
 }
 
 template <typename V>
 StatusOr<ListState<V>> make_list_state(KeyedStateStore& store, const KeyContext& ctx,
-                                       std::string name) {
-  MS_ASSIGN_OR_RETURN(
-      int id, store.register_state({std::move(name), StateDescriptor::Kind::kList}));
+                                       std::string name,
+                                       std::optional<StateTtl> ttl = std::nullopt) {
+  MS_ASSIGN_OR_RETURN(int id, store.register_state(StateDescriptor(
+                                  std::move(name), StateDescriptor::Kind::kList, ttl)));
   return ListState<V>(&store, id, &ctx);
 }
 
@@ -407,12 +420,12 @@ StatusOr<ListState<V>> make_list_state(KeyedStateStore& store, const KeyContext&
 //   MS_ASSIGN_OR_RETURN(auto avg,
 //                       ms::make_aggregating_state<double>(*store, ctx, "avg", Average{}));
 template <typename T, typename AggFn>
-StatusOr<AggregatingState<T, AggFn>> make_aggregating_state(KeyedStateStore& store,
-                                                            const KeyContext& ctx,
-                                                            std::string name,
-                                                            AggFn fn = AggFn{}) {
-  MS_ASSIGN_OR_RETURN(
-      int id, store.register_state({std::move(name), StateDescriptor::Kind::kAggregating}));
+StatusOr<AggregatingState<T, AggFn>> make_aggregating_state(
+    KeyedStateStore& store, const KeyContext& ctx, std::string name, AggFn fn = AggFn{},
+    std::optional<StateTtl> ttl = std::nullopt) {
+  MS_ASSIGN_OR_RETURN(int id,
+                      store.register_state(StateDescriptor(
+                          std::move(name), StateDescriptor::Kind::kAggregating, ttl)));
   return AggregatingState<T, AggFn>(&store, id, &ctx, std::move(fn));
 }
 

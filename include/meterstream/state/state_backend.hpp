@@ -8,25 +8,31 @@
 // on top of this byte-level interface.
 //
 // Two backends implement it: the memory backend below (small jobs and tests)
-// and RocksDB (one instance per process, a column family per state, keys
-// prefixed by key group). Both pass the same test suite (tests/state/).
+// and RocksDB (state/rocksdb_state_backend.hpp: one instance per process, a
+// column family per state, keys prefixed by key group). Both pass the same
+// test suite (tests/state/).
 //
 // State lives as long as its store: destroying the store drops it. Durability
 // comes from checkpoints, which read a store with for_each_in_key_group() and
-// refill a new one with put().
+// refill a new one with put_stored().
 //
 // Thread-safety: StateBackend is thread-safe. A KeyedStateStore, and every
 // state handle built on it, is used by one thread at a time (the operator
 // instance's task).
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/functional/function_ref.h"
 #include "meterstream/core/key_group.hpp"
 #include "meterstream/core/status.hpp"
+#include "meterstream/core/time.hpp"
+#include "meterstream/state/ttl.hpp"
 
 namespace meterstream {
 
@@ -37,12 +43,19 @@ struct StateDescriptor {
   // so a name is bound to one kind.
   enum class Kind { kValue, kMap, kList, kAggregating };
 
+  StateDescriptor() = default;
+  // Example: {"seen", StateDescriptor::Kind::kValue, ms::Ttl(24h)}
+  StateDescriptor(std::string name, Kind kind = Kind::kValue,
+                  std::optional<StateTtl> ttl = std::nullopt)
+      : name(std::move(name)), kind(kind), ttl(ttl) {}
+
   // Unique within the operator; names the state in errors and snapshots.
   std::string name;
   Kind kind = Kind::kValue;
-  // TODO: time-to-live (state/ttl.hpp: ms::Ttl(24h).refresh_on_read()) goes
-  // here; backends enforce it on read and drop expired entries in the
-  // background (RocksDB: compaction filter).
+  // The state's time-to-live (state/ttl.hpp), or none: values live until
+  // removed. With a TTL, the store stamps every stored value with an 8-byte
+  // expiry and never returns expired values; see KeyedStateStore.
+  std::optional<StateTtl> ttl;
 };
 
 // The name of a kind for messages: "value", "map", "list", "aggregating".
@@ -54,6 +67,16 @@ const char* to_string(StateDescriptor::Kind kind);
 // Every operation on a key group outside key_group_range() and on an unknown
 // state id returns kInvalidArgument; error messages name the operator, the
 // state and the key group.
+//
+// States with a TTL (StateDescriptor::ttl): get(), put(), append() and
+// for_each() take and return the caller's bytes; the store keeps each value
+// as an 8-byte big-endian expiry timestamp followed by those bytes. put() and
+// append() stamp expiry = now + ttl (append() refreshes the whole value);
+// get() and for_each() skip expired values (and remove them), and re-stamp
+// the values they return when the TTL has refresh_on_read. A stored TTL value
+// shorter than 8 bytes is kDataLoss. for_each_in_key_group() yields stored
+// bytes, expiry included, and put_stored() writes them back unchanged, so a
+// snapshot and its restore keep the expiries.
 //
 // Callbacks (for_each, for_each_in_key_group) must not modify the store; they
 // may throw, and the exception propagates to the caller.
@@ -75,8 +98,10 @@ class KeyedStateStore {
 
   // Registers a state and returns its id (small integers from 0, in order of
   // registration). Registering the same name and kind again returns the same
-  // id; the same name with another kind is kInvalidArgument, as is an empty
-  // name.
+  // id; the same name with another kind or another TTL is kInvalidArgument,
+  // as are an empty name and a TTL whose ttl_ms is not positive. RocksDB
+  // also rejects a name that a store of the same operator (another key group
+  // range) registered with another kind or TTL.
   virtual StatusOr<int> register_state(const StateDescriptor& descriptor) = 0;
   // The number of registered states; ids are 0 .. num_states() - 1.
   virtual int num_states() const = 0;
@@ -117,6 +142,29 @@ class KeyedStateStore {
   // Removes every entry of a key group, in all states (e.g. before restoring
   // it, or after handing it to another worker).
   virtual Status clear_key_group(int key_group) = 0;
+
+  // Writes an entry as for_each_in_key_group() yielded it: for a state with a
+  // TTL, `stored` starts with its expiry (kInvalidArgument when shorter than
+  // 8 bytes); for other states it is put(). This is what a restore calls.
+  virtual Status put_stored(int state, int key_group, std::string_view key,
+                            std::string_view stored) = 0;
+
+  // Event time for event-time TTLs: operators call it with each watermark.
+  // The backend keeps the largest watermark passed to any of its stores;
+  // smaller ones are ignored.
+  virtual void advance_event_time(Timestamp watermark) = 0;
+  // The time a TTL of `domain` is measured against now: the backend's event
+  // time (kMinTimestamp before the first watermark) or the system clock.
+  virtual Timestamp current_time(TimeDomain domain) const = 0;
+  // Physically removes the expired values of this store's TTL states (memory:
+  // a sweep; RocksDB: a compaction of their key range, which runs the TTL
+  // compaction filter). Reads already never return expired values; operators
+  // may call it periodically to bound the space they take.
+  virtual Status purge_expired() = 0;
+  // The approximate space this store's state takes: memory backend, the bytes
+  // of keys and values; RocksDB, the bytes of its key range in memtables and
+  // SST files (compressed, on disk).
+  virtual StatusOr<std::uint64_t> approximate_size_bytes() = 0;
 };
 
 // A process-wide factory of keyed state stores.

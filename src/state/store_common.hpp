@@ -1,0 +1,134 @@
+// Internal: what the memory and RocksDB backends share: argument checks of
+// open_keyed_store() and register_state(), the registry of open key group
+// ranges per operator, and error messages.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "meterstream/core/key_group.hpp"
+#include "meterstream/core/status.hpp"
+#include "meterstream/state/state_backend.hpp"
+
+namespace meterstream::detail {
+
+inline bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// The key group ranges of the stores that are open, per operator id, so that
+// two stores never own the same key group of an operator (which RocksDB, with
+// one instance per process, would make them share). Stores hold it by
+// shared_ptr: a store may outlive its backend.
+class OpenStores {
+ public:
+  Status acquire(const std::string& operator_id, KeyGroupRange range) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<KeyGroupRange>& ranges = open_[operator_id];
+    for (const KeyGroupRange& r : ranges) {
+      if (r.first <= range.last && range.first <= r.last) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "operator '", operator_id, "': key groups [", range.first, ", ", range.last,
+            "] overlap an open store of key groups [", r.first, ", ", r.last, "]"));
+      }
+    }
+    ranges.push_back(range);
+    return Status();
+  }
+
+  void release(const std::string& operator_id, KeyGroupRange range) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = open_.find(operator_id);
+    if (it == open_.end()) return;
+    std::vector<KeyGroupRange>& ranges = it->second;
+    for (auto r = ranges.begin(); r != ranges.end(); ++r) {
+      if (*r == range) {
+        ranges.erase(r);
+        break;
+      }
+    }
+    if (ranges.empty()) open_.erase(it);
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::vector<KeyGroupRange>, std::less<>> open_;
+};
+
+// The checks of StateBackend::open_keyed_store() that do not depend on the
+// backend.
+inline Status check_open_arguments(const std::string& operator_id, KeyGroupRange range,
+                                   int max_parallelism) {
+  if (operator_id.empty()) {
+    return absl::InvalidArgumentError("open_keyed_store: empty operator id");
+  }
+  if (max_parallelism < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("open_keyed_store: operator '",
+                                                   operator_id, "': max_parallelism ",
+                                                   max_parallelism, " < 1"));
+  }
+  if (range.size() == 0 || range.first < 0 || range.last >= max_parallelism) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "open_keyed_store: operator '", operator_id, "': key groups [", range.first, ", ",
+        range.last, "] are empty or not within [0, ", max_parallelism, ")"));
+  }
+  return Status();
+}
+
+inline std::string ttl_to_string(const std::optional<StateTtl>& ttl) {
+  if (!ttl) return "no TTL";
+  return absl::StrCat("TTL ", ttl->ttl_ms, " ms of ",
+                      ttl->domain == TimeDomain::kEventTime ? "event" : "processing",
+                      " time", ttl->refresh_on_read ? ", refreshed on read" : "");
+}
+
+// The checks of register_state() on a descriptor alone.
+inline Status check_descriptor(const std::string& operator_id,
+                               const StateDescriptor& descriptor) {
+  if (descriptor.name.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("operator '", operator_id, "': a state needs a name"));
+  }
+  if (descriptor.ttl && descriptor.ttl->ttl_ms <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("operator '", operator_id, "' state '", descriptor.name, "': TTL ",
+                     descriptor.ttl->ttl_ms, " ms is not positive"));
+  }
+  return Status();
+}
+
+// OK when `requested` may share the state registered as `existing` (same
+// name): same kind and TTL.
+inline Status check_same_state(const std::string& operator_id,
+                               const StateDescriptor& existing,
+                               const StateDescriptor& requested) {
+  if (existing.kind != requested.kind) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "operator '", operator_id, "' state '", requested.name, "': registered as ",
+        to_string(existing.kind), " state, requested as ", to_string(requested.kind),
+        " state"));
+  }
+  if (existing.ttl != requested.ttl) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "operator '", operator_id, "' state '", requested.name, "': registered with ",
+        ttl_to_string(existing.ttl), ", requested with ", ttl_to_string(requested.ttl)));
+  }
+  return Status();
+}
+
+// kDataLoss for a stored TTL value too short to hold its expiry.
+inline Status short_ttl_value_error(const std::string& operator_id,
+                                    const StateDescriptor& descriptor, int key_group,
+                                    std::size_t size) {
+  return absl::DataLossError(absl::StrCat(
+      "operator '", operator_id, "' state '", descriptor.name, "' key group ", key_group,
+      ": stored value of ", size, " bytes is shorter than its 8-byte TTL expiry"));
+}
+
+}  // namespace meterstream::detail

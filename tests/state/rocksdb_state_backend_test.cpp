@@ -1,0 +1,363 @@
+// What only the RocksDB backend has: its state directory (errors at open,
+// layout marker, locking), column families shared by the stores of an
+// operator, and the on-disk effect of TTL. The common contract is in the suite
+// (state_suite_test.cpp).
+#include "meterstream/state/rocksdb_state_backend.hpp"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "meterstream/state/state.hpp"
+#include "state_suite.hpp"
+
+namespace meterstream::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+
+// A temporary directory path, removed at scope exit.
+struct TempDir {
+  TempDir() : path(make_temp_dir_path("rocksdb-test")) {}
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string path;
+};
+
+RocksDBStateBackendOptions options_for(const std::string& path) {
+  RocksDBStateBackendOptions options;
+  options.path = path;
+  options.memory_budget_bytes = std::size_t{32} << 20;
+  return options;
+}
+
+std::shared_ptr<StateBackend> open_backend(const std::string& path) {
+  StatusOr<std::shared_ptr<StateBackend>> backend =
+      make_rocksdb_state_backend(options_for(path));
+  INFO(backend.status().ToString());
+  REQUIRE(backend.ok());
+  return std::move(backend).value();
+}
+
+// The names and sizes of the files of a directory, to show it was not touched.
+std::set<std::pair<std::string, std::uintmax_t>> listing(const std::string& dir) {
+  std::set<std::pair<std::string, std::uintmax_t>> files;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    files.emplace(entry.path().filename().string(),
+                  entry.is_regular_file() ? entry.file_size() : 0);
+  }
+  return files;
+}
+
+std::uintmax_t directory_size(const std::string& dir) {
+  std::uintmax_t total = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (entry.is_regular_file()) total += entry.file_size();
+  }
+  return total;
+}
+
+void write_file(const fs::path& path, const std::string& contents) {
+  std::ofstream out(path, std::ios::trunc);
+  out << contents;
+}
+
+TEST_CASE("rocksdb: a path under a regular file is rejected, naming the path",
+          "[state][rocksdb]") {
+  TempDir tmp;
+  fs::create_directories(tmp.path);
+  const fs::path file = fs::path(tmp.path) / "a-file";
+  write_file(file, "not a directory");
+  const std::string path = (file / "state").string();
+  StatusOr<std::shared_ptr<StateBackend>> backend =
+      make_rocksdb_state_backend(options_for(path));
+  CHECK(backend.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(backend.status().message()), Contains(path));
+
+  // The path itself a regular file.
+  backend = make_rocksdb_state_backend(options_for(file.string()));
+  CHECK(backend.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(backend.status().message()),
+             Contains(file.string()) && Contains("not a directory"));
+  CHECK(make_rocksdb_state_backend(options_for("")).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("rocksdb: a directory in use by another backend of this process is rejected",
+          "[state][rocksdb]") {
+  TempDir tmp;
+  auto first = open_backend(tmp.path);
+  const auto before = listing(tmp.path);
+  StatusOr<std::shared_ptr<StateBackend>> second =
+      make_rocksdb_state_backend(options_for(tmp.path));
+  CHECK(second.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(second.status().message()),
+             Contains(tmp.path) && Contains("in use by another process"));
+  CHECK(listing(tmp.path) == before);
+  // Once the first one is closed, the directory opens again.
+  first.reset();
+  open_backend(tmp.path);
+}
+
+TEST_CASE("rocksdb: a directory locked by another process is rejected",
+          "[state][rocksdb]") {
+  TempDir tmp;
+  open_backend(tmp.path).reset();  // create the state dir, then close it
+  const std::string lock_file = tmp.path + "/LOCK";
+
+  // The child only makes system calls (no allocation, no RocksDB), which is
+  // what is safe after fork() in a multi-threaded process: it takes the same
+  // fcntl lock RocksDB takes, reports, and holds it until the pipe closes.
+  int ready[2];
+  int release[2];
+  REQUIRE(::pipe(ready) == 0);
+  REQUIRE(::pipe(release) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    ::close(release[1]);
+    const int fd = ::open(lock_file.c_str(), O_RDWR | O_CREAT, 0644);
+    struct flock f = {};
+    f.l_type = F_WRLCK;
+    f.l_whence = SEEK_SET;
+    const char ok = (fd >= 0 && ::fcntl(fd, F_SETLK, &f) == 0) ? 'y' : 'n';
+    (void)!::write(ready[1], &ok, 1);
+    char c;
+    (void)!::read(release[0], &c, 1);
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  ::close(release[0]);
+  char ok = 'n';
+  REQUIRE(::read(ready[0], &ok, 1) == 1);
+  REQUIRE(ok == 'y');
+
+  const auto before = listing(tmp.path);
+  StatusOr<std::shared_ptr<StateBackend>> backend =
+      make_rocksdb_state_backend(options_for(tmp.path));
+  CHECK(backend.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(backend.status().message()),
+             Contains(tmp.path) && Contains("in use by another process"));
+  CHECK(listing(tmp.path) == before);
+
+  ::close(release[1]);
+  ::close(ready[0]);
+  int wstatus = 0;
+  REQUIRE(::waitpid(child, &wstatus, 0) == child);
+  open_backend(tmp.path);
+}
+
+TEST_CASE("rocksdb: a directory of another layout is rejected, naming both versions",
+          "[state][rocksdb]") {
+  TempDir tmp;
+  open_backend(tmp.path).reset();
+  const fs::path marker = fs::path(tmp.path) / "MS_LAYOUT";
+  REQUIRE(fs::exists(marker));
+
+  SECTION("another layout version") {
+    write_file(marker, "meterstream-rocksdb-state/0\n");
+    const auto before = listing(tmp.path);
+    StatusOr<std::shared_ptr<StateBackend>> backend =
+        make_rocksdb_state_backend(options_for(tmp.path));
+    CHECK(backend.status().code() == absl::StatusCode::kFailedPrecondition);
+    CHECK_THAT(std::string(backend.status().message()),
+               Contains(tmp.path) && Contains("meterstream-rocksdb-state/0") &&
+                   Contains(kRocksDBStateLayoutVersion));
+    CHECK(listing(tmp.path) == before);
+  }
+  SECTION("a RocksDB database without the marker") {
+    fs::remove(marker);
+    const auto before = listing(tmp.path);
+    StatusOr<std::shared_ptr<StateBackend>> backend =
+        make_rocksdb_state_backend(options_for(tmp.path));
+    CHECK(backend.status().code() == absl::StatusCode::kFailedPrecondition);
+    CHECK_THAT(std::string(backend.status().message()),
+               Contains(tmp.path) && Contains("none") &&
+                   Contains(kRocksDBStateLayoutVersion));
+    CHECK(listing(tmp.path) == before);
+  }
+  SECTION("a directory with other files") {
+    TempDir other;
+    fs::create_directories(other.path);
+    write_file(fs::path(other.path) / "notes.txt", "mine");
+    StatusOr<std::shared_ptr<StateBackend>> backend =
+        make_rocksdb_state_backend(options_for(other.path));
+    CHECK(backend.status().code() == absl::StatusCode::kFailedPrecondition);
+    CHECK_THAT(std::string(backend.status().message()), Contains(other.path));
+    CHECK(listing(other.path) ==
+          std::set<std::pair<std::string, std::uintmax_t>>{{"notes.txt", 4}});
+  }
+}
+
+TEST_CASE("rocksdb: state of an earlier run is discarded at open", "[state][rocksdb]") {
+  TempDir tmp;
+  {
+    auto backend = open_backend(tmp.path);
+    auto store = open_store(*backend, "op", KeyGroupRange{0, 127});
+    const int id = value_or_fail(store->register_state({"v"}));
+    REQUIRE(store->put(id, 1, "k", "v").ok());
+  }
+  auto backend = open_backend(tmp.path);
+  auto store = open_store(*backend, "op", KeyGroupRange{0, 127});
+  const int id = value_or_fail(store->register_state({"v"}));
+  std::string v;
+  CHECK_FALSE(value_or_fail(store->get(id, 1, "k", &v)));
+}
+
+TEST_CASE("rocksdb: stores of one operator share column families and register concurrently",
+          "[state][rocksdb]") {
+  TempDir tmp;
+  auto backend = open_backend(tmp.path);
+  CHECK(backend->open_keyed_store("op", KeyGroupRange{0, 3}, 40000).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+
+  constexpr int kWorkers = 4;
+  std::vector<std::unique_ptr<KeyedStateStore>> stores;
+  for (int w = 0; w < kWorkers; ++w) {
+    stores.push_back(open_store(*backend, "op", key_group_range_for_worker(128, kWorkers, w)));
+  }
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(kWorkers);
+  for (int w = 0; w < kWorkers; ++w) {
+    threads.emplace_back([&, w] {
+      KeyedStateStore& store = *stores[static_cast<std::size_t>(w)];
+      for (int s = 0; s < 20; ++s) {
+        StatusOr<int> id = store.register_state({"state-" + std::to_string(s)});
+        if (!id.ok()) {
+          errors[static_cast<std::size_t>(w)] = id.status().ToString();
+          return;
+        }
+        const int kg = store.key_group_range().first;
+        Status put = store.put(*id, kg, "k", std::to_string(w));
+        if (!put.ok()) errors[static_cast<std::size_t>(w)] = put.ToString();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const std::string& e : errors) CHECK(e.empty());
+  for (int w = 0; w < kWorkers; ++w) {
+    KeyedStateStore& store = *stores[static_cast<std::size_t>(w)];
+    std::string v;
+    CHECK(value_or_fail(store.get(19, store.key_group_range().first, "k", &v)));
+    CHECK(v == std::to_string(w));
+  }
+  // Another kind for a name another worker registered.
+  auto extra = open_store(*backend, "op-2", KeyGroupRange{0, 63});
+  auto extra2 = open_store(*backend, "op-2", KeyGroupRange{64, 127});
+  REQUIRE(extra->register_state({"s", StateDescriptor::Kind::kMap}).ok());
+  CHECK(extra2->register_state({"s", StateDescriptor::Kind::kList}).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+  // Closing one worker's store deletes its key groups only.
+  const KeyGroupRange closed = stores[0]->key_group_range();
+  stores[0].reset();
+  auto reopened = open_store(*backend, "op", closed);
+  const int id = value_or_fail(reopened->register_state({"state-19"}));
+  std::string v;
+  CHECK_FALSE(value_or_fail(reopened->get(id, closed.first, "k", &v)));
+  CHECK(value_or_fail(stores[1]->get(19, stores[1]->key_group_range().first, "k", &v)));
+}
+
+TEST_CASE("rocksdb: the on-disk size of TTL state shrinks once its entries expire",
+          "[state][rocksdb][ttl]") {
+  TempDir tmp;
+  auto backend = open_backend(tmp.path);
+  auto store = open_store(*backend, "op", KeyGroupRange{0, 127});
+  KeyContext ctx;
+  auto v = value_or_fail(make_value_state<std::string>(
+      *store, ctx, "v", Ttl(std::chrono::hours(1)).event_time()));
+  store->advance_event_time(0);
+
+  // ~20 MB of incompressible values.
+  std::mt19937_64 rng(42);
+  std::string value(1000, '\0');
+  constexpr int kEntries = 20'000;
+  for (int i = 0; i < kEntries; ++i) {
+    for (char& c : value) c = static_cast<char>(rng());
+    set_current_key(ctx, static_cast<std::int64_t>(i), 128);
+    v.update(value);
+  }
+  REQUIRE(store->purge_expired().ok());  // flushes; nothing has expired yet
+  const std::uint64_t before = value_or_fail(store->approximate_size_bytes());
+  const std::uintmax_t dir_before = directory_size(tmp.path);
+  INFO("before: " << before << " bytes in key range, " << dir_before << " in the dir");
+  CHECK(before > 18'000'000);
+  set_current_key(ctx, std::int64_t{7}, 128);
+  CHECK(v.value().has_value());
+
+  store->advance_event_time(3'600'000);
+  REQUIRE(store->purge_expired().ok());
+  const std::uint64_t after = value_or_fail(store->approximate_size_bytes());
+  const std::uintmax_t dir_after = directory_size(tmp.path);
+  INFO("after: " << after << " bytes in key range, " << dir_after << " in the dir");
+  CHECK(after < before / 10);
+  CHECK(dir_after < dir_before / 10);
+  CHECK_FALSE(v.value().has_value());
+}
+
+// The peak RSS (VmHWM) of this process in bytes, from /proc/self/status.
+std::uint64_t peak_rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+// Hidden (run it alone: meterstream_state_tests "[memory]"): ~1 GB of state
+// through a 64 MiB budget; prints the peak RSS.
+TEST_CASE("rocksdb: peak RSS stays near the budget while state grows past it",
+          "[.][memory][rocksdb]") {
+  TempDir tmp;
+  RocksDBStateBackendOptions options = options_for(tmp.path);
+  options.memory_budget_bytes = std::size_t{64} << 20;
+  auto backend = make_rocksdb_state_backend(options).value();
+  auto store = open_store(*backend, "op", KeyGroupRange{0, 127});
+  KeyContext ctx;
+  auto v = value_or_fail(make_value_state<std::string>(*store, ctx, "v"));
+  const std::uint64_t start = peak_rss_bytes();
+  std::mt19937_64 rng(1);
+  std::string value(200, '\0');
+  constexpr std::int64_t kKeys = 5'000'000;
+  for (std::int64_t i = 0; i < kKeys; ++i) {
+    for (std::size_t j = 0; j < value.size(); j += 8) {
+      const std::uint64_t r = rng();
+      std::memcpy(&value[j], &r, 8);
+    }
+    set_current_key(ctx, i, 128);
+    v.update(value);
+  }
+  const std::uint64_t after_writes = peak_rss_bytes();
+  std::int64_t found = 0;
+  for (std::int64_t i = 0; i < 500'000; ++i) {
+    set_current_key(ctx, static_cast<std::int64_t>(rng() % kKeys), 128);
+    found += v.value().has_value() ? 1 : 0;
+  }
+  const std::uint64_t after_reads = peak_rss_bytes();
+  const std::uint64_t size = value_or_fail(store->approximate_size_bytes());
+  WARN("state " << size / (1 << 20) << " MiB on disk, budget 64 MiB; peak RSS: start "
+                << start / (1 << 20) << " MiB, after writes " << after_writes / (1 << 20)
+                << " MiB, after 500k random reads " << after_reads / (1 << 20) << " MiB");
+  CHECK(found == 500'000);
+}
+
+}  // namespace
+}  // namespace meterstream::testing
