@@ -122,11 +122,12 @@ double peak_rss_mb() {
 }
 
 nlohmann::ordered_json q1_result_json(std::uint64_t events, const Q1Totals& totals,
-                                      double proc_s, double peak_rss) {
+                                      double proc_s, double peak_rss, bool with_duplicates) {
   nlohmann::ordered_json j;
   j["events"] = events;
   j["windows"] = totals.windows;
   j["late_dropped"] = totals.late_dropped;
+  if (with_duplicates) j["duplicates_dropped"] = totals.duplicates_dropped;
   j["total_count"] = totals.total_count;
   j["sum_wh"] = totals.sum_wh;
   j["digest"] = totals.digest;

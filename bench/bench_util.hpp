@@ -67,7 +67,8 @@ double peak_rss_mb();
 // peak_rss_mb. Counters are JSON integers. Further fields (e.g. Q2's
 // duplicates_dropped) may be added to the returned object by the caller.
 nlohmann::ordered_json q1_result_json(std::uint64_t events, const Q1Totals& totals,
-                                      double proc_s, double peak_rss_mb);
+                                      double proc_s, double peak_rss_mb,
+                                      bool with_duplicates = false);
 
 // Serialises `result` as one compact JSON line, newline included.
 std::string json_line(const nlohmann::ordered_json& result);

@@ -31,16 +31,34 @@ constexpr int kExitUsage = 2;
 constexpr int kExitFailure = 1;
 
 constexpr const char* kUsage =
-    "usage: meterstream-bench <q1|q1-baseline> [--seed S] [--meters K] [--events N]\n"
+    "usage: meterstream-bench <q1|q1-baseline|dedup|dedup-baseline> [--seed S] [--meters K]\n"
+    "         [--events N]\n"
     "         [--late-ppm P] [--dup-ppm P] [--anomaly-ppm P] [--hot-factor H]\n"
     "         [--window-ms W] [--bound-ms B] [--wm-every E]\n"
     "         [--threads T] [--state memory|rocksdb] [--state-dir DIR]\n"
     "Prints one JSON line: events, windows, late_dropped, total_count, sum_wh,\n"
-    "digest, proc_s, events_per_s, peak_rss_mb.\n";
+    "digest, proc_s, events_per_s, peak_rss_mb.\n"
+    "dedup and dedup-baseline run query Q2 (drop retried (meter, seq), then Q1;\n"
+    "plus --dedup-horizon N for the DSL's dedup_by_sequence) and add\n"
+    "duplicates_dropped to the JSON.\n";
 
 const std::set<std::string> kQ1Flags = {
     "seed",     "meters",    "events",   "late-ppm", "dup-ppm", "anomaly-ppm", "hot-factor",
     "window-ms", "bound-ms", "wm-every", "threads",  "state",   "state-dir"};
+
+// Q2 (dedup) takes Q1's flags and the dedup operator's own.
+std::set<std::string> q2_flags() {
+  std::set<std::string> flags = kQ1Flags;
+  flags.insert("dedup-horizon");
+  return flags;
+}
+
+bool is_q2(const std::string& command) {
+  return command == "dedup" || command == "dedup-baseline";
+}
+bool is_baseline(const std::string& command) {
+  return command == "q1-baseline" || command == "dedup-baseline";
+}
 
 struct Q1Config {
   ms::SmartMeterWorkload workload;
@@ -50,9 +68,15 @@ struct Q1Config {
   std::string state_dir;
 };
 
-ms::StatusOr<Q1Config> parse_q1(const std::vector<std::string>& args) {
-  MS_ASSIGN_OR_RETURN(ms::bench::Flags flags, ms::bench::Flags::parse(args, kQ1Flags));
+ms::StatusOr<Q1Config> parse_q1(const std::string& command,
+                                const std::vector<std::string>& args) {
+  MS_ASSIGN_OR_RETURN(ms::bench::Flags flags,
+                      ms::bench::Flags::parse(args, is_q2(command) ? q2_flags() : kQ1Flags));
   Q1Config c;
+  c.params.dedup = is_q2(command);
+  MS_ASSIGN_OR_RETURN(c.params.dedup_horizon,
+                      flags.get_uint("dedup-horizon", c.params.dedup_horizon, 1,
+                                     std::uint64_t{1} << 32));
   ms::SmartMeterWorkload& w = c.workload;
   constexpr std::uint64_t kPpm = 1000000;
   MS_ASSIGN_OR_RETURN(w.seed, flags.get_uint("seed", w.seed));
@@ -84,7 +108,7 @@ ms::StatusOr<Q1Config> parse_q1(const std::vector<std::string>& args) {
 }
 
 int run_q1(const std::string& command, const std::vector<std::string>& args) {
-  ms::StatusOr<Q1Config> config = parse_q1(args);
+  ms::StatusOr<Q1Config> config = parse_q1(command, args);
   if (!config.ok()) {
     std::cerr << "meterstream-bench " << command << ": " << config.status().message() << "\n"
               << kUsage;
@@ -96,7 +120,7 @@ int run_q1(const std::string& command, const std::vector<std::string>& args) {
   ms::Status error;
   const auto start = std::chrono::steady_clock::now();
   const ms::Q1Totals totals =
-      command == "q1-baseline"
+      is_baseline(command)
           ? ms::run_q1_baseline(events, c.params)
           : ms::run_q1_pipeline(events, c.params, c.threads, c.state, c.state_dir, &error);
   const auto stop = std::chrono::steady_clock::now();
@@ -107,8 +131,8 @@ int run_q1(const std::string& command, const std::vector<std::string>& args) {
     return config_error ? kExitUsage : kExitFailure;
   }
   const double proc_s = std::chrono::duration<double>(stop - start).count();
-  std::cout << ms::bench::json_line(
-      ms::bench::q1_result_json(events.size(), totals, proc_s, ms::bench::peak_rss_mb()));
+  std::cout << ms::bench::json_line(ms::bench::q1_result_json(
+      events.size(), totals, proc_s, ms::bench::peak_rss_mb(), c.params.dedup));
   std::cout.flush();
   return std::cout ? 0 : kExitFailure;
 }
@@ -126,7 +150,7 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
-  if (command == "q1" || command == "q1-baseline") return run_q1(command, args);
+  if (command == "q1" || command == "q1-baseline" || is_q2(command)) return run_q1(command, args);
   std::cerr << "meterstream-bench: unknown sub-command '" << command << "'\n" << kUsage;
   return kExitUsage;
 }

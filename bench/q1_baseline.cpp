@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 
 namespace meterstream {
@@ -126,7 +127,7 @@ inline std::int64_t window_start(std::int64_t ts, std::int64_t w) {
 class Q1Baseline {
  public:
   explicit Q1Baseline(const Q1Params& params)
-      : w_(params.window_ms), b_(params.bound_ms), e_(params.wm_every) {}
+      : w_(params.window_ms), b_(params.bound_ms), e_(params.wm_every), dedup_(params.dedup) {}
 
   Q1Totals run(const std::vector<MeterReading>& events) {
     const MeterReading* ev = events.data();
@@ -143,8 +144,12 @@ class Q1Baseline {
       }
       const MeterReading& e = ev[i];
       if (e.ts_ms > max_ts_) max_ts_ = e.ts_ms;
-      // Fast path: the window of the previous event (open, hence not late).
-      if (e.ts_ms >= cached_lo_ && e.ts_ms <= cached_hi_) {
+      // Q2: an exact set of every (meter, seq) seen. A duplicate still counts
+      // towards the watermark cadence, as it does at the source.
+      if (dedup_ && !seen_.insert({e.meter_id, e.seq}).second) {
+        ++totals_.duplicates_dropped;
+      } else if (e.ts_ms >= cached_lo_ && e.ts_ms <= cached_hi_) {
+        // Fast path: the window of the previous event (open, hence not late).
         cached_->add(e.meter_id, e.wh, e.voltage_dv);
       } else {
         slow_add(e);
@@ -245,6 +250,8 @@ class Q1Baseline {
   const std::int64_t w_;
   const std::int64_t b_;
   const std::int64_t e_;
+  const bool dedup_;
+  absl::flat_hash_set<std::pair<std::uint64_t, std::uint32_t>> seen_;  // Q2
   std::int64_t max_ts_ = kMin;
   std::int64_t watermark_ = kMin;
   std::vector<Window> windows_;  // open windows, ascending by start

@@ -31,6 +31,14 @@ struct Q1Params {
   // Default: 1000
   std::int64_t wm_every = 1000;
 
+  // Query Q2: drop every event whose (meter_id, seq) was seen before, then Q1.
+  // Default: false
+  bool dedup = false;
+
+  // Q2 through the DSL: the horizon of dedup_by_sequence() in sequence
+  // numbers (the baseline keeps an exact set and ignores it). Default: 4096
+  std::uint64_t dedup_horizon = 4096;
+
   // Returns kInvalidArgument naming the first field out of range, else OK.
   Status validate() const;
 };

@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "meterstream/api/detail/dedup_operator.hpp"
 #include "meterstream/api/detail/keyed_process_operator.hpp"
 #include "meterstream/api/detail/nodes.hpp"
 #include "meterstream/api/stream.hpp"
@@ -29,13 +30,44 @@ class KeyedStream {
   using key_type = K;
   using value_type = T;
 
-  KeyedStream(Stream<T> input, KeyFn key_fn) : input_(std::move(input)), key_fn_(std::move(key_fn)) {}
+  // `partitioned`: `input` is already partitioned by this key (the output of a
+  // keyed operator), so the next keyed operator is chained, not exchanged.
+  KeyedStream(Stream<T> input, KeyFn key_fn, bool partitioned = false)
+      : input_(std::move(input)), key_fn_(std::move(key_fn)), partitioned_(partitioned) {}
 
   // Groups each key's records into event-time windows: tumbling(), sliding()
   // or session(). The stream needs event time (with_watermarks() upstream).
   template <typename Assigner>
   WindowedStream<K, T, KeyFn, Assigner> window(Assigner assigner) const {
-    return WindowedStream<K, T, KeyFn, Assigner>(input_, key_fn_, assigner);
+    return WindowedStream<K, T, KeyFn, Assigner>(input_, key_fn_, assigner, partitioned_);
+  }
+
+  // Drops records whose sequence number seq_fn(const T&) was already seen for
+  // their key (retries). Per key it keeps a bitmap of the last `horizon`
+  // sequence numbers (at most horizon / 8 bytes, grown only as far back as the
+  // key's records reach); a record more than `horizon` behind its key's
+  // highest sequence number is kept and counted ("dedup_beyond_horizon").
+  // Dropped records are counted ("dedup_dropped"). The result stays keyed:
+  // window() or process() after it need no new exchange.
+  template <typename SeqFn>
+  KeyedStream dedup_by_sequence(SeqFn seq_fn, std::uint64_t horizon = 4096) const {
+    if (horizon == 0) {
+      if (input_.graph()) {
+        input_.graph()->record_error(
+            absl::InvalidArgumentError("dedup_by_sequence(): the horizon must be >= 1"));
+      }
+      return KeyedStream(Stream<T>(input_.graph(), -1, 0, 0), key_fn_, true);
+    }
+    auto key_fn = key_fn_;
+    Stream<T> out = input_.template attach<T>(
+        "dedup_by_sequence", "dedup-sequence",
+        [key_fn, seq_fn, horizon](detail::Worker& w, const std::string& name,
+                                  const std::vector<void*>& d) {
+          return Stream<T>::template chain<detail::SequenceDedupOp<K, T, KeyFn, SeqFn>, T>(
+              w, name, d, key_fn, seq_fn, horizon);
+        },
+        1, false, exchange());
+    return KeyedStream(out, key_fn_, true);
   }
 
   // Runs process function `fn` per key (see process_function.hpp), emitting Out.
@@ -48,15 +80,23 @@ class KeyedStream {
           return Stream<T>::template chain<detail::KeyedProcessOp<K, T, KeyFn, F, Out>, Out>(
               w, name, d, key_fn, fn);
         },
-        1, false, detail::key_exchange<T>(key_fn_));
+        1, false, exchange());
   }
 
   const Stream<T>& input() const { return input_; }
   const KeyFn& key_fn() const { return key_fn_; }
 
  private:
+  // The repartitioning into this stream's keyed operators; none when the
+  // input is partitioned by this key already.
+  std::shared_ptr<detail::ExchangeSpecBase> exchange() const {
+    if (partitioned_) return nullptr;
+    return detail::key_exchange<T>(key_fn_);
+  }
+
   Stream<T> input_;
   KeyFn key_fn_;
+  bool partitioned_ = false;
 };
 
 }  // namespace meterstream

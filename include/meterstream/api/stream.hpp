@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "meterstream/api/detail/dedup_operator.hpp"
 #include "meterstream/api/detail/nodes.hpp"
 #include "meterstream/api/detail/operators.hpp"
 #include "meterstream/runtime/operator.hpp"
@@ -115,6 +116,27 @@ class Stream {
     }
     Stream<T> s(graph_, node_, port_, graph_->node(node_).port_version[static_cast<std::size_t>(port_)]);
     return KeyedStream<K, T, KeyFn>(s, std::move(key_fn));
+  }
+
+  // Drops records whose id id_fn(const T&) was seen within `ttl` of event time
+  // before (the first is kept): exact deduplication of retries, with state per
+  // id that expires when the watermark passes first-seen time + ttl. Records
+  // are repartitioned by id. Dropped records are counted ("dedup_dropped").
+  template <typename IdFn, typename Rep, typename Period>
+  Stream<T> dedup_by(IdFn id_fn, std::chrono::duration<Rep, Period> ttl) const {
+    using Id = std::decay_t<std::invoke_result_t<const IdFn&, const T&>>;
+    const std::int64_t ttl_ms = to_millis(ttl);
+    if (valid() && ttl_ms <= 0) {
+      graph_->record_error(absl::InvalidArgumentError(
+          "dedup_by(): the ttl must be > 0, got " + std::to_string(ttl_ms) + " ms"));
+      return invalid();
+    }
+    return attach<T>(
+        "dedup_by", "dedup-id",
+        [id_fn, ttl_ms](detail::Worker& w, const std::string& name, const std::vector<void*>& d) {
+          return chain<detail::IdDedupOp<Id, T, IdFn>, T>(w, name, d, id_fn, ttl_ms);
+        },
+        1, false, detail::key_exchange<T>(id_fn));
   }
 
   // Spreads records round-robin over all workers.

@@ -44,8 +44,9 @@ class WindowedResultStream : public Stream<Out> {
 template <typename K, typename T, typename KeyFn, typename Assigner>
 class WindowedStream {
  public:
-  WindowedStream(Stream<T> input, KeyFn key_fn, Assigner assigner)
-      : input_(std::move(input)), key_fn_(std::move(key_fn)), assigner_(assigner) {}
+  WindowedStream(Stream<T> input, KeyFn key_fn, Assigner assigner, bool partitioned = false)
+      : input_(std::move(input)), key_fn_(std::move(key_fn)), assigner_(assigner),
+        partitioned_(partitioned) {}
 
   // Keeps windows `lateness` after they fire: late records within it update
   // and re-emit their key's result. Default: 0.
@@ -88,7 +89,7 @@ class WindowedStream {
       return static_cast<void*>(op);
     };
     Stream<Out> results = input_.template attach<Out>("aggregate", "window-aggregate", make, 2,
-                                                      false, detail::key_exchange<T>(key_fn_));
+                                                      false, partitioned_ ? nullptr : detail::key_exchange<T>(key_fn_));
     if (results.valid()) results.graph()->node(results.node()).side_output[1] = true;
     return WindowedResultStream<Out, T>(std::move(results));
   }
@@ -133,6 +134,7 @@ class WindowedStream {
   KeyFn key_fn_;
   Assigner assigner_;
   std::int64_t lateness_ms_ = 0;
+  bool partitioned_ = false;
 };
 
 }  // namespace meterstream

@@ -169,6 +169,7 @@ inline std::uint64_t q1_window_digest(std::uint64_t meter_id, std::int64_t start
 struct Q1Totals {
   std::uint64_t windows = 0;       // windows fired (one per meter and window)
   std::uint64_t late_dropped = 0;  // events dropped as late
+  std::uint64_t duplicates_dropped = 0;  // Q2: events dropped as retries
   std::uint64_t total_count = 0;   // sum of the windows' counts
   std::uint64_t sum_wh = 0;        // sum of the windows' wh sums
   std::uint64_t digest = 0;        // wrapping sum of q1_window_digest terms
@@ -186,6 +187,7 @@ struct Q1Totals {
   void merge(const Q1Totals& o) {
     windows += o.windows;
     late_dropped += o.late_dropped;
+    duplicates_dropped += o.duplicates_dropped;
     total_count += o.total_count;
     sum_wh += o.sum_wh;
     digest += o.digest;
@@ -193,6 +195,7 @@ struct Q1Totals {
 
   bool operator==(const Q1Totals& o) const {
     return windows == o.windows && late_dropped == o.late_dropped &&
+           duplicates_dropped == o.duplicates_dropped &&
            total_count == o.total_count && sum_wh == o.sum_wh && digest == o.digest;
   }
   bool operator!=(const Q1Totals& o) const { return !(*this == o); }
