@@ -39,6 +39,10 @@ struct Q1Params {
   // numbers (the baseline keeps an exact set and ignores it). Default: 4096
   std::uint64_t dedup_horizon = 4096;
 
+  // The state's memory budget with --state rocksdb (RocksDB plus the
+  // operators' in-memory tables). Default: 512
+  std::uint64_t state_memory_mb = 512;
+
   // Returns kInvalidArgument naming the first field out of range, else OK.
   Status validate() const;
 };

@@ -1,12 +1,17 @@
 // Q1 through the public DSL: exactly what a user would write.
 #include "q1_pipeline.hpp"
 
+#include <stdlib.h>
+
 #include <chrono>
+#include <filesystem>
+#include <system_error>
 #include <limits>
 #include <memory>
 #include <mutex>
 
 #include "meterstream/meterstream.hpp"
+#include "meterstream/state/rocksdb_state_backend.hpp"
 
 namespace meterstream {
 
@@ -82,13 +87,41 @@ class Q1TotalsSink final : public Sink<Q1Result> {
 Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params& params,
                          int threads, const std::string& state, const std::string& state_dir,
                          Status* error) {
-  (void)state_dir;
   *error = Status();
-  if (state != "memory") {
-    *error = absl::UnimplementedError("--state " + state +
-                                      ": only the memory state backend is available yet");
+  JobOptions options;
+  options.parallelism = threads;
+  // A temporary state directory, removed after the run, unless one is given.
+  std::string temp_dir;
+  if (state == "rocksdb") {
+    std::string dir = state_dir;
+    if (dir.empty()) {
+      std::string pattern = (std::filesystem::temp_directory_path() / "meterstream-bench-XXXXXX").string();
+      if (mkdtemp(pattern.data()) == nullptr) {
+        *error = absl::UnavailableError("cannot create a temporary state directory");
+        return {};
+      }
+      dir = temp_dir = pattern;
+    }
+    RocksDBStateBackendOptions rocksdb;
+    rocksdb.path = dir;
+    rocksdb.memory_budget_bytes = static_cast<std::size_t>(params.state_memory_mb) << 20;
+    StatusOr<std::shared_ptr<StateBackend>> backend = make_rocksdb_state_backend(rocksdb);
+    if (!backend.ok()) {
+      *error = backend.status();
+      return {};
+    }
+    options.state_backend = *std::move(backend);
+  } else if (state != "memory") {
+    *error = absl::InvalidArgumentError("--state " + state + ": use memory or rocksdb");
     return {};
   }
+  struct RemoveDir {
+    std::string dir;
+    ~RemoveDir() {
+      std::error_code ec;
+      if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+    }
+  } remove_temp{temp_dir};
   // The events stay owned by the caller; the source only reads them.
   std::shared_ptr<const std::vector<MeterReading>> shared(&events, [](const auto*) {});
   auto totals = std::make_shared<Q1TotalsSink>();
@@ -111,8 +144,6 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
     readings.window(window).aggregate(Q1Aggregate{}).sink(totals);
   }
 
-  JobOptions options;
-  options.parallelism = threads;
   StatusOr<Job> job = p.build(options);
   if (!job.ok()) {
     *error = job.status();

@@ -47,6 +47,7 @@
 #include "meterstream/core/version.hpp"
 #include "meterstream/runtime/job.hpp"
 #include "meterstream/runtime/options.hpp"
+#include "meterstream/state/rocksdb_state_backend.hpp"
 #include "meterstream/state/state.hpp"
 #include "meterstream/state/state_backend.hpp"
 #include "meterstream/time/watermark_strategy.hpp"

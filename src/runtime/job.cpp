@@ -42,7 +42,10 @@ class JobState {
       MS_ASSIGN_OR_RETURN(shared_.state_backend, make_memory_state_backend());
     }
     const int p = o.parallelism;
-    for (const auto& node : graph_->nodes()) MS_RETURN_IF_ERROR(node->prepare(p));
+    for (const auto& node : graph_->nodes()) {
+      MS_RETURN_IF_ERROR(node->prepare(p));
+      if (node->stateful) ++shared_.stateful_operators;
+    }
 
     std::vector<std::shared_ptr<void>> channels(graph_->nodes().size());
     for (const auto& node : graph_->nodes()) {

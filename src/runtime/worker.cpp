@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "fmt/format.h"
+#include "meterstream/state/state_backend.hpp"
 
 namespace meterstream::detail {
 
@@ -30,6 +31,14 @@ Worker::Worker(JobShared& shared, int index, int parallelism)
       key_groups_(key_group_range_for_worker(shared.options.max_parallelism, parallelism, index)) {}
 
 Worker::~Worker() = default;
+
+std::size_t Worker::operator_memory_share() const {
+  const std::size_t total = shared_.state_backend->operator_memory_bytes();
+  if (total == 0) return 0;
+  const auto parts = static_cast<std::size_t>(parallelism_) *
+                     static_cast<std::size_t>(std::max(1, shared_.stateful_operators));
+  return std::max<std::size_t>(total / parts, 1);
+}
 
 void Worker::add_head(std::unique_ptr<StageHead> head) {
   heads_.push_back(head.get());

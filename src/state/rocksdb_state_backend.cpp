@@ -221,6 +221,8 @@ class Database {
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
 
+  std::size_t operator_memory_bytes() const { return operator_memory_bytes_; }
+
   ~Database() {
     if (!registered_path_.empty()) OpenDirectories::instance().release(registered_path_);
     if (db_ == nullptr) return;
@@ -246,9 +248,14 @@ class Database {
     if (const pid_t holder = lock_holder(path_); holder != 0) {
       return in_use_error(path_, absl::StrCat("process ", holder, " holds its LOCK"));
     }
-    cache_ = rocksdb::NewLRUCache(options.memory_budget_bytes);
+    // The operators' share of the budget is theirs to keep in memory; RocksDB
+    // gets the rest.
+    operator_memory_bytes_ = static_cast<std::size_t>(
+        static_cast<double>(options.memory_budget_bytes) * options.operator_memory_ratio);
+    const std::size_t rocksdb_bytes = options.memory_budget_bytes - operator_memory_bytes_;
+    cache_ = rocksdb::NewLRUCache(rocksdb_bytes);
     const auto write_buffer_bytes = static_cast<std::size_t>(
-        static_cast<double>(options.memory_budget_bytes) * options.write_buffer_ratio);
+        static_cast<double>(rocksdb_bytes) * options.write_buffer_ratio);
     // cost_to_cache: the memtables' memory is charged to the block cache as
     // dummy entries, so blocks and memtables share the one budget.
     write_buffer_manager_ =
@@ -426,6 +433,7 @@ class Database {
   std::string registered_path_;  // in OpenDirectories, when not empty
   std::shared_ptr<rocksdb::Cache> cache_;
   std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager_;
+  std::size_t operator_memory_bytes_ = 0;
   std::shared_ptr<rocksdb::MergeOperator> append_operator_;
   const std::shared_ptr<TtlClock> clock_ = std::make_shared<TtlClock>();
   std::unique_ptr<TtlCompactionFilter> event_time_filter_;
@@ -829,6 +837,7 @@ class RocksDBStateBackend final : public StateBackend {
   explicit RocksDBStateBackend(std::shared_ptr<Database> db) : db_(std::move(db)) {}
 
   const char* name() const override { return "rocksdb"; }
+  std::size_t operator_memory_bytes() const override { return db_->operator_memory_bytes(); }
 
   StatusOr<std::unique_ptr<KeyedStateStore>> open_keyed_store(
       std::string_view operator_id, KeyGroupRange range, int max_parallelism) override {
@@ -935,6 +944,11 @@ StatusOr<std::shared_ptr<StateBackend>> make_rocksdb_state_backend(
   }
   if (options.memory_budget_bytes == 0) {
     return absl::InvalidArgumentError("RocksDB state backend: memory_budget_bytes is 0");
+  }
+  if (!(options.operator_memory_ratio >= 0.0 && options.operator_memory_ratio < 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RocksDB state backend: operator_memory_ratio ",
+                     options.operator_memory_ratio, " is not within [0, 1)"));
   }
   if (!(options.write_buffer_ratio > 0.0 && options.write_buffer_ratio < 1.0)) {
     return absl::InvalidArgumentError(

@@ -66,7 +66,7 @@ class KeyedStream {
           return Stream<T>::template chain<detail::SequenceDedupOp<K, T, KeyFn, SeqFn>, T>(
               w, name, d, key_fn, seq_fn, horizon);
         },
-        1, false, exchange());
+        1, false, exchange(), /*stateful=*/true);
     return KeyedStream(out, key_fn_, true);
   }
 
@@ -80,7 +80,7 @@ class KeyedStream {
           return Stream<T>::template chain<detail::KeyedProcessOp<K, T, KeyFn, F, Out>, Out>(
               w, name, d, key_fn, fn);
         },
-        1, false, exchange());
+        1, false, exchange(), /*stateful=*/true);
   }
 
   const Stream<T>& input() const { return input_; }

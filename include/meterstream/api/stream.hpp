@@ -136,7 +136,7 @@ class Stream {
         [id_fn, ttl_ms](detail::Worker& w, const std::string& name, const std::vector<void*>& d) {
           return chain<detail::IdDedupOp<Id, T, IdFn>, T>(w, name, d, id_fn, ttl_ms);
         },
-        1, false, detail::key_exchange<T>(id_fn));
+        1, false, detail::key_exchange<T>(id_fn), /*stateful=*/true);
   }
 
   // Spreads records round-robin over all workers.
@@ -183,15 +183,19 @@ class Stream {
   // Adds a node that consumes this stream (through `exchange` if given, or the
   // pending rebalance); `make` creates its instance on a worker. Returns the
   // handle of the new node's output port 0.
+  // `stateful`: the node keeps keyed state and takes a share of the operator
+  // memory budget.
   template <typename R>
   Stream<R> attach(const char* method, const std::string& kind, detail::FnNode::Make make,
                    int ports = 1, bool event_time_out = false,
-                   std::shared_ptr<detail::ExchangeSpecBase> exchange = nullptr) const {
+                   std::shared_ptr<detail::ExchangeSpecBase> exchange = nullptr,
+                   bool stateful = false) const {
     if (!valid() || !graph_->consume(node_, port_, version_, method)) {
       return Stream<R>(graph_, -1, 0, 0);
     }
     auto node = std::make_unique<detail::FnNode>(std::move(make));
     node->event_time = has_event_time() || event_time_out;
+    node->stateful = stateful;
     node->exchange = exchange ? std::move(exchange) : exchange_;
     const int id = graph_->add(std::move(node), kind, ports);
     graph_->connect(node_, port_, id);

@@ -89,7 +89,8 @@ class WindowedStream {
       return static_cast<void*>(op);
     };
     Stream<Out> results = input_.template attach<Out>("aggregate", "window-aggregate", make, 2,
-                                                      false, partitioned_ ? nullptr : detail::key_exchange<T>(key_fn_));
+                                                      false, partitioned_ ? nullptr : detail::key_exchange<T>(key_fn_),
+                                                      /*stateful=*/true);
     if (results.valid()) results.graph()->node(results.node()).side_output[1] = true;
     return WindowedResultStream<Out, T>(std::move(results));
   }

@@ -38,10 +38,16 @@ struct RocksDBStateBackendOptions {
   // The state directory; created (with its parents) when missing. Required.
   std::string path;
 
-  // The memory RocksDB may use for caching blocks and for memtables: the
-  // capacity of the shared block cache, which the memtables are charged to.
-  // Default: 512 MiB.
+  // The state's memory budget: RocksDB's shared block cache (which the
+  // memtables are charged to) plus the operators' in-memory state (window
+  // tables, write-back caches), which they spill to RocksDB beyond their
+  // share. Default: 512 MiB.
   std::size_t memory_budget_bytes = std::size_t{512} << 20;
+
+  // The share of memory_budget_bytes for operators' in-memory state
+  // (StateBackend::operator_memory_bytes()); RocksDB gets the rest. In [0, 1).
+  // Default: 0.5.
+  double operator_memory_ratio = 0.5;
 
   // The share of memory_budget_bytes that memtables may fill before RocksDB
   // flushes them; the rest caches blocks. In (0, 1). Default: 0.5.

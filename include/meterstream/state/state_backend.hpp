@@ -91,6 +91,7 @@ class KeyedStateStore {
 
   // The backend's name, for logs ("memory", "rocksdb").
   virtual const char* name() const = 0;
+
   // What the store was opened with.
   virtual const std::string& operator_id() const = 0;
   virtual KeyGroupRange key_group_range() const = 0;
@@ -179,6 +180,12 @@ class StateBackend {
 
   // The backend's name, for logs ("memory", "rocksdb").
   virtual const char* name() const = 0;
+
+  // The memory that operators may use, in all, for their in-memory copies of
+  // state (window tables, write-back caches) before they spill to the store;
+  // 0 when the store keeps state in memory anyway and nothing is to be spilled
+  // (the memory backend).
+  virtual std::size_t operator_memory_bytes() const { return 0; }
 
   // Opens the keyed state of operator instance `operator_id` for the key groups
   // `range`, out of `max_parallelism` key groups. The store starts empty.

@@ -67,8 +67,11 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
     if (!id.ok()) throw StatusError{id.status()};
     state_id_ = *id;
     // A backend that keeps state in memory anyway needs no copy of it: the
-    // cache is the state. An on-disk one gets a bounded cache.
-    in_memory_ = std::string(worker.state_backend()->name()) == "memory";
+    // cache is the state. An on-disk one gets a cache bounded by this
+    // instance's share of the operator memory (about 64 bytes an entry).
+    const std::size_t share = worker.operator_memory_share();
+    in_memory_ = share == 0;
+    cache_entries_ = std::max<std::size_t>(share / 64, 1024);
   }
 
   void watermark(Timestamp wm) override { out_->watermark(wm); }
@@ -96,7 +99,7 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
     if (kept > 0) out_->push(batch);
   }
 
-  static constexpr std::size_t kCacheEntries = 1 << 20;
+  std::size_t cache_entries_ = 0;
 
   std::string name_;
   Collector<T>* out_;
@@ -122,7 +125,7 @@ class SequenceDedupOp final : public DedupOperatorBase<T> {
     beyond_ = worker.metrics().counter("dedup_beyond_horizon");
     cache_ = std::make_unique<StateCache<K, SeqWindow>>(
         this->in_memory_ ? nullptr : this->store_.get(), this->state_id_,
-        this->kCacheEntries, this->max_parallelism_);
+        this->cache_entries_, this->max_parallelism_);
   }
 
   void push(RecordBatch<T>& batch) override {
@@ -202,7 +205,7 @@ class IdDedupOp final : public DedupOperatorBase<T> {
   void open(Worker& worker) override {
     DedupOperatorBase<T>::open(worker);
     cache_ = std::make_unique<StateCache<Id, Timestamp>>(
-        this->in_memory_ ? nullptr : this->store_.get(), this->state_id_, this->kCacheEntries,
+        this->in_memory_ ? nullptr : this->store_.get(), this->state_id_, this->cache_entries_,
         this->max_parallelism_);
   }
 

@@ -58,6 +58,7 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
 
   void watermark(Timestamp wm) override {
     ctx_.watermark_ = wm;
+    store_->advance_event_time(wm);  // event-time TTL of the function's state
     fire(event_timers_, wm, TimeDomain::kEventTime);
     out_->watermark(wm);
   }

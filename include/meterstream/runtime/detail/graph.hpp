@@ -56,6 +56,7 @@ class Node {
   std::vector<bool> side_output;    // per output port: may stay unconsumed
   std::vector<int> port_version;    // per output port: bumped when a handle is consumed
   bool event_time = false;          // port 0 carries timestamps and watermarks
+  bool stateful = false;            // keeps keyed state: shares the operator memory budget
   int stage = 0;
 };
 

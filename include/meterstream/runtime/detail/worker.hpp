@@ -65,6 +65,7 @@ struct JobShared {
   JobOptions options;
   MetricRegistry metrics;
   std::shared_ptr<StateBackend> state_backend;
+  int stateful_operators = 0;  // nodes that share the operator memory budget
   std::atomic<bool> cancelled{false};
   std::atomic<bool> failed{false};
 
@@ -91,6 +92,11 @@ class Worker {
   const JobOptions& options() const { return shared_.options; }
   MetricRegistry& metrics() { return shared_.metrics; }
   StateBackend* state_backend() const { return shared_.state_backend.get(); }
+  // This worker's share, for one stateful operator instance, of the state
+  // backend's operator memory (StateBackend::operator_memory_bytes()): split
+  // evenly over workers and stateful operators. 0 means unbounded (the state
+  // is in memory anyway).
+  std::size_t operator_memory_share() const;
   JobShared& shared() { return shared_; }
 
   // Takes ownership; instances are opened and closed in the order added.

@@ -6,6 +6,17 @@
 // Session windows keep per key a short sorted list of sessions and a timer
 // queue of their ends.
 //
+// With an on-disk state backend (StateBackend::operator_memory_bytes() > 0)
+// the time-window tables stay within this instance's share of that budget:
+// when they outgrow it, the oldest unfired windows are spilled to the store as
+// chunks of encoded entries (one put per 256 KiB, so RocksDB sees few large
+// writes), and records that still arrive for them start a fresh in-memory
+// table. When a spilled window fires, its chunks and its in-memory entries are
+// merged (AggregateFunction::merge) back into one table, emitted and removed:
+// the instance holds at most its budget plus the one window being fired.
+// Spilling needs a Codec for the key and the accumulator; without them the
+// windows stay in memory.
+//
 // Lateness (Flink's semantics): a window [start, end) is late when
 // end - 1 + allowed_lateness <= current watermark; a record whose windows are
 // all late goes to the late side output (counted, never silently lost). A
@@ -22,15 +33,25 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "meterstream/core/codec.hpp"
+#include "meterstream/core/key_group.hpp"
 #include "meterstream/metrics/metrics.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
+#include "meterstream/state/state_backend.hpp"
 #include "meterstream/window/aggregate.hpp"
 #include "meterstream/window/assigners.hpp"
-#include "meterstream/window/detail/block_pool.hpp"
 
 namespace meterstream::detail {
+
+// Whether T has a Codec (can be written to a state store).
+template <typename T, typename = void>
+struct HasCodec : std::false_type {};
+template <typename T>
+struct HasCodec<T, std::void_t<decltype(Codec<T>::encode(std::declval<const T&>(),
+                                                        std::declval<std::string*>()))>>
+    : std::true_type {};
 
 // Common parts: output batching, late side output, metrics.
 template <typename K, typename T, typename A>
@@ -46,6 +67,7 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
         late_out_(late_out) {}
 
   void open(Worker& worker) override {
+    worker_ = &worker;
     batch_size_ = worker.options().batch_size;
     results_ = worker.metrics().counter("window_results");
     late_ = worker.metrics().counter("window_late_records");
@@ -107,6 +129,7 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
   Counter* results_ = nullptr;
   Counter* late_ = nullptr;
   Gauge* watermark_gauge_ = nullptr;
+  Worker* worker_ = nullptr;
 };
 
 // Tumbling and sliding windows.
@@ -134,6 +157,23 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     });
     this->flush();  // re-fired results of late records
     this->flush_late();
+    spill_if_over_budget();
+  }
+
+  void open(Worker& worker) override {
+    Base::open(worker);
+    if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
+      budget_ = worker.operator_memory_share();
+      if (budget_ == 0) return;  // the backend keeps state in memory: nothing to spill to
+      auto store = worker.state_backend()->open_keyed_store(this->name_, worker.key_groups(),
+                                                            worker.max_parallelism());
+      if (!store.ok()) throw StatusError{store.status()};
+      store_ = *std::move(store);
+      auto id = store_->register_state({"window-chunks", StateDescriptor::Kind::kValue});
+      if (!id.ok()) throw StatusError{id.status()};
+      chunk_state_ = *id;
+      spilled_bytes_ = worker.metrics().counter("window_spilled_bytes");
+    }
   }
 
   void watermark(Timestamp wm) override {
@@ -143,6 +183,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
       for (auto it = windows_.begin(); it != windows_.end();) {
         Window& w = *it->second;
         if (w.end - 1 > wm) break;  // windows are ordered by start, all of one size
+        if (w.spilled) unspill(w);
         if (!w.fired) {
           for (const auto& [key, acc] : w.table) this->emit(key, w.start, w.end, acc);
           w.fired = true;
@@ -159,17 +200,103 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
   }
 
  private:
-  using Table = absl::flat_hash_map<K, Acc, absl::Hash<K>, std::equal_to<K>,
-                                    PoolAllocator<std::pair<const K, Acc>>>;
+  using Table = absl::flat_hash_map<K, Acc>;
   struct Window {
-    explicit Window(const std::shared_ptr<BlockPool>& pool)
-        : table(0, absl::Hash<K>(), std::equal_to<K>(),
-                PoolAllocator<std::pair<const K, Acc>>(pool)) {}
     Timestamp start = 0;
     Timestamp end = 0;
     bool fired = false;
+    bool spilled = false;  // part of its entries are chunks in the store
     Table table;
   };
+
+  static std::size_t table_bytes(const Table& t) {
+    return t.capacity() * (sizeof(typename Table::value_type) + 1);
+  }
+
+  // Spills the oldest unfired windows while the tables exceed the budget.
+  void spill_if_over_budget() {
+    if (!store_) return;
+    std::size_t total = 0;
+    for (const auto& [start, w] : windows_) total += table_bytes(w->table);
+    for (auto it = windows_.begin(); total > budget_ && it != windows_.end(); ++it) {
+      Window& w = *it->second;
+      // A fired window (kept for allowed lateness) re-emits full results for
+      // late records, so it stays whole in memory.
+      if (w.fired || w.table.empty()) continue;
+      total -= table_bytes(w.table);
+      spill(w);
+    }
+  }
+
+  // The store key of a chunk: the window's start, then a chunk number.
+  static std::string chunk_key(Timestamp start, std::uint32_t chunk) {
+    std::string key;
+    const auto s = static_cast<std::uint64_t>(start);
+    for (int i = 7; i >= 0; --i) key.push_back(static_cast<char>(s >> (8 * i)));
+    for (int i = 3; i >= 0; --i) key.push_back(static_cast<char>(chunk >> (8 * i)));
+    return key;
+  }
+
+  // Writes the window's in-memory entries to the store as chunks, grouped by
+  // key group, and frees its table.
+  void spill(Window& w) {
+    if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
+      constexpr std::size_t kChunkBytes = 256 << 10;
+      const KeyGroupRange range = this->worker_->key_groups();
+      std::vector<std::string> chunks(static_cast<std::size_t>(range.size()));
+      auto write = [&](int kg, std::string& chunk) {
+        spilled_bytes_->add(static_cast<std::int64_t>(chunk.size()));
+        Status s = store_->put(chunk_state_, kg, chunk_key(w.start, next_chunk_++), chunk);
+        if (!s.ok()) throw StatusError{s};
+        chunk.clear();
+      };
+      for (const auto& [key, acc] : w.table) {
+        const int kg = key_group_of(key, this->worker_->max_parallelism());
+        std::string& chunk = chunks[static_cast<std::size_t>(kg - range.first)];
+        encode_field<K, KeyCodec<K>>(key, &chunk);
+        encode_field<Acc>(acc, &chunk);
+        if (chunk.size() >= kChunkBytes) write(kg, chunk);
+      }
+      for (int kg = range.first; kg <= range.last; ++kg) {
+        std::string& chunk = chunks[static_cast<std::size_t>(kg - range.first)];
+        if (!chunk.empty()) write(kg, chunk);
+      }
+      Table().swap(w.table);
+      w.spilled = true;
+    }
+  }
+
+  // Merges the window's chunks back into its in-memory table and deletes them.
+  void unspill(Window& w) {
+    if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
+      const KeyGroupRange range = this->worker_->key_groups();
+      const std::string prefix = chunk_key(w.start, 0).substr(0, 8);
+      for (int kg = range.first; kg <= range.last; ++kg) {
+        bool corrupt = false;
+        Status s = store_->for_each(
+            chunk_state_, kg, prefix, [&](std::string_view, std::string_view v) {
+              while (!v.empty()) {
+                K key{};
+                Acc acc{};
+                if (!decode_field<K, KeyCodec<K>>(&v, &key) || !decode_field<Acc>(&v, &acc)) {
+                  corrupt = true;
+                  return false;
+                }
+                auto [it, inserted] = w.table.try_emplace(key, acc);
+                if (!inserted) this->agg_.merge(it->second, acc);
+              }
+              return true;
+            });
+        if (s.ok() && corrupt) {
+          s = absl::DataLossError(this->name_ + ": a spilled window chunk of key group " +
+                                  std::to_string(kg) + " does not decode");
+        }
+        if (s.ok()) s = store_->remove_prefix(chunk_state_, kg, prefix);
+        if (!s.ok()) throw StatusError{s};
+      }
+      w.spilled = false;
+    }
+  }
 
   // Two passes: find each record's window and prefetch its hash slot, then
   // add. The tables are far larger than the caches (a slot per key and open
@@ -229,7 +356,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     if (it != windows_.end()) return it->second.get();
     const Timestamp end = start + size_;
     if (this->is_late(end)) return nullptr;
-    auto w = std::make_unique<Window>(pool_);
+    auto w = std::make_unique<Window>();
     w->start = start;
     w->end = end;
     // Windows of a stream hold about as many keys as the last one: sizing the
@@ -242,9 +369,14 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
   std::int64_t size_;
   std::int64_t slide_;
   std::int64_t offset_;
-  std::shared_ptr<BlockPool> pool_ = std::make_shared<BlockPool>();  // before windows_
   std::map<Timestamp, std::unique_ptr<Window>> windows_;
   Window* last_ = nullptr;  // the window of the previous record
+  // Spilling (on-disk backends only).
+  std::unique_ptr<KeyedStateStore> store_;
+  int chunk_state_ = 0;
+  std::size_t budget_ = 0;
+  std::uint32_t next_chunk_ = 0;
+  Counter* spilled_bytes_ = nullptr;
   std::size_t expected_keys_ = 0;
   std::vector<Window*> targets_;  // per record of a batch: its window, nullptr when late
   std::vector<K> keys_;
