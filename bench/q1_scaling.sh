@@ -2,8 +2,9 @@
 # Usage: bench/q1_scaling.sh [BUILD_DIR] [EVENTS]
 #
 # Q1 against the hand-written single-threaded baseline, measured in the same
-# run, at 100k and 2M meters and 1 and 2 threads. Prints one Markdown table
-# row per run: what docs/performance.md records. Build BUILD_DIR (default
+# run, at 100k and 2M meters: the memory backend at 1 and 2 threads, RocksDB
+# (512 MiB budget) at 2 threads. Prints one Markdown table row per run: what
+# docs/performance.md records. "vs baseline" is the ratio of events/s. Build BUILD_DIR (default
 # build/release) first: cmake --preset release && cmake --build --preset release
 set -euo pipefail
 build="${1:-build/release}"
@@ -21,14 +22,16 @@ for meters in 100000 2000000; do
   printf '| %s | baseline | %.1f M | %.3f | %.0f | 1.00 | %s |\n' "$meters" \
     "$(python3 -c "print($base_eps/1e6)")" "$(field "$base" proc_s)" \
     "$(field "$base" peak_rss_mb)" "$(field "$base" digest)"
-  for threads in 1 2; do
-    out="$("$bench" q1 --meters "$meters" --events "$events" --threads "$threads" --state memory)"
+  for run in "memory 1" "memory 2" "rocksdb 2"; do
+    read -r state threads <<<"$run"
+    out="$("$bench" q1 --meters "$meters" --events "$events" --threads "$threads" --state "$state")"
     eps="$(field "$out" events_per_s)"
     if [[ "$(field "$out" digest)" != "$(field "$base" digest)" ]]; then
-      echo "q1_scaling.sh: digest differs from the baseline at $meters meters, $threads threads" >&2
+      echo "q1_scaling.sh: digest differs from the baseline ($meters meters, $run)" >&2
       exit 1
     fi
-    printf '| %s | q1 --threads %s | %.1f M | %.3f | %.0f | %.2f | %s |\n' "$meters" "$threads" \
+    printf '| %s | q1 --threads %s --state %s | %.1f M | %.3f | %.0f | %.2f | %s |\n' \
+      "$meters" "$threads" "$state" \
       "$(python3 -c "print($eps/1e6)")" "$(field "$out" proc_s)" "$(field "$out" peak_rss_mb)" \
       "$(python3 -c "print($eps/$base_eps)")" "$(field "$out" digest)"
   done

@@ -183,6 +183,10 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
       for (auto it = windows_.begin(); it != windows_.end();) {
         Window& w = *it->second;
         if (w.end - 1 > wm) break;  // windows are ordered by start, all of one size
+        if (w.spilled && this->lateness_ == 0) {
+          fire_spilled(w);  // one key group at a time: memory stays bounded
+          w.fired = true;
+        }
         if (w.spilled) unspill(w);
         if (!w.fired) {
           for (const auto& [key, acc] : w.table) this->emit(key, w.start, w.end, acc);
@@ -266,36 +270,63 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     }
   }
 
-  // Merges the window's chunks back into its in-memory table and deletes them.
-  void unspill(Window& w) {
+  // Merges the chunks of key group `kg` of window `w` into `into` and deletes
+  // them from the store.
+  void take_chunks(const Window& w, int kg, Table& into) {
     if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
-      const KeyGroupRange range = this->worker_->key_groups();
       const std::string prefix = chunk_key(w.start, 0).substr(0, 8);
-      for (int kg = range.first; kg <= range.last; ++kg) {
-        bool corrupt = false;
-        Status s = store_->for_each(
-            chunk_state_, kg, prefix, [&](std::string_view, std::string_view v) {
-              while (!v.empty()) {
-                K key{};
-                Acc acc{};
-                if (!decode_field<K, KeyCodec<K>>(&v, &key) || !decode_field<Acc>(&v, &acc)) {
-                  corrupt = true;
-                  return false;
-                }
-                auto [it, inserted] = w.table.try_emplace(key, acc);
-                if (!inserted) this->agg_.merge(it->second, acc);
-              }
-              return true;
-            });
-        if (s.ok() && corrupt) {
-          s = absl::DataLossError(this->name_ + ": a spilled window chunk of key group " +
-                                  std::to_string(kg) + " does not decode");
+      bool corrupt = false;
+      Status s = store_->for_each(chunk_state_, kg, prefix, [&](std::string_view, std::string_view v) {
+        while (!v.empty()) {
+          K key{};
+          Acc acc{};
+          if (!decode_field<K, KeyCodec<K>>(&v, &key) || !decode_field<Acc>(&v, &acc)) {
+            corrupt = true;
+            return false;
+          }
+          auto [it, inserted] = into.try_emplace(key, acc);
+          if (!inserted) this->agg_.merge(it->second, acc);
         }
-        if (s.ok()) s = store_->remove_prefix(chunk_state_, kg, prefix);
-        if (!s.ok()) throw StatusError{s};
+        return true;
+      });
+      if (s.ok() && corrupt) {
+        s = absl::DataLossError(this->name_ + ": a spilled chunk of window " +
+                                std::to_string(w.start) + ", key group " + std::to_string(kg) +
+                                " does not decode");
       }
-      w.spilled = false;
+      if (s.ok()) s = store_->remove_prefix(chunk_state_, kg, prefix);
+      if (!s.ok()) throw StatusError{s};
     }
+  }
+
+  // Merges all of the window's chunks back into its in-memory table (a fired
+  // window kept for allowed lateness needs every key's whole accumulator).
+  void unspill(Window& w) {
+    const KeyGroupRange range = this->worker_->key_groups();
+    for (int kg = range.first; kg <= range.last; ++kg) take_chunks(w, kg, w.table);
+    w.spilled = false;
+  }
+
+  // Fires a spilled window one key group at a time: the key group's chunks,
+  // merged with the keys that the in-memory table holds too, then the keys
+  // that are only in memory. Holds one key group's share of the window.
+  void fire_spilled(Window& w) {
+    const KeyGroupRange range = this->worker_->key_groups();
+    Table group;
+    for (int kg = range.first; kg <= range.last; ++kg) {
+      take_chunks(w, kg, group);
+      for (auto& [key, acc] : group) {
+        auto it = w.table.find(key);
+        if (it != w.table.end()) {
+          this->agg_.merge(acc, it->second);
+          w.table.erase(it);
+        }
+        this->emit(key, w.start, w.end, acc);
+      }
+      Table().swap(group);
+    }
+    for (const auto& [key, acc] : w.table) this->emit(key, w.start, w.end, acc);
+    w.spilled = false;
   }
 
   // Two passes: find each record's window and prefetch its hash slot, then
@@ -359,9 +390,12 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     auto w = std::make_unique<Window>();
     w->start = start;
     w->end = end;
-    // Windows of a stream hold about as many keys as the last one: sizing the
-    // table up front saves its rehashes while it fills.
-    w->table.reserve(expected_keys_);
+    // Windows of a stream hold about as many keys as the last one fired or
+    // the largest one open: sizing the table up front saves its rehashes
+    // (each a pass of cache misses over the whole table) while it fills.
+    std::size_t expected = expected_keys_;
+    for (const auto& [s, open] : windows_) expected = std::max(expected, open->table.size());
+    w->table.reserve(expected);
     return windows_.emplace(start, std::move(w)).first->second.get();
   }
 
