@@ -36,7 +36,7 @@ constexpr const char* kUsage =
     "         [--late-ppm P] [--dup-ppm P] [--anomaly-ppm P] [--hot-factor H]\n"
     "         [--window-ms W] [--bound-ms B] [--wm-every E]\n"
     "         [--threads T] [--state memory|rocksdb] [--state-dir DIR]\n"
-    "         [--state-memory-mb M]\n"
+    "         [--state-memory-mb M] [--source-threads 0|1]\n"
     "Prints one JSON line: events, windows, late_dropped, total_count, sum_wh,\n"
     "digest, proc_s, events_per_s, peak_rss_mb.\n"
     "dedup and dedup-baseline run query Q2 (drop retried (meter, seq), then Q1;\n"
@@ -46,7 +46,7 @@ constexpr const char* kUsage =
 const std::set<std::string> kQ1Flags = {
     "seed",     "meters",    "events",   "late-ppm", "dup-ppm", "anomaly-ppm", "hot-factor",
     "window-ms", "bound-ms", "wm-every", "threads",  "state",   "state-dir",
-    "state-memory-mb"};
+    "state-memory-mb", "source-threads"};
 
 // Q2 (dedup) takes Q1's flags and the dedup operator's own.
 std::set<std::string> q2_flags() {
@@ -106,6 +106,8 @@ ms::StatusOr<Q1Config> parse_q1(const std::string& command,
   c.threads = static_cast<int>(threads);
   MS_ASSIGN_OR_RETURN(c.state, flags.get_string("state", c.state, {"memory", "rocksdb"}));
   MS_ASSIGN_OR_RETURN(c.state_dir, flags.get_string("state-dir", c.state_dir));
+  MS_ASSIGN_OR_RETURN(std::uint64_t source_threads, flags.get_uint("source-threads", 0, 0, 1));
+  c.params.source_threads = source_threads == 1;
   MS_ASSIGN_OR_RETURN(c.params.state_memory_mb,
                       flags.get_uint("state-memory-mb", c.params.state_memory_mb, 1,
                                      std::uint64_t{1} << 20));

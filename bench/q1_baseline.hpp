@@ -43,6 +43,9 @@ struct Q1Params {
   // operators' in-memory tables). Default: 512
   std::uint64_t state_memory_mb = 512;
 
+  // JobOptions::source_threads for the DSL run. Default: false
+  bool source_threads = false;
+
   // Returns kInvalidArgument naming the first field out of range, else OK.
   Status validate() const;
 };

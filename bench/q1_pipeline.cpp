@@ -90,6 +90,7 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
   *error = Status();
   JobOptions options;
   options.parallelism = threads;
+  options.source_threads = params.source_threads;
   // A temporary state directory, removed after the run, unless one is given.
   std::string temp_dir;
   if (state == "rocksdb") {

@@ -24,6 +24,10 @@ Status validate_options(JobOptions& o) {
                     o.parallelism, o.max_parallelism));
   }
   if (o.batch_size == 0) return absl::InvalidArgumentError("JobOptions.batch_size must be >= 1");
+  if (!(o.reader_key_group_share > 0.0 && o.reader_key_group_share <= 1.0)) {
+    return absl::InvalidArgumentError(fmt::format(
+        "JobOptions.reader_key_group_share must be in (0, 1], got {}", o.reader_key_group_share));
+  }
   if (o.channel_capacity == 0) {
     return absl::InvalidArgumentError("JobOptions.channel_capacity must be >= 1");
   }

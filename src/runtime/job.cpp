@@ -47,6 +47,8 @@ class JobState {
       if (node->stateful) ++shared_.stateful_operators;
     }
 
+    assign_key_groups();
+
     std::vector<std::shared_ptr<void>> channels(graph_->nodes().size());
     for (const auto& node : graph_->nodes()) {
       if (node->exchange) {
@@ -131,6 +133,36 @@ class JobState {
       }
     }
     return Status();
+  }
+
+  // Contiguous key-group ranges, smaller for the workers that read splits on
+  // their own thread (see JobOptions::reader_key_group_share).
+  void assign_key_groups() {
+    const JobOptions& o = shared_.options;
+    std::vector<double> weights(static_cast<std::size_t>(o.parallelism), 1.0);
+    if (!o.source_threads) {
+      std::vector<bool> reads(weights.size(), false);
+      for (const auto& node : graph_->nodes()) {
+        if (node->input >= 0) continue;
+        for (int w = 0; w < o.parallelism; ++w) {
+          if (node->active_on(*graph_, w)) reads[static_cast<std::size_t>(w)] = true;
+        }
+      }
+      const auto readers = std::count(reads.begin(), reads.end(), true);
+      if (readers > 0 && readers < o.parallelism) {
+        for (std::size_t w = 0; w < weights.size(); ++w) {
+          if (reads[w]) weights[w] = o.reader_key_group_share;
+        }
+      }
+    }
+    shared_.key_group_ranges = key_group_ranges(o.max_parallelism, weights);
+    shared_.key_group_owner.assign(static_cast<std::size_t>(o.max_parallelism), 0);
+    for (std::size_t w = 0; w < shared_.key_group_ranges.size(); ++w) {
+      const KeyGroupRange r = shared_.key_group_ranges[w];
+      for (int kg = r.first; kg <= r.last; ++kg) {
+        shared_.key_group_owner[static_cast<std::size_t>(kg)] = static_cast<int>(w);
+      }
+    }
   }
 
   void join() {

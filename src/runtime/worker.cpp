@@ -28,7 +28,7 @@ Worker::Worker(JobShared& shared, int index, int parallelism)
     : shared_(shared),
       index_(index),
       parallelism_(parallelism),
-      key_groups_(key_group_range_for_worker(shared.options.max_parallelism, parallelism, index)) {}
+      key_groups_(shared.key_group_ranges[static_cast<std::size_t>(index)]) {}
 
 Worker::~Worker() = default;
 

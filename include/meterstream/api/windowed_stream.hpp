@@ -33,10 +33,10 @@ class WindowedResultStream : public Stream<Out> {
   // The records that arrived after their windows' allowed lateness (side
   // output). They are counted ("window_late_records") whether or not this
   // stream is used.
-  Stream<T> late() const { return Stream<T>(this->graph_, this->node_, 1, lateVersion()); }
+  Stream<T> late() const { return Stream<T>(this->graph_, this->node_, 1, late_version()); }
 
  private:
-  int lateVersion() const {
+  int late_version() const {
     return this->valid() ? this->graph_->node(this->node_).port_version[1] : 0;
   }
 };

@@ -13,11 +13,13 @@
 #pragma once
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 namespace meterstream {
 
@@ -100,6 +102,31 @@ inline KeyGroupRange key_group_range_for_worker(int max_parallelism, int paralle
   const int first = (index * max_parallelism + parallelism - 1) / parallelism;
   const int last = ((index + 1) * max_parallelism - 1) / parallelism;
   return KeyGroupRange{first, last};
+}
+
+// Contiguous key-group ranges for workers of unequal `weights` (> 0): worker i
+// gets about max_parallelism * weights[i] / sum(weights) key groups, at least
+// one when max_parallelism >= weights.size(). Equal weights give
+// key_group_range_for_worker()'s ranges.
+inline std::vector<KeyGroupRange> key_group_ranges(int max_parallelism,
+                                                   const std::vector<double>& weights) {
+  const int n = static_cast<int>(weights.size());
+  double total = 0;
+  for (double w : weights) total += w;
+  std::vector<KeyGroupRange> ranges(weights.size());
+  double cumulative = 0;
+  int first = 0;
+  for (int i = 0; i < n; ++i) {
+    cumulative += weights[static_cast<std::size_t>(i)];
+    // Leave at least one key group for each worker after this one.
+    int end = static_cast<int>(static_cast<double>(max_parallelism) * cumulative / total + 0.5);
+    end = std::max(end, std::min(first + 1, max_parallelism));
+    end = std::min(end, max_parallelism - (n - 1 - i));
+    if (i == n - 1) end = max_parallelism;
+    ranges[static_cast<std::size_t>(i)] = KeyGroupRange{first, end - 1};
+    first = std::max(first, end);
+  }
+  return ranges;
 }
 
 // The worker that owns `key_group` (the inverse of key_group_range_for_worker).

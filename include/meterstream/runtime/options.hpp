@@ -34,11 +34,18 @@ struct JobOptions {
 
   // Runs the source stage (sources and the operators chained to them, up to the
   // first exchange) of each worker on a thread of its own, as Flink runs source
-  // tasks, so that reading and partitioning overlap with the keyed work
-  // instead of loading the worker that holds the splits. With false, each
-  // worker is one thread.
-  // Default: true.
-  bool source_threads = true;
+  // tasks, so that reading and partitioning overlap with the keyed work. With
+  // false, each worker is one thread. Worth it with more cores than workers.
+  // Default: false (measured: on 2 cores the third thread cost more than the
+  // imbalance; see docs/performance.md).
+  bool source_threads = false;
+
+  // When source_threads is false and only some workers read source splits
+  // (a single file or generator), those workers own this share of an equal
+  // share of the key groups, so that reading and keyed work balance out.
+  // 1 gives every worker the same number of key groups. In (0, 1].
+  // Default: 0.5.
+  double reader_key_group_share = 0.6;
 
   // Where keyed state lives. Default: nullptr, the in-memory backend.
   std::shared_ptr<StateBackend> state_backend;

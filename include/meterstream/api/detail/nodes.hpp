@@ -117,7 +117,7 @@ auto key_exchange(KeyFn key_fn) {
     if ((p.owner.size() & (p.owner.size() - 1)) == 0) p.mask = p.owner.size() - 1;
     for (int kg = 0; kg < w.max_parallelism(); ++kg) {
       p.owner[static_cast<std::size_t>(kg)] =
-          worker_for_key_group(w.max_parallelism(), w.parallelism(), kg);
+          w.owner_of(kg);
     }
     return p;
   };

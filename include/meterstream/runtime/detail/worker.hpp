@@ -66,6 +66,8 @@ struct JobShared {
   MetricRegistry metrics;
   std::shared_ptr<StateBackend> state_backend;
   int stateful_operators = 0;  // nodes that share the operator memory budget
+  std::vector<KeyGroupRange> key_group_ranges;  // per worker
+  std::vector<int> key_group_owner;             // per key group: its worker
   std::atomic<bool> cancelled{false};
   std::atomic<bool> failed{false};
 
@@ -89,6 +91,10 @@ class Worker {
   int parallelism() const { return parallelism_; }
   int max_parallelism() const { return shared_.options.max_parallelism; }
   KeyGroupRange key_groups() const { return key_groups_; }
+  // The worker that owns `key_group` in this run.
+  int owner_of(int key_group) const {
+    return shared_.key_group_owner[static_cast<std::size_t>(key_group)];
+  }
   const JobOptions& options() const { return shared_.options; }
   MetricRegistry& metrics() { return shared_.metrics; }
   StateBackend* state_backend() const { return shared_.state_backend.get(); }
