@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -61,9 +62,9 @@ class ExchangeChannels {
     batch->reserve(reserve);
     return batch;
   }
-  // Gives a consumed batch back to the sender of channel from -> to.
+  // Gives a consumed batch back to the sender of channel from -> to. Its
+  // contents are left for the sender to overwrite.
   void return_batch(int from, int to, std::unique_ptr<RecordBatch<T>> batch) {
-    batch->clear();
     if (free_[index(from, to)]->try_push(ChannelMessage{ChannelMessage::Kind::kBatch, 0, batch.get()})) {
       batch.release();
     }
@@ -97,11 +98,19 @@ class ExchangeSender final : public Collector<T>, public OperatorInstance {
     const std::size_t n = batch.size();
     for (std::size_t i = 0; i < n; ++i) {
       const int dest = partition_(batch.values[i]);
-      auto& out = pending_[static_cast<std::size_t>(dest)];
-      if (!out) out = channels_->take_batch(worker_->index(), dest, batch_size_);
-      out->values.push_back(std::move(batch.values[i]));
-      out->timestamps.push_back(batch.timestamps[i]);
-      if (out->size() >= batch_size_) flush(dest);
+      Pending& p = pending_[static_cast<std::size_t>(dest)];
+      if (!p.batch) start(dest);
+      if constexpr (kDirect) {
+        // Plain stores into a batch sized up front: this loop is the sending
+        // worker's hottest after the window operator's (vector::push_back
+        // was not inlined at -O2 and cost 5% of Q1).
+        p.values[p.count] = batch.values[i];
+        p.timestamps[p.count] = batch.timestamps[i];
+      } else {
+        p.batch->values.push_back(std::move(batch.values[i]));
+        p.batch->timestamps.push_back(batch.timestamps[i]);
+      }
+      if (++p.count == batch_size_) flush(dest);
     }
   }
 
@@ -118,11 +127,39 @@ class ExchangeSender final : public Collector<T>, public OperatorInstance {
   void end() override { broadcast(ChannelMessage{ChannelMessage::Kind::kEnd, 0, nullptr}); }
 
  private:
+  // Records that are trivially copyable are stored by index into a batch
+  // sized up front; others are appended.
+  static constexpr bool kDirect =
+      std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T>;
+
+  struct Pending {
+    std::unique_ptr<RecordBatch<T>> batch;
+    T* values = nullptr;
+    Timestamp* timestamps = nullptr;
+    std::size_t count = 0;
+  };
+
+  void start(int dest) {
+    Pending& p = pending_[static_cast<std::size_t>(dest)];
+    p.batch = channels_->take_batch(worker_->index(), dest, batch_size_);
+    p.count = 0;
+    if constexpr (kDirect) {
+      p.batch->values.resize(batch_size_);
+      p.batch->timestamps.resize(batch_size_);
+      p.values = p.batch->values.data();
+      p.timestamps = p.batch->timestamps.data();
+    } else {
+      p.batch->clear();
+    }
+  }
+
   void flush(int dest) {
-    auto& out = pending_[static_cast<std::size_t>(dest)];
-    if (!out || out->empty()) return;
-    send(dest, ChannelMessage{ChannelMessage::Kind::kBatch, 0, out.get()});
-    out.release();  // now owned by the message
+    Pending& p = pending_[static_cast<std::size_t>(dest)];
+    if (!p.batch || p.count == 0) return;
+    p.batch->values.resize(p.count);
+    p.batch->timestamps.resize(p.count);
+    send(dest, ChannelMessage{ChannelMessage::Kind::kBatch, 0, p.batch.get()});
+    p.batch.release();  // now owned by the message
   }
 
   void broadcast(const ChannelMessage& m) {
@@ -142,7 +179,7 @@ class ExchangeSender final : public Collector<T>, public OperatorInstance {
   int stage_;
   Worker* worker_ = nullptr;
   std::size_t batch_size_ = 1024;
-  std::vector<std::unique_ptr<RecordBatch<T>>> pending_;
+  std::vector<Pending> pending_;
   Timestamp last_watermark_ = kMinTimestamp;
 };
 
