@@ -329,22 +329,10 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
   }
 
   Status locate_error(int state, int key_group) const {
-    const StateDescriptor* d = descriptor(state);
-    if (d == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "operator '", operator_id_, "': unknown state id ", state, " (key group ",
-          key_group, ")"));
-    }
-    return absl::InvalidArgumentError(absl::StrCat(
-        "operator '", operator_id_, "' state '", d->name, "' key group ", key_group,
-        ": outside the store's key groups [", range_.first, ", ", range_.last, "]",
-        key_group < 0 ? " (no current key set?)" : ""));
+    return detail::locate_error(operator_id_, range_, descriptor(state), state, key_group);
   }
-
   Status range_error(int key_group) const {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "operator '", operator_id_, "' key group ", key_group,
-        ": outside the store's key groups [", range_.first, ", ", range_.last, "]"));
+    return detail::range_error(operator_id_, range_, key_group);
   }
 
   const std::shared_ptr<OpenStores> open_stores_;

@@ -587,24 +587,37 @@ class RocksDBKeyedStateStore final : public KeyedStateStore {
     return Status();
   }
 
+  // The keys of one key group that start with a prefix: the seek key and the
+  // upper bound, which the iterator reads and which must outlive it.
+  struct PrefixScan {
+    PrefixScan(int key_group, std::string_view prefix) {
+      put_key_group(key_group, &lower);
+      lower.append(prefix.data(), prefix.size());
+      upper = prefix_successor(lower);
+      upper_slice = rocksdb::Slice(upper);
+    }
+    std::unique_ptr<rocksdb::Iterator> iterator(rocksdb::DB* db, rocksdb::ReadOptions ro,
+                                                rocksdb::ColumnFamilyHandle* cf) const {
+      ro.iterate_upper_bound = &upper_slice;
+      return std::unique_ptr<rocksdb::Iterator>(db->NewIterator(ro, cf));
+    }
+    std::string lower;
+    std::string upper;
+    rocksdb::Slice upper_slice;
+  };
+
   Status for_each(int state, int key_group, std::string_view prefix,
                   absl::FunctionRef<bool(std::string_view, std::string_view)> fn) override {
     const State* s = find(state, key_group);
     if (s == nullptr) return locate_error(state, key_group);
-    std::string lower;
-    put_key_group(key_group, &lower);
-    lower.append(prefix.data(), prefix.size());
-    const std::string upper = prefix_successor(lower);
-    const rocksdb::Slice upper_slice(upper);
-    rocksdb::ReadOptions ro = read_options_;
-    ro.iterate_upper_bound = &upper_slice;
-    std::unique_ptr<rocksdb::Iterator> it(db()->NewIterator(ro, s->cf));
+    PrefixScan scan(key_group, prefix);
+    std::unique_ptr<rocksdb::Iterator> it = scan.iterator(db(), read_options_, s->cf);
 
     const std::optional<StateTtl>& ttl = s->descriptor.ttl;
     const Timestamp now = ttl ? db_->clock().now(ttl->domain) : 0;
     rocksdb::WriteBatch fixes;  // TTL: deletes of expired values, refreshes
     Status status;
-    for (it->Seek(lower); it->Valid(); it->Next()) {
+    for (it->Seek(scan.lower); it->Valid(); it->Next()) {
       std::string_view key = to_view(it->key());
       std::string_view value = to_view(it->value());
       if (ttl) {
@@ -640,16 +653,10 @@ class RocksDBKeyedStateStore final : public KeyedStateStore {
   Status remove_prefix(int state, int key_group, std::string_view prefix) override {
     const State* s = find(state, key_group);
     if (s == nullptr) return locate_error(state, key_group);
-    std::string lower;
-    put_key_group(key_group, &lower);
-    lower.append(prefix.data(), prefix.size());
-    const std::string upper = prefix_successor(lower);
-    const rocksdb::Slice upper_slice(upper);
-    rocksdb::ReadOptions ro = read_options_;
-    ro.iterate_upper_bound = &upper_slice;
-    std::unique_ptr<rocksdb::Iterator> it(db()->NewIterator(ro, s->cf));
+    PrefixScan scan(key_group, prefix);
+    std::unique_ptr<rocksdb::Iterator> it = scan.iterator(db(), read_options_, s->cf);
     rocksdb::WriteBatch batch;
-    for (it->Seek(lower); it->Valid(); it->Next()) {
+    for (it->Seek(scan.lower); it->Valid(); it->Next()) {
       batch.Delete(s->cf, it->key()).PermitUncheckedError();
     }
     if (!it->status().ok()) return error(it->status(), state, key_group, "scan");
@@ -664,18 +671,14 @@ class RocksDBKeyedStateStore final : public KeyedStateStore {
       int key_group,
       absl::FunctionRef<bool(int, std::string_view, std::string_view)> fn) override {
     if (!range_.contains(key_group)) return range_error(key_group);
-    const std::string lower = key_group_key(key_group);
-    const std::string upper = key_group_key(key_group + 1);
-    const rocksdb::Slice upper_slice(upper);
-    rocksdb::ReadOptions ro = read_options_;
-    ro.iterate_upper_bound = &upper_slice;
+    const PrefixScan scan(key_group, "");
     for (std::size_t i = 0; i < states_.size(); ++i) {
       const State& s = states_[i];
       const int state = static_cast<int>(i);
       const std::optional<StateTtl>& ttl = s.descriptor.ttl;
       const Timestamp now = ttl ? db_->clock().now(ttl->domain) : 0;
-      std::unique_ptr<rocksdb::Iterator> it(db()->NewIterator(ro, s.cf));
-      for (it->Seek(lower); it->Valid(); it->Next()) {
+      std::unique_ptr<rocksdb::Iterator> it = scan.iterator(db(), read_options_, s.cf);
+      for (it->Seek(scan.lower); it->Valid(); it->Next()) {
         const std::string_view value = to_view(it->value());
         if (ttl) {
           Timestamp expiry = 0;
@@ -802,22 +805,10 @@ class RocksDBKeyedStateStore final : public KeyedStateStore {
   }
 
   Status locate_error(int state, int key_group) const {
-    const StateDescriptor* d = descriptor(state);
-    if (d == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("operator '", operator_id_,
-                                                     "': unknown state id ", state,
-                                                     " (key group ", key_group, ")"));
-    }
-    return absl::InvalidArgumentError(absl::StrCat(
-        "operator '", operator_id_, "' state '", d->name, "' key group ", key_group,
-        ": outside the store's key groups [", range_.first, ", ", range_.last, "]",
-        key_group < 0 ? " (no current key set?)" : ""));
+    return detail::locate_error(operator_id_, range_, descriptor(state), state, key_group);
   }
-
   Status range_error(int key_group) const {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "operator '", operator_id_, "' key group ", key_group,
-        ": outside the store's key groups [", range_.first, ", ", range_.last, "]"));
+    return detail::range_error(operator_id_, range_, key_group);
   }
 
   const std::shared_ptr<Database> db_;

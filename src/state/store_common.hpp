@@ -131,4 +131,26 @@ inline Status short_ttl_value_error(const std::string& operator_id,
       ": stored value of ", size, " bytes is shorter than its 8-byte TTL expiry"));
 }
 
+// The error for a (state, key group) that a store cannot address: an unknown
+// state id, or a key group outside the store's range.
+inline Status locate_error(const std::string& operator_id, KeyGroupRange range,
+                           const StateDescriptor* descriptor, int state, int key_group) {
+  if (descriptor == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("operator '", operator_id,
+                                                   "': unknown state id ", state,
+                                                   " (key group ", key_group, ")"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "operator '", operator_id, "' state '", descriptor->name, "' key group ", key_group,
+      ": outside the store's key groups [", range.first, ", ", range.last, "]",
+      key_group < 0 ? " (no current key set?)" : ""));
+}
+
+// The error for a key group outside the store's range.
+inline Status range_error(const std::string& operator_id, KeyGroupRange range, int key_group) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "operator '", operator_id, "' key group ", key_group,
+      ": outside the store's key groups [", range.first, ", ", range.last, "]"));
+}
+
 }  // namespace meterstream::detail
