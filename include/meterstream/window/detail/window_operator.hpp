@@ -217,11 +217,39 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     return t.capacity() * (sizeof(typename Table::value_type) + 1);
   }
 
+  std::size_t tables_bytes() const {
+    std::size_t total = 0;
+    for (const auto& [start, w] : windows_) total += table_bytes(w->table);
+    return total;
+  }
+
+  // absl grows a table that is 7/8 full to twice its capacity.
+  static bool at_growth(const Table& t) {
+    const std::size_t c = t.capacity();
+    return t.size() + 1 > c - c / 8;
+  }
+
+  // Called before a new key makes w's table grow. Growing allocates the new
+  // array while the old one is still alive; when that would exceed the
+  // budget, the oldest windows are spilled first, w itself last. So the
+  // tables never hold more than the budget, however many keys there are.
+  void make_room(Window& w, const K& key) {
+    if (w.table.contains(key)) return;
+    const std::size_t grown = (w.table.capacity() * 2 + 1) * (sizeof(typename Table::value_type) + 1);
+    std::size_t total = tables_bytes();
+    for (auto it = windows_.begin(); total + grown > budget_ && it != windows_.end(); ++it) {
+      Window& v = *it->second;
+      if (&v == &w || v.fired || v.table.empty()) continue;
+      total -= table_bytes(v.table);
+      spill(v);
+    }
+    if (total + grown > budget_ && !w.table.empty()) spill(w);
+  }
+
   // Spills the oldest unfired windows while the tables exceed the budget.
   void spill_if_over_budget() {
     if (!store_) return;
-    std::size_t total = 0;
-    for (const auto& [start, w] : windows_) total += table_bytes(w->table);
+    std::size_t total = tables_bytes();
     for (auto it = windows_.begin(); total > budget_ && it != windows_.end(); ++it) {
       Window& w = *it->second;
       // A fired window (kept for allowed lateness) re-emits full results for
@@ -375,6 +403,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
   }
 
   void add(Window& w, const K& key, const T& value) {
+    if (store_ && !w.fired && at_growth(w.table)) make_room(w, key);
     auto [it, inserted] = w.table.try_emplace(key);
     if (inserted) it->second = this->agg_.create();
     this->agg_.add(it->second, value);
@@ -395,6 +424,10 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     // (each a pass of cache misses over the whole table) while it fills.
     std::size_t expected = expected_keys_;
     for (const auto& [s, open] : windows_) expected = std::max(expected, open->table.size());
+    if (store_) {
+      // Within the budget: a quarter of it at most for a table sized ahead.
+      expected = std::min(expected, budget_ / 4 / (sizeof(typename Table::value_type) + 1));
+    }
     w->table.reserve(expected);
     return windows_.emplace(start, std::move(w)).first->second.get();
   }
