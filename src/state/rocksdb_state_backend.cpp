@@ -371,6 +371,12 @@ class Database {
       cf.compaction_filter = descriptor.ttl->domain == TimeDomain::kEventTime
                                  ? event_time_filter_.get()
                                  : processing_time_filter_.get();
+      // A state that is no longer written is never compacted on its own:
+      // periodic compaction reruns the filter over files older than the
+      // time to live (at least an hour, so that short TTLs do not keep
+      // RocksDB compacting).
+      const std::uint64_t ttl_s = static_cast<std::uint64_t>(descriptor.ttl->ttl_ms / 1000);
+      cf.periodic_compaction_seconds = std::max<std::uint64_t>(ttl_s, 3600);
     }
     rocksdb::ColumnFamilyHandle* handle = nullptr;
     const rocksdb::Status s = db_->CreateColumnFamily(cf, name, &handle);

@@ -59,6 +59,15 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
   void watermark(Timestamp wm) override {
     ctx_.watermark_ = wm;
     store_->advance_event_time(wm);  // event-time TTL of the function's state
+    // Expired state is never returned; removing it is a sweep, done at most
+    // once every ten minutes of processing time (on RocksDB it forces a
+    // compaction of the TTL states, which periodic compaction also does).
+    const Timestamp now = processing_time_now();
+    if (now - last_purge_ms_ >= kPurgeEveryMs) {
+      last_purge_ms_ = now;
+      Status s = store_->purge_expired();
+      if (!s.ok()) throw StatusError{s};
+    }
     fire(event_timers_, wm, TimeDomain::kEventTime);
     out_->watermark(wm);
   }
@@ -107,7 +116,9 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
   F fn_;
   int max_parallelism_ = kDefaultMaxParallelism;
   std::size_t batch_size_ = 1024;
+  static constexpr Timestamp kPurgeEveryMs = 600000;
   std::unique_ptr<KeyedStateStore> store_;
+  Timestamp last_purge_ms_ = processing_time_now();
   KeyContext key_context_;
   K key_{};
   ProcessContext<K, Out> ctx_;
