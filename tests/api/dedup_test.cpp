@@ -12,6 +12,7 @@
 
 #include "bench/q1_baseline.hpp"
 #include "bench/q1_pipeline.hpp"
+#include "common/workload_rows.hpp"
 #include "meterstream/meterstream.hpp"
 
 namespace ms = meterstream;
@@ -149,25 +150,9 @@ TEST_CASE("dedup operators reject a zero horizon or time to live at build()", "[
 }
 
 TEST_CASE("Q2 (dedup, then Q1) matches the workload table at 1, 2 and 3 threads", "[dedup]") {
-  struct Row {
-    std::uint64_t seed, meters, events;
-    ms::Q1Totals expected;
-  };
-  Row rows[] = {
-      {1, 1000, 200000, {}},
-      {42, 100000, 2000000, {}},
-  };
-  // From ../shared/bench/WORKLOAD.md, query Q2.
-  rows[0].expected = {46059, 906, 1003, 198091, 111458548, 6734673003677224942ULL};
-  rows[1].expected = {604479, 9072, 9909, 1981019, 1112747159, 2343734365286260326ULL};
-  for (const Row& row : rows) {
-    ms::SmartMeterWorkload w;
-    w.seed = row.seed;
-    w.meters = row.meters;
-    w.events = row.events;
-    const auto events = ms::generate_smart_meter_events(w);
-    ms::Q1Params params;
-    params.dedup = true;
+  for (const ms::test::WorkloadRow& row : ms::test::kQ2Rows) {
+    const auto events = ms::generate_smart_meter_events(row.workload());
+    const ms::Q1Params params = row.params(/*dedup=*/true);
     CHECK(ms::run_q1_baseline(events, params) == row.expected);
     for (int threads : {1, 2, 3}) {
       ms::Status error;

@@ -1,4 +1,5 @@
 #include "bench/q1_baseline.hpp"
+#include "common/workload_rows.hpp"
 
 #include <cstdint>
 #include <vector>
@@ -11,47 +12,13 @@ namespace ms = meterstream;
 
 namespace {
 
-struct Row {
-  std::uint64_t seed, meters, events;
-  std::uint32_t late_ppm;
-  std::int64_t wm_every;
-  ms::Q1Totals expected;
-};
-
-ms::Q1Totals totals(std::uint64_t windows, std::uint64_t late, std::uint64_t count,
-                    std::uint64_t sum_wh, std::uint64_t digest) {
-  ms::Q1Totals t;
-  t.windows = windows;
-  t.late_dropped = late;
-  t.total_count = count;
-  t.sum_wh = sum_wh;
-  t.digest = digest;
-  return t;
-}
 
 }  // namespace
 
 TEST_CASE("the baseline matches the expected results of every Q1 row", "[workload]") {
-  // WORKLOAD.md "Expected results for Q1"; other parameters default.
-  const Row rows[] = {
-      {1, 1000, 200000, 10000, 1000,
-       totals(46059, 912, 199088, 112028929, 16496968906046104147ULL)},
-      {42, 100000, 2000000, 10000, 1000,
-       totals(604479, 9120, 1990880, 1118252279, 3609725919852728751ULL)},
-      {42, 100000, 2000000, 0, 1000,
-       totals(600000, 0, 2000000, 1123412428, 14838514780458627050ULL)},
-      {3, 50000, 1000000, 10000, 1,
-       totals(302146, 4440, 995560, 559033665, 14456169730091649688ULL)},
-  };
-  for (const Row& row : rows) {
-    ms::SmartMeterWorkload w;
-    w.seed = row.seed;
-    w.meters = row.meters;
-    w.events = row.events;
-    w.late_ppm = row.late_ppm;
-    ms::Q1Params q;
-    q.wm_every = row.wm_every;
-    const ms::Q1Totals got = ms::run_q1_baseline(ms::generate_smart_meter_events(w), q);
+  for (const ms::test::WorkloadRow& row : ms::test::kQ1Rows) {
+    const ms::Q1Totals got =
+        ms::run_q1_baseline(ms::generate_smart_meter_events(row.workload()), row.params());
     INFO("seed " << row.seed << " meters " << row.meters << " events " << row.events);
     CHECK(got.windows == row.expected.windows);
     CHECK(got.late_dropped == row.expected.late_dropped);

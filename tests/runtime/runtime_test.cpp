@@ -18,6 +18,7 @@
 
 #include "bench/q1_baseline.hpp"
 #include "bench/q1_pipeline.hpp"
+#include "common/workload_rows.hpp"
 #include "meterstream/meterstream.hpp"
 
 namespace ms = meterstream;
@@ -217,33 +218,9 @@ TEST_CASE("cancel() from another thread stops an endless source with kCancelled"
 
 namespace {
 
-struct Q1Row {
-  std::uint64_t seed, meters, events;
-  std::uint32_t late_ppm;
-  std::int64_t wm_every;
-  ms::Q1Totals expected;
-};
-
-ms::Q1Totals totals(std::uint64_t windows, std::uint64_t late, std::uint64_t count,
-                    std::uint64_t sum_wh, std::uint64_t digest) {
-  ms::Q1Totals t;
-  t.windows = windows;
-  t.late_dropped = late;
-  t.total_count = count;
-  t.sum_wh = sum_wh;
-  t.digest = digest;
-  return t;
-}
-
-void check_q1_row(const Q1Row& row) {
-  ms::SmartMeterWorkload w;
-  w.seed = row.seed;
-  w.meters = row.meters;
-  w.events = row.events;
-  w.late_ppm = row.late_ppm;
-  ms::Q1Params q;
-  q.wm_every = row.wm_every;
-  const std::vector<ms::MeterReading> events = ms::generate_smart_meter_events(w);
+void check_q1_row(const ms::test::WorkloadRow& row) {
+  const ms::Q1Params q = row.params();
+  const std::vector<ms::MeterReading> events = ms::generate_smart_meter_events(row.workload());
   const ms::Q1Totals baseline = ms::run_q1_baseline(events, q);
   CHECK(baseline == row.expected);
   for (int threads : kParallelisms) {
@@ -267,24 +244,20 @@ void check_q1_row(const Q1Row& row) {
 // WORKLOAD.md "Expected results for Q1"; other parameters default.
 TEST_CASE("Q1 through the DSL matches row 1 of the workload table at 1, 2 and 3 threads",
           "[runtime][q1]") {
-  check_q1_row({1, 1000, 200000, 10000, 1000,
-                totals(46059, 912, 199088, 112028929, 16496968906046104147ULL)});
+  check_q1_row(ms::test::kQ1Rows[0]);
 }
 
 TEST_CASE("Q1 through the DSL matches row 2 of the workload table at 1, 2 and 3 threads",
           "[runtime][q1]") {
-  check_q1_row({42, 100000, 2000000, 10000, 1000,
-                totals(604479, 9120, 1990880, 1118252279, 3609725919852728751ULL)});
+  check_q1_row(ms::test::kQ1Rows[1]);
 }
 
 TEST_CASE("Q1 through the DSL matches row 3 of the workload table at 1, 2 and 3 threads",
           "[runtime][q1]") {
-  check_q1_row({42, 100000, 2000000, 0, 1000,
-                totals(600000, 0, 2000000, 1123412428, 14838514780458627050ULL)});
+  check_q1_row(ms::test::kQ1Rows[2]);
 }
 
 TEST_CASE("Q1 through the DSL matches row 4 of the workload table at 1, 2 and 3 threads",
           "[runtime][q1]") {
-  check_q1_row({3, 50000, 1000000, 10000, 1,
-                totals(302146, 4440, 995560, 559033665, 14456169730091649688ULL)});
+  check_q1_row(ms::test::kQ1Rows[3]);
 }

@@ -16,6 +16,7 @@
 
 #include "bench/q1_baseline.hpp"
 #include "bench/q1_pipeline.hpp"
+#include "common/workload_rows.hpp"
 #include "meterstream/meterstream.hpp"
 
 namespace ms = meterstream;
@@ -143,18 +144,14 @@ TEST_CASE("a large budget keeps windows in memory on RocksDB", "[window][rocksdb
 
 TEST_CASE("Q1 and Q2 on the RocksDB backend match the workload tables at 1, 2 and 3 threads",
           "[window][rocksdb]") {
-  ms::SmartMeterWorkload w;
-  w.seed = 1;
-  w.meters = 1000;
-  w.events = 200000;
-  const auto events = ms::generate_smart_meter_events(w);
-  for (bool dedup : {false, true}) {
-    ms::Q1Params params;
-    params.dedup = dedup;
-    params.state_memory_mb = 1;  // forces spilling
-    const ms::Q1Totals expected = ms::run_q1_baseline(events, params);
-    // WORKLOAD.md, first rows of Q1 and Q2.
-    CHECK(expected.digest == (dedup ? 6734673003677224942ULL : 16496968906046104147ULL));
+  // Row 1 of the Q1 and Q2 tables, with a 1 MiB budget that forces spilling.
+  for (const ms::test::WorkloadRow& row : {ms::test::kQ1Rows[0], ms::test::kQ2Rows[0]}) {
+    const bool dedup = row.expected.duplicates_dropped > 0;
+    const auto events = ms::generate_smart_meter_events(row.workload());
+    ms::Q1Params params = row.params(dedup);
+    params.state_memory_mb = 1;
+    const ms::Q1Totals expected = row.expected;
+    CHECK(ms::run_q1_baseline(events, params) == expected);
     for (int threads : {1, 2, 3}) {
       ms::Status error;
       TempDir dir;
