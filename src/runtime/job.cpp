@@ -23,7 +23,14 @@ namespace detail {
 class JobState {
  public:
   JobState(std::shared_ptr<Graph> graph, JobOptions options)
-      : graph_(std::move(graph)), shared_(std::move(options)) {}
+      : graph_(std::move(graph)), shared_(std::move(options)), node_limit_(graph_->nodes().size()) {}
+
+  // The nodes that build() validated (see node_limit_), in creation order.
+  std::vector<Node*> nodes() const {
+    std::vector<Node*> out;
+    for (std::size_t i = 0; i < node_limit_; ++i) out.push_back(graph_->nodes()[i].get());
+    return out;
+  }
 
   ~JobState() {
     if (!threads_.empty()) {
@@ -35,6 +42,11 @@ class JobState {
   Status start() {
     if (started_) return absl::FailedPreconditionError("Job::start(): a job runs once");
     started_ = true;
+    start_error_ = start_workers();
+    return start_error_;
+  }
+
+  Status start_workers() {
     const JobOptions& o = shared_.options;
     if (o.state_backend) {
       shared_.state_backend = o.state_backend;
@@ -42,15 +54,15 @@ class JobState {
       MS_ASSIGN_OR_RETURN(shared_.state_backend, make_memory_state_backend());
     }
     const int p = o.parallelism;
-    for (const auto& node : graph_->nodes()) {
+    for (const auto& node : nodes()) {
       MS_RETURN_IF_ERROR(node->prepare(p));
       if (node->stateful) ++shared_.stateful_operators;
     }
 
     assign_key_groups();
 
-    std::vector<std::shared_ptr<void>> channels(graph_->nodes().size());
-    for (const auto& node : graph_->nodes()) {
+    std::vector<std::shared_ptr<void>> channels(nodes().size());
+    for (const auto& node : nodes()) {
       if (node->exchange) {
         channels[static_cast<std::size_t>(node->id)] =
             node->exchange->make_channels(p, o.channel_capacity);
@@ -65,6 +77,7 @@ class JobState {
       if (sources) workers_.push_back(std::move(sources));
     }
     running_.store(static_cast<int>(workers_.size()));
+    threads_started_ = true;
     for (auto& w : workers_) {
       threads_.emplace_back([this, worker = w.get()] {
         worker->run();
@@ -76,6 +89,7 @@ class JobState {
 
   Status wait() {
     if (!started_) return absl::FailedPreconditionError("Job::wait(): the job was not started");
+    if (!start_error_.ok()) return start_error_;
     join();
     Status s = shared_.first_error();
     if (s.ok() && cancelled_by_user_) return absl::CancelledError("the job was cancelled");
@@ -88,7 +102,9 @@ class JobState {
   }
 
   std::map<std::string, std::int64_t> metrics() const { return shared_.metrics.snapshot(); }
-  bool finished() const { return started_ && running_.load() == 0; }
+  bool finished() const {
+    return started_ && (!start_error_.ok() || (threads_started_ && running_.load() == 0));
+  }
   const JobOptions& options() const { return shared_.options; }
 
  private:
@@ -100,7 +116,7 @@ class JobState {
   // producer thread.
   Status instantiate(Worker& main, Worker& sources,
                      const std::vector<std::shared_ptr<void>>& channels) {
-    const auto& nodes = graph_->nodes();
+    const std::vector<Node*> nodes = this->nodes();
     std::vector<void*> inputs(nodes.size(), nullptr);
     for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
       Node& node = **it;
@@ -108,7 +124,8 @@ class JobState {
       std::vector<void*> downstream(node.consumers.size(), nullptr);
       for (std::size_t port = 0; port < node.consumers.size(); ++port) {
         const int c = node.consumers[port];
-        if (c < 0) continue;
+        // Unconsumed, or consumed by a node added after build().
+        if (c < 0 || static_cast<std::size_t>(c) >= nodes.size()) continue;
         const Node& consumer = *nodes[static_cast<std::size_t>(c)];
         downstream[port] =
             consumer.exchange
@@ -142,7 +159,7 @@ class JobState {
     std::vector<double> weights(static_cast<std::size_t>(o.parallelism), 1.0);
     if (!o.source_threads) {
       std::vector<bool> reads(weights.size(), false);
-      for (const auto& node : graph_->nodes()) {
+      for (const Node* node : nodes()) {
         if (node->input >= 0) continue;
         for (int w = 0; w < o.parallelism; ++w) {
           if (node->active_on(*graph_, w)) reads[static_cast<std::size_t>(w)] = true;
@@ -176,7 +193,12 @@ class JobState {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   std::atomic<bool> started_{false};
+  std::atomic<bool> threads_started_{false};
   std::atomic<int> running_{0};
+  Status start_error_;
+  // The nodes that build() validated: nodes added to the pipeline afterwards
+  // (or consumers attached to them) are not part of this job.
+  std::size_t node_limit_ = 0;
   std::atomic<bool> cancelled_by_user_{false};
 };
 

@@ -15,7 +15,6 @@ void JobShared::fail(Status status) {
     std::lock_guard<std::mutex> lock(mu_);
     if (first_error_.ok()) first_error_ = std::move(status);
   }
-  failed.store(true, std::memory_order_release);
   cancelled.store(true, std::memory_order_release);
 }
 
@@ -101,9 +100,6 @@ void Worker::run() {
         // stay responsive for processing-time timers and alert latency.
         std::this_thread::sleep_for(std::chrono::microseconds(50));
       }
-    }
-    if (!shared_.cancelled.load(std::memory_order_relaxed)) {
-      for (auto& op : operators_) op->close();
     }
   } catch (const JobCancelled&) {
     // Another worker failed; its error is the job's.

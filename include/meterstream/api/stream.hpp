@@ -126,6 +126,12 @@ class Stream {
   Stream<T> dedup_by(IdFn id_fn, std::chrono::duration<Rep, Period> ttl) const {
     using Id = std::decay_t<std::invoke_result_t<const IdFn&, const T&>>;
     const std::int64_t ttl_ms = to_millis(ttl);
+    if (valid() && !has_event_time()) {
+      graph_->record_error(absl::InvalidArgumentError(
+          "dedup_by(): the ttl is event time and the stream has none: call with_watermarks() "
+          "first"));
+      return invalid();
+    }
     if (valid() && ttl_ms <= 0) {
       graph_->record_error(absl::InvalidArgumentError(
           "dedup_by(): the ttl must be > 0, got " + std::to_string(ttl_ms) + " ms"));
@@ -173,9 +179,14 @@ class Stream {
         exchange_(std::move(exchange)) {}
 
   bool valid() const { return graph_ && node_ >= 0; }
-  // Port 0 of a node with event time carries timestamps and watermarks; side
-  // outputs do too when their producer has event time.
-  bool has_event_time() const { return valid() && graph_->node(node_).event_time; }
+  // Port 0 of a node with event time carries timestamps and watermarks; so do
+  // its side outputs (late records keep their timestamps), except a source's
+  // undecodable-records output, whose records have none.
+  bool has_event_time() const {
+    if (!valid()) return false;
+    const detail::Node& n = graph_->node(node_);
+    return n.event_time && (port_ == 0 || n.input >= 0);
+  }
   const std::shared_ptr<detail::Graph>& graph() const { return graph_; }
   int node() const { return node_; }
   int port() const { return port_; }

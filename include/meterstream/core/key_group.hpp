@@ -129,7 +129,9 @@ inline std::vector<KeyGroupRange> key_group_ranges(int max_parallelism,
   return ranges;
 }
 
-// The worker that owns `key_group` (the inverse of key_group_range_for_worker).
+// The worker that owns `key_group` under key_group_range_for_worker()'s equal
+// ranges. A running job may weight its ranges (JobOptions::
+// reader_key_group_share): ask the job's own assignment there, not this.
 inline int worker_for_key_group(int max_parallelism, int parallelism, int key_group) {
   return key_group * parallelism / max_parallelism;
 }

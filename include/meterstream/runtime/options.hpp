@@ -15,8 +15,8 @@ class StateBackend;
 struct JobOptions {
   // Worker threads. Each runs one instance of every operator and owns a range of
   // key groups. Must be between 1 and max_parallelism.
-  // Default: std::thread::hardware_concurrency() (0 is resolved to it by
-  // default_parallelism(); an explicit 0 is an error).
+  // Default: -1, resolved by Pipeline::build() to default_parallelism() (one
+  // per core); 0 is an error.
   int parallelism = -1;
 
   // Number of key groups: the unit of keyed state and of rescaling.
@@ -44,7 +44,7 @@ struct JobOptions {
   // (a single file or generator), those workers own this share of an equal
   // share of the key groups, so that reading and keyed work balance out.
   // 1 gives every worker the same number of key groups. In (0, 1].
-  // Default: 0.5.
+  // Default: 0.6 (measured best of 0.4 to 1.0 for Q1; docs/performance.md).
   double reader_key_group_share = 0.6;
 
   // Where keyed state lives. Default: nullptr, the in-memory backend.

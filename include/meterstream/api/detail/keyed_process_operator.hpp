@@ -74,6 +74,8 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
   void watermark_status(bool idle) override { out_->watermark_status(idle); }
   void end() override {
     flush();
+    // Nothing fires after the end of input (its output could not be sent).
+    processing_timers_.clear();
     out_->end();
   }
 

@@ -51,9 +51,6 @@ class SpscRing {
     return true;
   }
 
-  bool empty_for_consumer() {
-    return head_.load(std::memory_order_relaxed) == tail_.load(std::memory_order_acquire);
-  }
 
  private:
   std::size_t mask_ = 0;

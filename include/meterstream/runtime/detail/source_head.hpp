@@ -115,7 +115,7 @@ class SourceHead final : public StageHead {
     const bool got_data = !batch_.values.empty();
     if (got_data) {
       if (event_time_) {
-        event_time_->assigner->assign(batch_.values, batch_.timestamps);
+        call_user(name_, [&] { event_time_->assigner->assign(batch_.values, batch_.timestamps); });
         for (Timestamp ts : batch_.timestamps) s.generator.on_event(ts);
       } else {
         batch_.timestamps.assign(batch_.values.size(), kMinTimestamp);

@@ -38,8 +38,6 @@ class OperatorInstance {
   virtual ~OperatorInstance() = default;
   // Called on the worker thread before any record.
   virtual void open(Worker& /*worker*/) {}
-  // Called on the worker thread after the worker finished, in creation order.
-  virtual void close() {}
   // The earliest processing time at which on_processing_time() must be called;
   // kMaxTimestamp when none.
   virtual Timestamp next_processing_time() const { return kMaxTimestamp; }
@@ -69,7 +67,6 @@ struct JobShared {
   std::vector<KeyGroupRange> key_group_ranges;  // per worker
   std::vector<int> key_group_owner;             // per key group: its worker
   std::atomic<bool> cancelled{false};
-  std::atomic<bool> failed{false};
 
   // Records the first error and cancels the job.
   void fail(Status status);
@@ -132,7 +129,6 @@ class Worker {
   KeyGroupRange key_groups_;
   std::vector<std::unique_ptr<OperatorInstance>> operators_;
   std::vector<StageHead*> heads_;  // owned by operators_; sorted by stage in run()
-  Timestamp next_processing_time_ = kMaxTimestamp;
   std::int64_t idle_rounds_ = 0;
   std::int64_t blocked_rounds_ = 0;
 };

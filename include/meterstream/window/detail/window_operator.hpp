@@ -331,7 +331,15 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
   // window kept for allowed lateness needs every key's whole accumulator).
   void unspill(Window& w) {
     const KeyGroupRange range = this->worker_->key_groups();
-    for (int kg = range.first; kg <= range.last; ++kg) take_chunks(w, kg, w.table);
+    // Older (spilled) accumulators first, then the newer in-memory ones, in
+    // the order records arrived, as fire_spilled() merges them too.
+    Table all;
+    for (int kg = range.first; kg <= range.last; ++kg) take_chunks(w, kg, all);
+    for (const auto& [key, acc] : w.table) {
+      auto [it, inserted] = all.try_emplace(key, acc);
+      if (!inserted) this->agg_.merge(it->second, acc);
+    }
+    w.table.swap(all);
     w.spilled = false;
   }
 
@@ -425,8 +433,10 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     std::size_t expected = expected_keys_;
     for (const auto& [s, open] : windows_) expected = std::max(expected, open->table.size());
     if (store_) {
-      // Within the budget: a quarter of it at most for a table sized ahead.
-      expected = std::min(expected, budget_ / 4 / (sizeof(typename Table::value_type) + 1));
+      // Within the budget: half of what is left at most, for a table sized
+      // ahead (an empty table cannot be spilled to make room).
+      const std::size_t used = std::min(budget_, tables_bytes());
+      expected = std::min(expected, (budget_ - used) / 2 / (sizeof(typename Table::value_type) + 1));
     }
     w->table.reserve(expected);
     return windows_.emplace(start, std::move(w)).first->second.get();
@@ -482,11 +492,15 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
   }
 
  private:
+  // fire time -> (key, session end); each session has exactly one timer.
+  using Timers = std::multimap<Timestamp, std::pair<K, Timestamp>>;
+
   struct Session {
     Timestamp start;
     Timestamp end;
     bool fired;
     Acc acc;
+    typename Timers::iterator timer;  // its timer in timers_
   };
 
   void add(T& value, Timestamp ts) {
@@ -510,15 +524,23 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
       this->late_record(value, ts);
       return;
     }
-    Session merged{start, end, fired, this->agg_.create()};
-    for (auto it = first; it != last; ++it) this->agg_.merge(merged.acc, it->acc);
+    // A merged session that fired before and whose end the watermark has
+    // passed is a late update: re-emitted now and kept for the lateness.
+    // Otherwise it fires when the watermark reaches its (new) end.
+    Session merged{start, end, fired && end - 1 <= this->watermark_, this->agg_.create(),
+                   timers_.end()};
+    for (auto it = first; it != last; ++it) {
+      this->agg_.merge(merged.acc, it->acc);
+      timers_.erase(it->timer);  // the merged-away sessions' timers
+    }
     this->agg_.add(merged.acc, value);
     auto pos = sessions.erase(first, last);
     pos = sessions.insert(pos, std::move(merged));
     if (pos->fired) {
-      this->emit(key, pos->start, pos->end, pos->acc);  // late update of a fired session
+      this->emit(key, pos->start, pos->end, pos->acc);
+      pos->timer = timers_.emplace(pos->end - 1 + this->lateness_, std::make_pair(key, pos->end));
     } else {
-      timers_.emplace(pos->end - 1, std::make_pair(key, pos->end));
+      pos->timer = timers_.emplace(pos->end - 1, std::make_pair(key, pos->end));
     }
   }
 
@@ -528,7 +550,8 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
     std::vector<Session>& sessions = it->second;
     auto s = std::find_if(sessions.begin(), sessions.end(),
                           [&](const Session& x) { return x.end == end; });
-    if (s == sessions.end()) return;  // merged away since
+    if (s == sessions.end()) return;
+    s->timer = timers_.end();  // the caller took it out of timers_
     if (!s->fired) {
       this->emit(key, s->start, s->end, s->acc);
       s->fired = true;
@@ -537,14 +560,14 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
       sessions.erase(s);
       if (sessions.empty()) sessions_.erase(it);
     } else {
-      timers_.emplace(s->end - 1 + this->lateness_, std::make_pair(key, s->end));
+      s->timer = timers_.emplace(s->end - 1 + this->lateness_, std::make_pair(key, s->end));
     }
   }
 
   KeyFn key_fn_;
   std::int64_t gap_;
   absl::flat_hash_map<K, std::vector<Session>> sessions_;
-  std::multimap<Timestamp, std::pair<K, Timestamp>> timers_;  // fire time -> (key, session end)
+  Timers timers_;
 };
 
 }  // namespace meterstream::detail
