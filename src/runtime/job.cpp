@@ -130,7 +130,7 @@ class JobState {
         downstream[port] =
             consumer.exchange
                 ? consumer.exchange->make_sender(worker, channels[static_cast<std::size_t>(c)],
-                                                 node.stage)
+                                                 node.stage, consumer.name)
                 : inputs[static_cast<std::size_t>(c)];
       }
       StatusOr<void*> input = node.instantiate(worker, downstream);

@@ -1,6 +1,7 @@
 // Job lifecycle corners: a failed start, a pipeline changed after build(),
 // processing-time timers at the end of input, side outputs without event time.
 #include <chrono>
+#include <stdexcept>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -103,4 +104,28 @@ TEST_CASE("dedup_by needs event time for its time to live", "[dsl][dedup]") {
   REQUIRE_FALSE(job.ok());
   CHECK_THAT(std::string(job.status().message()), Catch::Contains("dedup_by()"));
   CHECK_THAT(std::string(job.status().message()), Catch::Contains("with_watermarks"));
+}
+
+TEST_CASE("a key function that throws stops the job with an error naming the step", "[dsl]") {
+  for (int p : {1, 2, 3}) {
+    ms::Pipeline pipeline;
+    std::vector<ms::WindowResult<std::uint64_t, std::uint64_t>> out;
+    pipeline.source(ms::from_vector(std::vector<Ev>{{1, 0}, {2, 1}, {3, 2}}))
+        .with_watermarks(ms::bounded_out_of_orderness(0ms), &Ev::ts)
+        .key_by([](const Ev& e) -> std::uint64_t {
+          if (e.key == 2) throw std::runtime_error("bad meter id");
+          return e.key;
+        })
+        .window(ms::tumbling(1min))
+        .aggregate(ms::Count{})
+        .sink(ms::collect_into(out));
+    ms::JobOptions o;
+    o.parallelism = p;
+    auto job = pipeline.build(o);
+    REQUIRE(job.ok());
+    const ms::Status s = job->run();
+    CHECK(s.code() == absl::StatusCode::kInternal);
+    CHECK_THAT(std::string(s.message()), Catch::Contains("partitioning into window-aggregate"));
+    CHECK_THAT(std::string(s.message()), Catch::Contains("bad meter id"));
+  }
 }

@@ -75,12 +75,13 @@ class ExchangeSpec final : public ExchangeSpecBase {
   std::shared_ptr<void> make_channels(int parallelism, std::size_t capacity) override {
     return std::make_shared<ExchangeChannels<T>>(parallelism, capacity);
   }
-  void* make_sender(Worker& worker, const std::shared_ptr<void>& channels, int stage) override {
+  void* make_sender(Worker& worker, const std::shared_ptr<void>& channels, int stage,
+                    const std::string& consumer) override {
     auto typed = std::static_pointer_cast<ExchangeChannels<T>>(channels);
     auto partition = factory_(worker);
     using Sender = ExchangeSender<T, decltype(partition)>;
-    return static_cast<Collector<T>*>(
-        worker.add_operator(std::make_unique<Sender>(typed, std::move(partition), stage)));
+    return static_cast<Collector<T>*>(worker.add_operator(std::make_unique<Sender>(
+        "partitioning into " + consumer, typed, std::move(partition), stage)));
   }
   void make_gate(Worker& worker, const std::shared_ptr<void>& channels, void* downstream,
                  int stage, const std::vector<bool>& senders) override {

@@ -11,12 +11,14 @@
 #include <algorithm>
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "meterstream/core/record_batch.hpp"
 #include "meterstream/runtime/detail/ring.hpp"
+#include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
 
@@ -85,8 +87,10 @@ class ExchangeChannels {
 template <typename T, typename Partition>
 class ExchangeSender final : public Collector<T>, public OperatorInstance {
  public:
-  ExchangeSender(std::shared_ptr<ExchangeChannels<T>> channels, Partition partition, int stage)
-      : channels_(std::move(channels)), partition_(std::move(partition)), stage_(stage) {}
+  ExchangeSender(std::string name, std::shared_ptr<ExchangeChannels<T>> channels,
+                 Partition partition, int stage)
+      : name_(std::move(name)), channels_(std::move(channels)), partition_(std::move(partition)),
+        stage_(stage) {}
 
   void open(Worker& worker) override {
     worker_ = &worker;
@@ -95,6 +99,11 @@ class ExchangeSender final : public Collector<T>, public OperatorInstance {
   }
 
   void push(RecordBatch<T>& batch) override {
+    // The partitioner calls the user's key function.
+    call_user(name_, [&] { partition(batch); });
+  }
+
+  void partition(RecordBatch<T>& batch) {
     const std::size_t n = batch.size();
     for (std::size_t i = 0; i < n; ++i) {
       const int dest = partition_(batch.values[i]);
@@ -174,6 +183,7 @@ class ExchangeSender final : public Collector<T>, public OperatorInstance {
     while (!ring.try_push(m)) worker_->wait_for_space(stage_);
   }
 
+  std::string name_;
   std::shared_ptr<ExchangeChannels<T>> channels_;
   Partition partition_;
   int stage_;

@@ -20,8 +20,10 @@ class ExchangeSpecBase {
  public:
   virtual ~ExchangeSpecBase() = default;
   virtual std::shared_ptr<void> make_channels(int parallelism, std::size_t capacity) = 0;
-  // Returns the sender (a Collector<T>*), owned by `worker`.
-  virtual void* make_sender(Worker& worker, const std::shared_ptr<void>& channels, int stage) = 0;
+  // Returns the sender (a Collector<T>*), owned by `worker`. `consumer` names
+  // the receiving node in errors (its partitioning runs user code).
+  virtual void* make_sender(Worker& worker, const std::shared_ptr<void>& channels, int stage,
+                            const std::string& consumer) = 0;
   // Adds the receiving head for `worker`, delivering into `downstream` (a
   // Collector<T>*). `senders[c]` is false when worker c's sending instance can
   // never produce (no source split upstream of it on that worker): such a
