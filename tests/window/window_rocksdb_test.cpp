@@ -193,3 +193,17 @@ TEST_CASE("a spilled window with allowed lateness merges in arrival order", "[wi
   CHECK(got.second.at("window_spilled_bytes") > 0);
   CHECK(got.first == expected.first);
 }
+
+TEST_CASE("Q2 row 2 on the RocksDB backend matches the workload table at 1, 2 and 3 threads",
+          "[window][rocksdb]") {
+  const ms::test::WorkloadRow& row = ms::test::kQ2Rows[1];
+  const auto events = ms::generate_smart_meter_events(row.workload());
+  const ms::Q1Params params = row.params(/*dedup=*/true);  // default budget: 512 MiB
+  for (int threads : {1, 2, 3}) {
+    ms::Status error;
+    TempDir dir;
+    const ms::Q1Totals got = ms::run_q1_pipeline(events, params, threads, "rocksdb", dir.path, &error);
+    REQUIRE(error.ok());
+    CHECK(got == row.expected);
+  }
+}
