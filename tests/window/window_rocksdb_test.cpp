@@ -207,3 +207,41 @@ TEST_CASE("Q2 row 2 on the RocksDB backend matches the workload table at 1, 2 an
     CHECK(got == row.expected);
   }
 }
+
+TEST_CASE("dedup_by on RocksDB with a cache smaller than its ids drops the same records",
+          "[window][rocksdb][dedup]") {
+  // 3000 ids (1500 a worker, more than its cache of 1024 entries), each sent
+  // a few times within milliseconds; ids are forgotten 5 s after they were
+  // first seen and come back 15 s later, to be kept again.
+  std::vector<Rec> input;
+  std::uint64_t x = 7;
+  for (std::int64_t i = 0; i < 30000; ++i) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    const std::uint64_t id = (static_cast<std::uint64_t>(i) / 5 + (x >> 62)) % 3000;
+    input.push_back({id, i, 0});
+  }
+  auto run_dedup = [&](std::shared_ptr<ms::StateBackend> backend) {
+    std::vector<Rec> out;
+    ms::Pipeline p;
+    p.source(ms::from_vector(input))
+        .with_watermarks(ms::bounded_out_of_orderness(0ms).with_emit_every(10), &Rec::ts)
+        .dedup_by(&Rec::key, 5s)
+        .sink(ms::collect_into(out));
+    ms::JobOptions o;
+    o.parallelism = 2;
+    o.state_backend = std::move(backend);
+    auto job = p.build(o);
+    REQUIRE(job.ok());
+    REQUIRE(job->run().ok());
+    std::multiset<std::pair<std::uint64_t, std::int64_t>> kept;
+    for (const Rec& r : out) kept.emplace(r.key, r.ts);
+    return std::make_pair(kept, job->metrics().at("dedup_dropped"));
+  };
+  const auto expected = run_dedup(nullptr);
+  REQUIRE(expected.second > 0);
+  REQUIRE(expected.first.size() > 3000);  // ids came back after their ttl
+  TempDir dir;
+  const auto got = run_dedup(rocksdb(dir.path, 64 << 10));  // a cache of 1024 entries a worker
+  CHECK(got.first == expected.first);
+  CHECK(got.second == expected.second);
+}

@@ -226,8 +226,9 @@ class IdDedupOp final : public DedupOperatorBase<T> {
     watermark_ = wm;
     while (!expiries_.empty() && expiries_.front().first <= wm) {
       const auto& [until, id] = expiries_.front();
-      const Timestamp* current = cache_->find(id);
-      if (current != nullptr && *current == until) cache_->erase(id);
+      // Unless the id was seen again since (a later expiry).
+      const std::optional<Timestamp> current = cache_->peek(id);
+      if (current && *current == until) cache_->erase(id);
       expiries_.pop_front();
     }
     DedupOperatorBase<T>::watermark(wm);

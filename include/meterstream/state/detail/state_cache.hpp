@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -35,19 +36,17 @@ class StateCache {
   V* find(const K& key) {
     auto it = entries_.find(key);
     if (it != entries_.end()) return &it->second.value;
-    if (store_ == nullptr) return nullptr;
-    encode_key(key);
-    std::string bytes;
-    StatusOr<bool> found = store_->get(state_id_, key_group_, key_bytes_, &bytes);
-    if (!found.ok()) throw StateError(found.status());
-    if (!*found) return nullptr;
-    V value{};
-    if (!Codec<V>::decode(bytes, &value)) {
-      throw StateError(absl::DataLossError("state '" + state_name() + "', key group " +
-                                           std::to_string(key_group_) +
-                                           ": a cached value does not decode"));
-    }
-    return &insert_entry(key, std::move(value), /*dirty=*/false);
+    std::optional<V> stored = load(key);
+    if (!stored) return nullptr;
+    return &insert_entry(key, *std::move(stored), /*dirty=*/false);
+  }
+
+  // The value of `key`, without bringing it into the cache (for a one-off
+  // look, such as an expiry check, that should not evict hot entries).
+  std::optional<V> peek(const K& key) {
+    auto it = entries_.find(key);
+    if (it != entries_.end()) return it->second.value;
+    return load(key);
   }
 
   // Inserts or replaces the value of `key` (dirty).
@@ -79,6 +78,23 @@ class StateCache {
     V value;
     bool dirty;
   };
+
+  // Reads `key` from the store (nothing when the cache is all the state).
+  std::optional<V> load(const K& key) {
+    if (store_ == nullptr) return std::nullopt;
+    encode_key(key);
+    std::string bytes;
+    StatusOr<bool> found = store_->get(state_id_, key_group_, key_bytes_, &bytes);
+    if (!found.ok()) throw StateError(found.status());
+    if (!*found) return std::nullopt;
+    V value{};
+    if (!Codec<V>::decode(bytes, &value)) {
+      throw StateError(absl::DataLossError("state '" + state_name() + "', key group " +
+                                           std::to_string(key_group_) +
+                                           ": a cached value does not decode"));
+    }
+    return value;
+  }
 
   V& insert_entry(const K& key, V value, bool dirty) {
     if (store_ != nullptr && max_entries_ > 0 && entries_.size() >= max_entries_) evict_half();
