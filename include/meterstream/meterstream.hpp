@@ -20,14 +20,16 @@
 //
 // The pieces, each documented in its header:
 //   api/pipeline.hpp          Pipeline, SourceStream (sources, build, run)
-//   api/stream.hpp            Stream<T>: map, filter, flat_map, with_watermarks, key_by, rebalance, sink
-//   api/keyed_stream.hpp      KeyedStream: window, process
+//   api/stream.hpp            Stream<T>: map, filter, flat_map, with_watermarks, key_by, rebalance,
+//                             dedup_by, sink
+//   api/keyed_stream.hpp      KeyedStream: window, process, dedup_by_sequence
 //   api/windowed_stream.hpp   WindowedStream: allowed_lateness, aggregate, reduce, late()
 //   api/process_function.hpp  ProcessContext: keyed state and timers
 //   window/assigners.hpp      tumbling, sliding, session
 //   window/aggregate.hpp      aggregate functions, WindowResult, Count
 //   time/watermark_strategy.hpp  bounded_out_of_orderness, idleness
-//   state/state.hpp           ValueState, MapState, ListState, AggregatingState
+//   state/state.hpp           ValueState, MapState, ListState, AggregatingState; state/ttl.hpp: Ttl
+//   state/rocksdb_state_backend.hpp  state larger than memory, within one memory budget
 //   runtime/job.hpp, options.hpp  Job, JobOptions (threads, batch size, state backend)
 //   connectors/...            memory, files, smart-meter generator
 #pragma once
