@@ -157,7 +157,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     });
     this->flush();  // re-fired results of late records
     this->flush_late();
-    spill_if_over_budget();
+    call_user(this->name_, [&] { spill_if_over_budget(); });  // user codecs
   }
 
   void open(Worker& worker) override {
