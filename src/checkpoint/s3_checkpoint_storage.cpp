@@ -476,10 +476,7 @@ class S3CheckpointStorage final : public CheckpointStorage {
     std::string hash = detail::to_hex(detail::sha256(bytes));
     Body body;
     body.memory = bytes;
-    Request req;
-    req.op = "PutObject";
-    req.method = "PUT";
-    req.key = full_key(path);
+    Request req = object_request("PutObject", "PUT", path);
     req.body = &body;
     req.payload_hash = hash;
     req.headers.push_back(detail::cat(kChecksumHeader, ": ", hash));
@@ -488,11 +485,7 @@ class S3CheckpointStorage final : public CheckpointStorage {
 
   StatusOr<std::string> get(std::string_view path) override {
     MS_RETURN_IF_ERROR(detail::validate_object_path(path));
-    Request req;
-    req.op = "GetObject";
-    req.method = "GET";
-    req.key = full_key(path);
-    req.payload_hash = empty_hash();
+    Request req = object_request("GetObject", "GET", path);
     Response r = perform(req);
     MS_RETURN_IF_ERROR(to_status(req, r));
     MS_RETURN_IF_ERROR(verify(path, r, detail::to_hex(detail::sha256(r.body))));
@@ -509,11 +502,7 @@ class S3CheckpointStorage final : public CheckpointStorage {
                                                      path, "\": creating ", tmp));
     }
     Sha256 hash;
-    Request req;
-    req.op = "GetObject";
-    req.method = "GET";
-    req.key = full_key(path);
-    req.payload_hash = empty_hash();
+    Request req = object_request("GetObject", "GET", path);
     req.sink_fd = fd;
     req.sink_hash = &hash;
     req.stream = true;
@@ -539,11 +528,7 @@ class S3CheckpointStorage final : public CheckpointStorage {
 
   StatusOr<bool> exists(std::string_view path) override {
     MS_RETURN_IF_ERROR(detail::validate_object_path(path));
-    Request req;
-    req.op = "HeadObject";
-    req.method = "HEAD";
-    req.key = full_key(path);
-    req.payload_hash = empty_hash();
+    Request req = object_request("HeadObject", "HEAD", path);
     Response r = perform(req);
     if (r.curl == CURLE_OK && r.http == 404) return false;
     MS_RETURN_IF_ERROR(to_status(req, r));
@@ -585,11 +570,7 @@ class S3CheckpointStorage final : public CheckpointStorage {
 
   Status remove(std::string_view path) override {
     MS_RETURN_IF_ERROR(detail::validate_object_path(path));
-    Request req;
-    req.op = "DeleteObject";
-    req.method = "DELETE";
-    req.key = full_key(path);
-    req.payload_hash = empty_hash();
+    Request req = object_request("DeleteObject", "DELETE", path);
     Response r = perform(req);
     if (r.curl == CURLE_OK && r.http == 404) return absl::OkStatus();
     return to_status(req, r);
@@ -611,6 +592,17 @@ class S3CheckpointStorage final : public CheckpointStorage {
   static const std::string& empty_hash() {
     static const std::string kEmpty = detail::to_hex(detail::sha256({}));
     return kEmpty;
+  }
+
+  // A request on the object at `path`, with an empty payload's hash; callers
+  // sending a body replace payload_hash.
+  Request object_request(const char* op, const char* method, std::string_view path) const {
+    Request req;
+    req.op = op;
+    req.method = method;
+    req.key = full_key(path);
+    req.payload_hash = empty_hash();
+    return req;
   }
 
   std::string full_key(std::string_view path) const {
@@ -861,10 +853,7 @@ class S3CheckpointStorage final : public CheckpointStorage {
       body.from_file = true;
       body.fd = fd;
       body.length = size;
-      Request req;
-      req.op = "PutObject";
-      req.method = "PUT";
-      req.key = full_key(path);
+      Request req = object_request("PutObject", "PUT", path);
       req.body = &body;
       req.payload_hash = checksum;  // S3 checks the bytes it receives.
       req.headers.push_back(meta);
@@ -876,12 +865,8 @@ class S3CheckpointStorage final : public CheckpointStorage {
     if ((size + part_size - 1) / part_size > kMaxParts) part_size = (size + kMaxParts - 1) / kMaxParts;
     const std::string key = full_key(path);
 
-    Request create;
-    create.op = "CreateMultipartUpload";
-    create.method = "POST";
-    create.key = key;
+    Request create = object_request("CreateMultipartUpload", "POST", path);
     create.query = make_query({{"uploads", ""}});
-    create.payload_hash = empty_hash();
     create.headers.push_back(meta);
     Response cr = perform(create);
     MS_RETURN_IF_ERROR(to_status(create, cr));
@@ -892,12 +877,8 @@ class S3CheckpointStorage final : public CheckpointStorage {
     }
 
     auto abort_upload = [&](Status failure) {
-      Request abort;
-      abort.op = "AbortMultipartUpload";
-      abort.method = "DELETE";
-      abort.key = key;
+      Request abort = object_request("AbortMultipartUpload", "DELETE", path);
       abort.query = make_query({{"uploadId", upload_id}});
-      abort.payload_hash = empty_hash();
       perform(abort);  // Best effort: the failure that caused it is what counts.
       return failure;
     };
