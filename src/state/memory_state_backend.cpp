@@ -53,13 +53,9 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
   int max_parallelism() const override { return max_parallelism_; }
 
   StatusOr<int> register_state(const StateDescriptor& descriptor) override {
-    MS_RETURN_IF_ERROR(detail::check_descriptor(operator_id_, descriptor));
-    for (std::size_t i = 0; i < states_.size(); ++i) {
-      const StateDescriptor& existing = states_[i].descriptor;
-      if (existing.name != descriptor.name) continue;
-      MS_RETURN_IF_ERROR(detail::check_same_state(operator_id_, existing, descriptor));
-      return static_cast<int>(i);
-    }
+    MS_ASSIGN_OR_RETURN(const int existing,
+                        detail::find_registered_state(operator_id_, states_, descriptor));
+    if (existing >= 0) return existing;
     states_.push_back(State{descriptor, std::vector<EntryMap>(
                                             static_cast<std::size_t>(range_.size()))});
     return static_cast<int>(states_.size() - 1);

@@ -153,4 +153,21 @@ inline Status range_error(const std::string& operator_id, KeyGroupRange range, i
       ": outside the store's key groups [", range.first, ", ", range.last, "]"));
 }
 
+// register_state()'s first half, for stores that keep their states in a
+// vector whose elements have a `descriptor`: checks `descriptor` and returns
+// the id of the state already registered under its name (after checking it is
+// the same state), or -1 when there is none.
+template <typename States>
+StatusOr<int> find_registered_state(const std::string& operator_id, const States& states,
+                                    const StateDescriptor& descriptor) {
+  MS_RETURN_IF_ERROR(check_descriptor(operator_id, descriptor));
+  for (std::size_t i = 0; i < states.size(); ++i) {
+    const StateDescriptor& existing = states[i].descriptor;
+    if (existing.name != descriptor.name) continue;
+    MS_RETURN_IF_ERROR(check_same_state(operator_id, existing, descriptor));
+    return static_cast<int>(i);
+  }
+  return -1;
+}
+
 }  // namespace meterstream::detail
