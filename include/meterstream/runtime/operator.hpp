@@ -11,7 +11,9 @@
 
 #include <cstddef>
 #include <memory>
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "meterstream/core/record_batch.hpp"
@@ -36,6 +38,10 @@ class Collector {
   virtual void watermark_status(bool idle) = 0;
   // No more input will come.
   virtual void end() = 0;
+  // Checkpoint barrier `checkpoint_id` (checkpoint/checkpoint.hpp): every
+  // record before it belongs to the checkpoint, none after it. A stateful
+  // operator snapshots its state here, then forwards the barrier.
+  virtual void barrier(std::int64_t checkpoint_id) = 0;
 };
 
 // One split of a source (a file, a Kafka partition, a generator) read by one
@@ -60,6 +66,20 @@ class SplitReader {
 
   // For logs and errors: which split this is ("events.csv", "topic-3").
   virtual std::string name() const = 0;
+
+  // Checkpointing. The position just after the last record that poll()
+  // returned, as bytes that seek() accepts (a file offset, a record index, a
+  // Kafka offset). The default, kUnimplemented, makes a checkpointed job fail
+  // at its first checkpoint with an error naming the split.
+  virtual StatusOr<std::string> position() const {
+    return absl::UnimplementedError("split '" + name() + "' cannot be checkpointed");
+  }
+  // Moves to `position` (from position() of the same split in an earlier
+  // run), before the first poll(). kInvalidArgument when it does not decode
+  // or lies outside the split.
+  virtual Status seek(std::string_view /*position*/) {
+    return absl::UnimplementedError("split '" + name() + "' cannot be restored");
+  }
 };
 
 // A logical source: a factory of splits, assigned round-robin to workers.
@@ -87,20 +107,54 @@ class SinkWriter {
   virtual ~SinkWriter() = default;
 
   virtual Status write(const RecordBatch<T>& batch) = 0;
-  // Called once at end of input; flushes and releases resources.
+  // Called once at end of input; flushes and releases resources. An
+  // exactly-once writer has staged its last records in prepare_commit()
+  // before (the runtime calls it with the end-of-input epoch first).
   virtual Status close() = 0;
+
+  // Exactly-once sinks (two-phase commit with checkpoints). Called at the
+  // checkpoint barrier of checkpoint `epoch`, and once more at end of input
+  // (with the id of the checkpoint that will follow), after every record
+  // before it was written: makes those records durable but not yet visible
+  // (staged) and returns what Sink::commit() needs to publish them, e.g. the
+  // staged file's name; "" when nothing was staged.
+  // Default: "": records are visible as soon as written (at-least-once).
+  virtual StatusOr<std::string> prepare_commit(std::int64_t /*epoch*/) { return std::string(); }
+};
+
+// The part of a sink that does not depend on its record type: the commit side
+// of exactly-once output.
+class SinkBase {
+ public:
+  SinkBase() = default;
+  SinkBase(const SinkBase&) = delete;
+  SinkBase& operator=(const SinkBase&) = delete;
+  virtual ~SinkBase() = default;
+
+  virtual std::string name() const = 0;
+
+  // Publishes what the writers' prepare_commit() returned (the non-empty
+  // results) once the checkpoint that holds them is durable. Called from the
+  // checkpoint thread; called again on restore for the checkpoint restored,
+  // so it must be idempotent (already published output stays as it is).
+  // Default: nothing.
+  virtual Status commit(const std::vector<std::string>& /*prepared*/) { return Status(); }
+
+  // Called when a checkpointed job starts, before any writer is created:
+  // discards output staged by an earlier run that `keep` (what the restored
+  // checkpoint still has to commit) does not list, and output that an earlier
+  // run published for epochs after `restored_checkpoint` (0 when the job
+  // starts without a checkpoint). Default: nothing.
+  virtual Status recover(std::int64_t /*restored_checkpoint*/,
+                         const std::vector<std::string>& /*keep*/) {
+    return Status();
+  }
 };
 
 // A logical sink: a factory of writers, one per worker.
 template <typename T>
-class Sink {
+class Sink : public SinkBase {
  public:
-  Sink() = default;
-  Sink(const Sink&) = delete;
-  Sink& operator=(const Sink&) = delete;
-  virtual ~Sink() = default;
-
-  virtual std::string name() const = 0;
   // Creates the writer of worker `worker` of `parallelism`; called before
   // workers start.
   virtual StatusOr<std::unique_ptr<SinkWriter<T>>> create_writer(int worker, int parallelism) = 0;

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <memory>
 
+#include "meterstream/checkpoint/checkpoint.hpp"
 #include "meterstream/core/key_group.hpp"
 
 namespace meterstream {
@@ -49,6 +50,9 @@ struct JobOptions {
 
   // Where keyed state lives. Default: nullptr, the in-memory backend.
   std::shared_ptr<StateBackend> state_backend;
+
+  // Checkpoints and restore (checkpoint/checkpoint.hpp). Default: none.
+  CheckpointOptions checkpoint;
 };
 
 // std::thread::hardware_concurrency(), at least 1.

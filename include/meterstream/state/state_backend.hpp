@@ -27,6 +27,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "meterstream/core/key_group.hpp"
@@ -60,6 +61,24 @@ struct StateDescriptor {
 
 // The name of a kind for messages: "value", "map", "list", "aggregating".
 const char* to_string(StateDescriptor::Kind kind);
+
+// What KeyedStateStore::snapshot() wrote: files in a local folder, from which
+// KeyedStateStore::restore() rebuilds the state. The checkpoint coordinator
+// uploads the files and records this description in the checkpoint's
+// metadata.
+struct StoreSnapshot {
+  struct File {
+    // Relative to the snapshot's folder ("state.bin", "000012.sst").
+    std::string name;
+    // Immutable and identified by its content (RocksDB SST files): stored once
+    // under a content hash and shared by every later checkpoint that still
+    // uses it (incremental checkpoints). Other files belong to one checkpoint.
+    bool shared = false;
+  };
+  std::string backend;       // the backend's name(): "memory", "rocksdb"
+  KeyGroupRange key_groups;  // of the store that took the snapshot
+  std::vector<File> files;
+};
 
 // The keyed state of one operator instance: bytes addressed by (state id,
 // key group, key). Entries of a (state, key group) are ordered by key bytes.
@@ -166,6 +185,27 @@ class KeyedStateStore {
   // of keys and values; RocksDB, the bytes of its key range in memtables and
   // SST files (compressed, on disk).
   virtual StatusOr<std::uint64_t> approximate_size_bytes() = 0;
+
+  // Checkpoints. The synchronous part of a checkpoint of this store: writes,
+  // under the local folder `dir` (which must not exist yet; it is created),
+  // files from which restore() rebuilds the store's state as it is now; later
+  // changes to the store do not change them. Memory: a copy of the entries in
+  // one file. RocksDB: a flush, then rocksdb::Checkpoint's hard links to the
+  // database's files; SST files are marked shared.
+  virtual StatusOr<StoreSnapshot> snapshot(const std::string& dir) = 0;
+
+  // Adds to this store the entries of `snapshot` (its files downloaded into
+  // the local folder `dir` under their names) whose key group is in this
+  // store's range; the others are skipped, so that a restore may use other
+  // ranges than the snapshot (rescaling: several snapshots restore into one
+  // store, or one snapshot into several). The snapshot was taken by a store
+  // of the same operator id and backend (kFailedPrecondition otherwise).
+  // The snapshot records its states' descriptors: restore() registers those
+  // not registered yet (so user code that registers them later gets the same
+  // state back) and matches the others by name; a state registered with
+  // another kind or TTL is kFailedPrecondition. Values keep their TTL expiry.
+  // A file that is missing or does not parse is kDataLoss naming it.
+  virtual Status restore(const std::string& dir, const StoreSnapshot& snapshot) = 0;
 };
 
 // A process-wide factory of keyed state stores.
