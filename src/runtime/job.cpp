@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "checkpoint/coordinator.hpp"
 #include "fmt/format.h"
 #include "meterstream/runtime/detail/graph.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
@@ -54,8 +55,10 @@ class JobState {
       MS_ASSIGN_OR_RETURN(shared_.state_backend, make_memory_state_backend());
     }
     const int p = o.parallelism;
+    MS_RETURN_IF_ERROR(start_checkpoints());
     for (const auto& node : nodes()) {
       MS_RETURN_IF_ERROR(node->prepare(p));
+      if (restored_) MS_RETURN_IF_ERROR(node->restore(*restored_));
       if (node->stateful) ++shared_.stateful_operators;
     }
 
@@ -76,6 +79,10 @@ class JobState {
       workers_.push_back(std::move(main));
       if (sources) workers_.push_back(std::move(sources));
     }
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      workers_[i]->set_checkpoint_unit(static_cast<int>(i));
+    }
+    if (coordinator_) coordinator_->start(static_cast<int>(workers_.size()));
     running_.store(static_cast<int>(workers_.size()));
     threads_started_ = true;
     for (auto& w : workers_) {
@@ -92,7 +99,15 @@ class JobState {
     if (!start_error_.ok()) return start_error_;
     join();
     Status s = shared_.first_error();
-    if (s.ok() && cancelled_by_user_) return absl::CancelledError("the job was cancelled");
+    if (s.ok() && cancelled_by_user_) s = absl::CancelledError("the job was cancelled");
+    if (coordinator_ && !coordinator_done_) {
+      coordinator_done_ = true;
+      if (s.ok() && shared_.checkpoints != nullptr) {
+        s = coordinator_->finish();
+      } else {
+        coordinator_->stop();
+      }
+    }
     return s;
   }
 
@@ -152,6 +167,34 @@ class JobState {
     return Status();
   }
 
+  // The coordinator, when the job checkpoints or restores; loads the
+  // checkpoint to restore.
+  Status start_checkpoints() {
+    const CheckpointOptions& c = shared_.options.checkpoint;
+    if (c.interval.count() == 0 && c.restore.kind == RestoreFrom::Kind::kNone) return Status();
+    std::vector<Coordinator::SinkRef> sinks;
+    for (const Node* node : nodes()) {
+      if (node->sink) sinks.push_back({node->name, node->sink});
+    }
+    MS_ASSIGN_OR_RETURN(coordinator_, Coordinator::create(c, shared_, std::move(sinks)));
+    MS_ASSIGN_OR_RETURN(restored_, coordinator_->restore());
+    if (restored_) {
+      for (const auto& [op, part] : restored_->operators) {
+        const std::vector<Node*> all = nodes();
+        if (std::none_of(all.begin(), all.end(), [&](const Node* n) { return n->name == op; })) {
+          return absl::FailedPreconditionError(fmt::format(
+              "checkpoint {} holds state of operator '{}', which this job does not have (the "
+              "pipeline changed?)",
+              restored_->id, op));
+        }
+      }
+      shared_.restored = restored_.get();
+      shared_.restored_id = restored_->id;
+    }
+    if (c.interval.count() > 0) shared_.checkpoints = coordinator_.get();
+    return Status();
+  }
+
   // Contiguous key-group ranges, smaller for the workers that read splits on
   // their own thread (see JobOptions::reader_key_group_share).
   void assign_key_groups() {
@@ -190,6 +233,9 @@ class JobState {
 
   std::shared_ptr<Graph> graph_;
   JobShared shared_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::shared_ptr<const RestoredCheckpoint> restored_;
+  bool coordinator_done_ = false;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   std::atomic<bool> started_{false};

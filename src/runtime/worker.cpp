@@ -68,6 +68,31 @@ void Worker::wait_for_space(int stage) {
   }
 }
 
+OperatorSnapshot& Worker::snapshot_of(const std::string& op) {
+  for (OperatorSnapshot& o : current_.operators) {
+    if (o.op == op) return o;
+  }
+  OperatorSnapshot& o = current_.operators.emplace_back();
+  o.op = op;
+  o.worker = index_;
+  o.key_groups = key_groups_;
+  return o;
+}
+
+void Worker::maybe_report() {
+  CheckpointHub* hub = shared_.checkpoints;
+  if (hub == nullptr) return;
+  const std::int64_t n = hub->triggered.load(std::memory_order_acquire);
+  if (n <= reported_) return;
+  for (const StageHead* head : heads_) {
+    if (!head->finished() && head->last_barrier < n) return;
+  }
+  reported_ = n;
+  current_.id = n;
+  hub->report(unit_, std::move(current_));
+  current_ = WorkerSnapshot();
+}
+
 void Worker::fire_processing_time() {
   Timestamp next = kMaxTimestamp;
   for (auto& op : operators_) next = std::min(next, op->next_processing_time());
@@ -88,9 +113,16 @@ void Worker::run() {
       if (shared_.cancelled.load(std::memory_order_relaxed)) break;
       const bool progressed = poll_heads(-1);
       fire_processing_time();
+      maybe_report();
       const bool all_finished = std::all_of(heads_.begin(), heads_.end(),
                                             [](const StageHead* h) { return h->finished(); });
-      if (all_finished) break;
+      if (all_finished) {
+        if (shared_.checkpoints != nullptr) {
+          shared_.checkpoints->finished(unit_, std::move(current_));
+          current_ = WorkerSnapshot();
+        }
+        break;
+      }
       if (progressed) {
         idle_rounds_ = 0;
       } else if (++idle_rounds_ < 16) {

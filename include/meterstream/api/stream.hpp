@@ -159,15 +159,17 @@ class Stream {
       if (graph_) graph_->record_error(absl::InvalidArgumentError("sink(): the sink is null"));
       return;
     }
-    attach<T>(
+    Stream<T> s = attach<T>(
         "sink", "sink:" + sink->name(),
         [sink](detail::Worker& w, const std::string& name,
                const std::vector<void*>&) -> StatusOr<void*> {
           MS_ASSIGN_OR_RETURN(auto writer, sink->create_writer(w.index(), w.parallelism()));
-          auto* op = w.add_operator(std::make_unique<detail::SinkOp<T>>(name, std::move(writer)));
+          auto* op = w.add_operator(
+              std::make_unique<detail::SinkOp<T>>(name, std::move(writer), sink));
           return static_cast<void*>(static_cast<Collector<T>*>(op));
         },
         /*ports=*/0);
+    if (s.valid()) graph_->node(s.node_).sink = sink;
   }
 
   // --- For the DSL's own types; not needed in pipelines. ---

@@ -301,4 +301,14 @@ struct KeyCodec<bool> : Codec<bool> {};
 template <>
 struct KeyCodec<std::string> : Codec<std::string> {};
 
+namespace detail {
+// Whether T has a Codec (can be written to a state store).
+template <typename T, typename = void>
+struct HasCodec : std::false_type {};
+template <typename T>
+struct HasCodec<T, std::void_t<decltype(Codec<T>::encode(std::declval<const T&>(),
+                                                        std::declval<std::string*>()))>>
+    : std::true_type {};
+}  // namespace detail
+
 }  // namespace meterstream

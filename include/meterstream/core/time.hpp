@@ -41,4 +41,11 @@ inline Timestamp processing_time_now() {
       .count();
 }
 
+// Microseconds of a monotonic clock, for measuring durations.
+inline std::int64_t steady_micros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace meterstream

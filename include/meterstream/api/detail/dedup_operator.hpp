@@ -12,6 +12,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "meterstream/metrics/metrics.hpp"
+#include "meterstream/runtime/detail/snapshot.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
@@ -57,6 +58,7 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
   DedupOperatorBase(std::string name, Collector<T>* out) : name_(std::move(name)), out_(out) {}
 
   void open(Worker& worker) override {
+    worker_ = &worker;
     max_parallelism_ = worker.max_parallelism();
     dropped_ = worker.metrics().counter("dedup_dropped");
     StatusOr<std::unique_ptr<KeyedStateStore>> store =
@@ -78,7 +80,73 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
   void watermark_status(bool idle) override { out_->watermark_status(idle); }
   void end() override { out_->end(); }
 
+  void barrier(std::int64_t id) override {
+    OperatorSnapshot& snap = worker_->snapshot_of(name_);
+    call_user(name_, [&] { snapshot_state(id, snap); });
+    out_->barrier(id);
+  }
+
  protected:
+  virtual void snapshot_state(std::int64_t id, OperatorSnapshot& snap) = 0;
+
+  // Puts the bytes of each key group (grouped by `key_group_of_entry`) into
+  // the snapshot.
+  template <typename Entries, typename Encode>
+  void snapshot_by_key_group(OperatorSnapshot& snap, const Entries& for_each_entry, Encode&& encode) {
+    const KeyGroupRange range = worker_->key_groups();
+    std::vector<std::string> blobs(static_cast<std::size_t>(range.size()));
+    for_each_entry([&](int kg, const auto&... entry) {
+      encode(&blobs[static_cast<std::size_t>(kg - range.first)], entry...);
+    });
+    for (std::size_t g = 0; g < blobs.size(); ++g) {
+      if (!blobs[g].empty()) snap.keyed.emplace_back(range.first + static_cast<int>(g), std::move(blobs[g]));
+    }
+  }
+
+  void snapshot_store(std::int64_t id, OperatorSnapshot& snap) {
+    std::string dir = worker_->store_snapshot_dir(id, name_);
+    StatusOr<StoreSnapshot> taken = store_->snapshot(dir);
+    if (!taken.ok()) throw StatusError{taken.status()};
+    snap.stores.push_back(LocalStoreSnapshot{std::move(dir), *std::move(taken)});
+  }
+
+  // This operator's part of the checkpoint being restored, or null; its
+  // store snapshots are restored here.
+  const RestoredCheckpoint::Operator* restore_stores() {
+    const RestoredCheckpoint* r = worker_->restored();
+    const RestoredCheckpoint::Operator* mine = r != nullptr ? r->find(name_) : nullptr;
+    if (mine == nullptr) return nullptr;
+    for (const LocalStoreSnapshot& s : mine->stores) {
+      Status st = store_->restore(s.local_dir, s.snapshot);
+      if (!st.ok()) throw StatusError{st};
+    }
+    return mine;
+  }
+
+  // Calls fn(bytes) for the restored bytes of each key group this instance owns.
+  template <typename F>
+  void for_each_restored(const RestoredCheckpoint::Operator& mine, F&& fn) const {
+    const KeyGroupRange range = worker_->key_groups();
+    for (const auto& [kg, blobs] : mine.keyed) {
+      if (kg < range.first || kg > range.last) continue;
+      for (const std::string& b : blobs) fn(std::string_view(b));
+    }
+  }
+
+  [[noreturn]] void corrupt() const {
+    throw StatusError{absl::DataLossError(
+        name_ + ": its state in the checkpoint being restored does not decode")};
+  }
+
+  template <typename... Types>
+  void require_codecs() const {
+    if constexpr (!(HasCodec<Types>::value && ...)) {
+      throw StatusError{absl::FailedPreconditionError(
+          name_ + ": checkpointing needs a Codec (core/codec.hpp) for the key/id type")};
+    }
+  }
+
+  Worker* worker_ = nullptr;
   // Keeps the records for which keep(i) is true, counts the others.
   template <typename Keep>
   void filter(RecordBatch<T>& batch, Keep&& keep) {
@@ -126,6 +194,21 @@ class SequenceDedupOp final : public DedupOperatorBase<T> {
     cache_ = std::make_unique<StateCache<K, SeqWindow>>(
         this->in_memory_ ? nullptr : this->store_.get(), this->state_id_,
         this->cache_entries_, this->max_parallelism_);
+    if (worker.checkpointing()) this->template require_codecs<K>();
+    if constexpr (HasCodec<K>::value) {
+      if (const auto* mine = this->restore_stores()) {
+        this->for_each_restored(*mine, [&](std::string_view in) {
+          while (!in.empty()) {
+            K key{};
+            SeqWindow w;
+            if (!decode_field<K, KeyCodec<K>>(&in, &key) || !decode_field<SeqWindow>(&in, &w)) {
+              this->corrupt();
+            }
+            cache_->put(key, std::move(w));
+          }
+        });
+      }
+    }
   }
 
   void push(RecordBatch<T>& batch) override {
@@ -144,6 +227,30 @@ class SequenceDedupOp final : public DedupOperatorBase<T> {
   void end() override {
     cache_->flush();
     DedupOperatorBase<T>::end();
+  }
+
+ protected:
+  // In memory the cache is the state; on disk it is written back, and the
+  // store's snapshot holds it.
+  void snapshot_state(std::int64_t id, OperatorSnapshot& snap) override {
+    if constexpr (HasCodec<K>::value) {
+      if (!this->in_memory_) {
+        cache_->flush();
+        this->snapshot_store(id, snap);
+        return;
+      }
+      this->snapshot_by_key_group(
+          snap,
+          [&](auto&& emit) {
+            cache_->for_each([&](const K& key, const SeqWindow& w) {
+              emit(key_group_of(key, this->max_parallelism_), key, w);
+            });
+          },
+          [](std::string* out, const K& key, const SeqWindow& w) {
+            encode_field<K, KeyCodec<K>>(key, out);
+            encode_field<SeqWindow>(w, out);
+          });
+    }
   }
 
  private:
@@ -207,6 +314,30 @@ class IdDedupOp final : public DedupOperatorBase<T> {
     cache_ = std::make_unique<StateCache<Id, Timestamp>>(
         this->in_memory_ ? nullptr : this->store_.get(), this->state_id_, this->cache_entries_,
         this->max_parallelism_);
+    if (worker.checkpointing()) this->template require_codecs<Id>();
+    if constexpr (HasCodec<Id>::value) {
+      if (const auto* mine = this->restore_stores()) {
+        this->for_each_restored(*mine, [&](std::string_view in) {
+          while (!in.empty()) {
+            Id id{};
+            std::int64_t until = 0;
+            if (!decode_field<Id, KeyCodec<Id>>(&in, &id) || !get_i64(&in, &until)) {
+              this->corrupt();
+            }
+            cache_->put(id, until);
+            expiries_.emplace_back(until, std::move(id));
+          }
+        });
+        std::stable_sort(expiries_.begin(), expiries_.end(),
+                         [](const auto& a, const auto& b) { return a.first < b.first; });
+        for (const auto& [w, bytes] : mine->operator_states) {
+          std::string_view in = bytes;
+          std::int64_t wm = 0;
+          if (!get_i64(&in, &wm)) this->corrupt();
+          watermark_ = std::max(watermark_, wm);
+        }
+      }
+    }
   }
 
   void push(RecordBatch<T>& batch) override {
@@ -223,7 +354,7 @@ class IdDedupOp final : public DedupOperatorBase<T> {
 
   // Forgets ids whose time to live has passed in event time.
   void watermark(Timestamp wm) override {
-    watermark_ = wm;
+    watermark_ = std::max(watermark_, wm);  // a restored one may be ahead
     while (!expiries_.empty() && expiries_.front().first <= wm) {
       const auto& [until, id] = expiries_.front();
       // Unless the id was seen again since (a later expiry).
@@ -237,6 +368,26 @@ class IdDedupOp final : public DedupOperatorBase<T> {
   void end() override {
     cache_->flush();
     DedupOperatorBase<T>::end();
+  }
+
+ protected:
+  // Every id still remembered is in the expiry queue: that is the state.
+  void snapshot_state(std::int64_t, OperatorSnapshot& snap) override {
+    snap.operator_state.clear();
+    put_i64(&snap.operator_state, watermark_);
+    if constexpr (HasCodec<Id>::value) {
+      this->snapshot_by_key_group(
+          snap,
+          [&](auto&& emit) {
+            for (const auto& [until, id] : expiries_) {
+              emit(key_group_of(id, this->max_parallelism_), id, until);
+            }
+          },
+          [](std::string* out, const Id& id, Timestamp until) {
+            encode_field<Id, KeyCodec<Id>>(id, out);
+            put_i64(out, until);
+          });
+    }
   }
 
  private:

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "meterstream/api/process_function.hpp"
+#include "meterstream/runtime/detail/snapshot.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
@@ -40,6 +41,43 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
     ctx_.key_context_ = &key_context_;
     ctx_.event_timers_ = &event_timers_;
     ctx_.processing_timers_ = &processing_timers_;
+    worker_ = &worker;
+    if (const RestoredCheckpoint* r = worker.restored()) {
+      if (const RestoredCheckpoint::Operator* mine = r->find(name_)) restore(*mine);
+    }
+  }
+
+  // Checkpoint: the store's snapshot, the timers per key group and the
+  // watermark.
+  void barrier(std::int64_t id) override {
+    flush();
+    OperatorSnapshot& snap = worker_->snapshot_of(name_);
+    snap.operator_state.clear();
+    put_i64(&snap.operator_state, ctx_.watermark_);
+    const KeyGroupRange range = worker_->key_groups();
+    std::vector<std::string> blobs(static_cast<std::size_t>(range.size()));
+    for (TimerSet* timers : {&event_timers_, &processing_timers_}) {
+      const char domain = timers == &event_timers_ ? 0 : 1;
+      for (const auto& [time, key_bytes] : *timers) {
+        K key{};
+        if (!KeyCodec<K>::decode(key_bytes, &key)) {
+          throw StatusError{absl::DataLossError(name_ + ": a timer's key does not decode")};
+        }
+        std::string& b =
+            blobs[static_cast<std::size_t>(key_group_of(key, max_parallelism_) - range.first)];
+        b.push_back(domain);
+        put_i64(&b, time);
+        encode_field<std::string>(key_bytes, &b);
+      }
+    }
+    for (std::size_t g = 0; g < blobs.size(); ++g) {
+      if (!blobs[g].empty()) snap.keyed.emplace_back(range.first + static_cast<int>(g), std::move(blobs[g]));
+    }
+    std::string dir = worker_->store_snapshot_dir(id, name_);
+    StatusOr<StoreSnapshot> taken = store_->snapshot(dir);
+    if (!taken.ok()) throw StatusError{taken.status()};
+    snap.stores.push_back(LocalStoreSnapshot{std::move(dir), *std::move(taken)});
+    out_->barrier(id);
   }
 
   void push(RecordBatch<T>& batch) override {
@@ -57,6 +95,7 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
   }
 
   void watermark(Timestamp wm) override {
+    if (wm <= ctx_.watermark_) return;  // e.g. from before a restored watermark
     ctx_.watermark_ = wm;
     store_->advance_event_time(wm);  // event-time TTL of the function's state
     // Expired state is never returned; removing it is a sweep, done at most
@@ -106,6 +145,43 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
     flush();
   }
 
+  void restore(const RestoredCheckpoint::Operator& mine) {
+    auto corrupt = [&] {
+      throw StatusError{absl::DataLossError(
+          name_ + ": its state in the checkpoint being restored does not decode")};
+    };
+    for (const LocalStoreSnapshot& s : mine.stores) {
+      Status st = store_->restore(s.local_dir, s.snapshot);
+      if (!st.ok()) throw StatusError{st};
+    }
+    const KeyGroupRange range = worker_->key_groups();
+    for (const auto& [kg, blobs] : mine.keyed) {
+      if (kg < range.first || kg > range.last) continue;
+      for (const std::string& blob : blobs) {
+        std::string_view in = blob;
+        while (!in.empty()) {
+          const char domain = in.front();
+          in.remove_prefix(1);
+          std::int64_t time = 0;
+          std::string key;
+          if (!get_i64(&in, &time) || !decode_field<std::string>(&in, &key)) corrupt();
+          (domain == 0 ? event_timers_ : processing_timers_).emplace(time, std::move(key));
+        }
+      }
+    }
+    Timestamp wm = kMaxTimestamp;
+    for (const auto& [w, bytes] : mine.operator_states) {
+      std::string_view in = bytes;
+      std::int64_t v = 0;
+      if (!get_i64(&in, &v)) corrupt();
+      wm = std::min(wm, v);
+    }
+    if (!mine.operator_states.empty()) {
+      ctx_.watermark_ = wm;
+      store_->advance_event_time(wm);
+    }
+  }
+
   void flush() {
     if (out_batch_.empty()) return;
     out_->push(out_batch_);
@@ -120,6 +196,7 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
   std::size_t batch_size_ = 1024;
   static constexpr Timestamp kPurgeEveryMs = 600000;
   std::unique_ptr<KeyedStateStore> store_;
+  Worker* worker_ = nullptr;
   Timestamp last_purge_ms_ = processing_time_now();
   KeyContext key_context_;
   K key_{};

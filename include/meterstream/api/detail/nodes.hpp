@@ -46,15 +46,37 @@ class SourceNode final : public Node {
     return static_cast<std::size_t>(worker) < splits_.size();
   }
 
+  Status restore(const RestoredCheckpoint& checkpoint) override {
+    for (const auto& [key, split] : checkpoint.splits) {
+      if (key.first != name) continue;
+      if (key.second < 0 || static_cast<std::size_t>(key.second) >= splits_.size()) {
+        return absl::FailedPreconditionError(
+            "checkpoint " + std::to_string(checkpoint.id) + " has split " +
+            std::to_string(key.second) + " of source '" + name + "', which now has " +
+            std::to_string(splits_.size()) + " splits");
+      }
+      if (split.ended) continue;
+      SplitReader<T>& reader = *splits_[static_cast<std::size_t>(key.second)];
+      Status s = reader.seek(split.position);
+      if (!s.ok()) {
+        return Status(s.code(), "restoring split '" + reader.name() + "' of source '" + name +
+                                    "': " + std::string(s.message()));
+      }
+    }
+    return Status();
+  }
+
   StatusOr<void*> instantiate(Worker& worker, const std::vector<void*>& downstream) override {
     // Split i goes to worker i mod P.
     std::vector<std::unique_ptr<SplitReader<T>>> mine;
+    std::vector<int> ids;
     for (std::size_t i = static_cast<std::size_t>(worker.index()); i < splits_.size();
          i += static_cast<std::size_t>(worker.parallelism())) {
       mine.push_back(std::move(splits_[i]));
+      ids.push_back(static_cast<int>(i));
     }
     worker.add_head(std::make_unique<SourceHead<T>>(
-        name + " (" + source_->name() + ")", std::move(mine), event_time_,
+        name + " (" + source_->name() + ")", name, std::move(mine), std::move(ids), event_time_,
         static_cast<Collector<T>*>(downstream[0]),
         static_cast<Collector<std::string>*>(downstream[1])));
     return nullptr;

@@ -47,6 +47,7 @@ class ForwardingOp : public Collector<In>, public OperatorInstance {
   void watermark(Timestamp wm) override { out_->watermark(wm); }
   void watermark_status(bool idle) override { out_->watermark_status(idle); }
   void end() override { out_->end(); }
+  void barrier(std::int64_t id) override { out_->barrier(id); }
 
  protected:
   std::string name_;
@@ -164,11 +165,39 @@ class WatermarkAssignerOp final : public Collector<T>, public OperatorInstance {
     }
   }
 
+  void open(Worker& worker) override {
+    worker_ = &worker;
+    const RestoredCheckpoint* r = worker.restored();
+    const RestoredCheckpoint::Operator* mine = r != nullptr ? r->find(name_) : nullptr;
+    if (mine == nullptr) return;
+    // Per instance: restored when the same worker index existed before.
+    auto it = mine->operator_states.find(worker.index());
+    if (it == mine->operator_states.end()) return;
+    std::string_view in = it->second;
+    std::int64_t current = 0, max_ts = 0, since = 0, last = 0;
+    if (!get_i64(&in, &current) || !get_i64(&in, &max_ts) || !get_i64(&in, &since) ||
+        !get_i64(&in, &last)) {
+      throw StatusError{absl::DataLossError(name_ + ": its checkpointed state does not decode")};
+    }
+    generator_.reset(current, max_ts);
+    since_ = static_cast<std::size_t>(since);
+    last_ = last;
+  }
+
   void watermark(Timestamp wm) override {
     if (wm == kMaxTimestamp) emit(wm);
   }
   void watermark_status(bool idle) override { out_->watermark_status(idle); }
   void end() override { out_->end(); }
+  void barrier(std::int64_t id) override {
+    std::string& state = worker_->snapshot_of(name_).operator_state;
+    state.clear();
+    put_i64(&state, generator_.current());
+    put_i64(&state, generator_.max_timestamp());
+    put_i64(&state, static_cast<std::int64_t>(since_));
+    put_i64(&state, last_);
+    out_->barrier(id);
+  }
 
  private:
   void emit(Timestamp wm) {
@@ -179,6 +208,7 @@ class WatermarkAssignerOp final : public Collector<T>, public OperatorInstance {
 
   std::string name_;
   Collector<T>* out_;
+  Worker* worker_ = nullptr;
   EventTimeSpec<T> spec_;
   WatermarkGenerator generator_;
   RecordBatch<T> part_;
@@ -186,14 +216,21 @@ class WatermarkAssignerOp final : public Collector<T>, public OperatorInstance {
   Timestamp last_ = kMinTimestamp;
 };
 
-// The end of a chain: hands batches to a SinkWriter.
+// The end of a chain: hands batches to a SinkWriter. At a checkpoint barrier
+// the writer stages what it wrote (SinkWriter::prepare_commit()); the
+// coordinator commits it once the checkpoint is durable. Without
+// checkpoints, what a writer staged is committed at the end of input.
 template <typename T>
 class SinkOp final : public Collector<T>, public OperatorInstance {
  public:
-  SinkOp(std::string name, std::unique_ptr<SinkWriter<T>> writer)
-      : name_(std::move(name)), writer_(std::move(writer)) {}
+  SinkOp(std::string name, std::unique_ptr<SinkWriter<T>> writer, std::shared_ptr<SinkBase> sink)
+      : name_(std::move(name)), writer_(std::move(writer)), sink_(std::move(sink)) {}
 
-  void open(Worker& worker) override { records_ = worker.metrics().counter("sink_records"); }
+  void open(Worker& worker) override {
+    worker_ = &worker;
+    last_barrier_ = worker.restored_id();
+    records_ = worker.metrics().counter("sink_records");
+  }
 
   void push(RecordBatch<T>& batch) override {
     Status s = call_user(name_, [&] { return writer_->write(batch); });
@@ -202,21 +239,45 @@ class SinkOp final : public Collector<T>, public OperatorInstance {
   }
   void watermark(Timestamp) override {}
   void watermark_status(bool) override {}
+  void barrier(std::int64_t id) override {
+    last_barrier_ = id;
+    stage(id);
+  }
   void end() override {
     if (closed_) return;
     closed_ = true;
+    // The rest is staged for the checkpoint after the last barrier seen
+    // (the job's final checkpoint, or one that other workers still take).
+    const std::string prepared = stage(last_barrier_ + 1);
+    if (!worker_->checkpointing() && !prepared.empty()) {
+      Status s = call_user(name_, [&] { return sink_->commit({prepared}); });
+      if (!s.ok()) fail(s);
+    }
     Status s = call_user(name_, [&] { return writer_->close(); });
     if (!s.ok()) fail(s);
   }
 
  private:
+  std::string stage(std::int64_t epoch) {
+    StatusOr<std::string> prepared =
+        call_user(name_, [&] { return writer_->prepare_commit(epoch); });
+    if (!prepared.ok()) fail(prepared.status());
+    if (!prepared->empty() && worker_->checkpointing()) {
+      worker_->add_prepared(SinkPrepared{name_, *prepared});
+    }
+    return *std::move(prepared);
+  }
+
   [[noreturn]] void fail(const Status& s) {
     throw StatusError{Status(s.code(), name_ + ": " + std::string(s.message()))};
   }
 
   std::string name_;
   std::unique_ptr<SinkWriter<T>> writer_;
+  std::shared_ptr<SinkBase> sink_;
+  Worker* worker_ = nullptr;
   Counter* records_ = nullptr;
+  std::int64_t last_barrier_ = 0;
   bool closed_ = false;
 };
 

@@ -135,6 +135,10 @@ class ExchangeSender final : public Collector<T>, public OperatorInstance {
 
   void end() override { broadcast(ChannelMessage{ChannelMessage::Kind::kEnd, 0, nullptr}); }
 
+  void barrier(std::int64_t id) override {
+    broadcast(ChannelMessage{ChannelMessage::Kind::kBarrier, id, nullptr});
+  }
+
  private:
   // Records that are trivially copyable are stored by index into a batch
   // sized up front; others are appended.
@@ -194,6 +198,13 @@ class ExchangeSender final : public Collector<T>, public OperatorInstance {
 };
 
 // The receiving end on one worker: merges the channels from every worker.
+//
+// Checkpoint barriers are aligned: once barrier N has come on a channel, that
+// channel is not read until N has come on every live channel (an ended
+// channel counts as arrived); then N is forwarded downstream. The records
+// behind the barrier wait in their ring, and a full ring makes its sender
+// wait (backpressure) while the channels still owing N drain: no deadlock,
+// since every record those need to pass is ahead of their barrier.
 template <typename T>
 class InputGate final : public StageHead {
  public:
@@ -217,6 +228,12 @@ class InputGate final : public StageHead {
 
   bool finished() const override { return finished_; }
 
+  void open(Worker& worker) override {
+    worker_ref_ = &worker;
+    last_barrier = worker.restored_id();
+    aligning_ = last_barrier;
+  }
+
   bool poll(Worker& /*worker*/) override {
     bool progressed = false;
     const int p = channels_->parallelism();
@@ -224,7 +241,9 @@ class InputGate final : public StageHead {
       SpscRing& ring = channels_->ring(c, worker_);
       ChannelMessage m;
       // A bounded number per channel keeps the worker fair to other heads.
-      for (int k = 0; k < 16 && ring.try_pop(&m); ++k) {
+      for (int k = 0; k < 16 && !inputs_[static_cast<std::size_t>(c)].at_barrier &&
+                      ring.try_pop(&m);
+           ++k) {
         progressed = true;
         handle(c, m);
         if (finished_) break;
@@ -239,6 +258,7 @@ class InputGate final : public StageHead {
     bool idle = false;
     bool ended = false;
     bool silent = false;  // never carries records: its signals are ignored
+    bool at_barrier = false;  // barrier `aligning_` came: not read until aligned
   };
 
   void handle(int c, const ChannelMessage& m) {
@@ -268,9 +288,28 @@ class InputGate final : public StageHead {
         in.ended = true;
         --live_;
         update_watermark();
+        if (aligning_ > last_barrier) try_align();
         if (live_ == 0 && silent_ended_ == silent_count()) finish();
         break;
+      case ChannelMessage::Kind::kBarrier:
+        if (m.value <= last_barrier) break;  // (cannot happen: one checkpoint at a time)
+        aligning_ = m.value;
+        in.at_barrier = true;
+        try_align();
+        break;
     }
+  }
+
+  // Forwards barrier aligning_ once it came on every live channel.
+  void try_align() {
+    for (const Input& in : inputs_) {
+      if (!in.ended && !in.at_barrier) return;
+    }
+    for (Input& in : inputs_) in.at_barrier = false;
+    last_barrier = aligning_;
+    const Timestamp t0 = steady_micros();
+    downstream_->barrier(aligning_);
+    worker_ref_->add_sync_time(steady_micros() - t0);
   }
 
   int silent_count() const {
@@ -320,6 +359,8 @@ class InputGate final : public StageHead {
   std::vector<Input> inputs_;
   int live_;
   int silent_ended_ = 0;
+  std::int64_t aligning_ = 0;
+  Worker* worker_ref_ = nullptr;
   Timestamp watermark_out_ = kMinTimestamp;
   bool idle_out_ = false;
   bool finished_ = false;

@@ -12,6 +12,7 @@
 
 #include "meterstream/core/status.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
+#include "meterstream/runtime/operator.hpp"
 
 namespace meterstream::detail {
 
@@ -41,6 +42,9 @@ class Node {
 
   // Called once per run before instances are created (sources open their splits).
   virtual Status prepare(int /*parallelism*/) { return Status(); }
+  // Called after prepare() when the job restores a checkpoint: sources seek
+  // their splits to the checkpoint's positions.
+  virtual Status restore(const RestoredCheckpoint& /*checkpoint*/) { return Status(); }
   // Creates this node's instance on `worker`. `downstream[p]` is the
   // Collector<Out_p>* of output port p, nullptr when the port is unconsumed.
   // Returns the instance's input Collector<In>* (nullptr for sources).
@@ -59,6 +63,7 @@ class Node {
   std::vector<int> port_version;    // per output port: bumped when a handle is consumed
   bool event_time = false;          // port 0 carries timestamps and watermarks
   bool stateful = false;            // keeps keyed state: shares the operator memory budget
+  std::shared_ptr<SinkBase> sink;   // for sink nodes: commits their staged output
   int stage = 0;
 };
 

@@ -12,7 +12,7 @@
 namespace meterstream::detail {
 
 struct ChannelMessage {
-  enum class Kind : std::uint8_t { kBatch, kWatermark, kStatus, kEnd };
+  enum class Kind : std::uint8_t { kBatch, kWatermark, kStatus, kEnd, kBarrier };
   Kind kind = Kind::kBatch;
   std::int64_t value = 0;  // watermark, or 1/0 for idle/active
   void* batch = nullptr;   // a RecordBatch<T>* owned by the message (kBatch)

@@ -51,18 +51,28 @@ struct EventTimeSpec {
 template <typename T>
 class SourceHead final : public StageHead {
  public:
-  SourceHead(std::string name, std::vector<std::unique_ptr<SplitReader<T>>> splits,
+  // `node` names the source in checkpoints; `split_ids[i]` is splits[i]'s
+  // index among the source's splits.
+  SourceHead(std::string name, std::string node,
+             std::vector<std::unique_ptr<SplitReader<T>>> splits, std::vector<int> split_ids,
              std::optional<EventTimeSpec<T>> event_time, Collector<T>* downstream,
              Collector<std::string>* undecodable_out)
       : name_(std::move(name)),
+        node_(std::move(node)),
         event_time_(std::move(event_time)),
         downstream_(downstream),
         undecodable_out_(undecodable_out) {
     const std::int64_t bound = event_time_ ? event_time_->strategy.bound_ms() : 0;
-    for (auto& s : splits) splits_.push_back(Split{std::move(s), WatermarkGenerator(bound)});
+    for (std::size_t i = 0; i < splits.size(); ++i) {
+      splits_.push_back(Split{std::move(splits[i]), WatermarkGenerator(bound)});
+      splits_.back().id = split_ids[i];
+    }
   }
 
   void open(Worker& worker) override {
+    worker_ = &worker;
+    last_barrier = worker.restored_id();
+    if (const RestoredCheckpoint* r = worker.restored()) restore(*r);
     batch_size_ = worker.options().batch_size;
     records_ = worker.metrics().counter("source_records");
     undecodable_count_ = worker.metrics().counter("source_undecodable");
@@ -73,9 +83,15 @@ class SourceHead final : public StageHead {
 
   bool finished() const override { return finished_; }
 
-  bool poll(Worker& /*worker*/) override {
+  bool poll(Worker& worker) override {
     if (finished_) return false;
     bool progressed = false;
+    if (!started_) {
+      started_ = true;
+      update_watermark();  // a restored watermark holds from the first record on
+    }
+    const std::int64_t requested = worker.checkpoint_requested();
+    if (requested > last_barrier) inject_barrier(requested);
     // One read of each live split per poll keeps splits and other heads fair.
     for (std::size_t i = 0; i < splits_.size(); ++i) {
       if (!splits_[i].ended) progressed |= poll_split(splits_[i]);
@@ -92,6 +108,7 @@ class SourceHead final : public StageHead {
   struct Split {
     std::unique_ptr<SplitReader<T>> reader;
     WatermarkGenerator generator;
+    int id = 0;
     std::int64_t since_watermark = 0;
     Timestamp watermark = kMinTimestamp;
     Timestamp last_data_ms = 0;
@@ -153,6 +170,50 @@ class SourceHead final : public StageHead {
     return got_data;
   }
 
+  SplitSnapshot split_snapshot(const Split& s) const {
+    SplitSnapshot out;
+    out.source = node_;
+    out.split = s.id;
+    out.ended = s.ended;
+    out.watermark = s.generator.current();
+    out.max_timestamp = s.generator.max_timestamp();
+    out.since_watermark = s.since_watermark;
+    if (!s.ended) {
+      StatusOr<std::string> pos = s.reader->position();
+      if (!pos.ok()) {
+        throw StatusError{Status(pos.status().code(), "source '" + name_ + "': " +
+                                                          std::string(pos.status().message()))};
+      }
+      out.position = *std::move(pos);
+    }
+    return out;
+  }
+
+  // Records every split's position, then sends barrier `id` after the
+  // records read so far.
+  void inject_barrier(std::int64_t id) {
+    for (const Split& s : splits_) worker_->add_split_snapshot(split_snapshot(s));
+    last_barrier = id;
+    const Timestamp t0 = steady_micros();
+    downstream_->barrier(id);
+    if (undecodable_out_ != nullptr) undecodable_out_->barrier(id);
+    worker_->add_sync_time(steady_micros() - t0);
+  }
+
+  // Positions were applied by seek() when the splits were made; here the
+  // watermark generators and cadence come back.
+  void restore(const RestoredCheckpoint& r) {
+    for (Split& s : splits_) {
+      auto it = r.splits.find({node_, s.id});
+      if (it == r.splits.end()) continue;
+      const SplitSnapshot& snap = it->second;
+      s.generator.reset(snap.watermark, snap.max_timestamp);
+      s.since_watermark = snap.since_watermark;
+      s.watermark = snap.ended ? kMaxTimestamp : snap.watermark;
+      s.ended = snap.ended;
+    }
+  }
+
   void advance_split(Split& s) {
     s.since_watermark = 0;
     s.watermark = s.generator.advance();
@@ -206,6 +267,9 @@ class SourceHead final : public StageHead {
   void finish() {
     if (finished_) return;
     finished_ = true;
+    if (worker_->checkpointing()) {
+      for (const Split& s : splits_) worker_->add_split_snapshot(split_snapshot(s));
+    }
     emit_watermark(kMaxTimestamp);
     downstream_->end();
     if (undecodable_out_ != nullptr) {
@@ -215,6 +279,9 @@ class SourceHead final : public StageHead {
   }
 
   std::string name_;
+  std::string node_;
+  Worker* worker_ = nullptr;
+  bool started_ = false;
   std::optional<EventTimeSpec<T>> event_time_;
   Collector<T>* downstream_;
   Collector<std::string>* undecodable_out_;

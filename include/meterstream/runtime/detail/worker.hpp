@@ -12,6 +12,7 @@
 #include "meterstream/core/status.hpp"
 #include "meterstream/core/time.hpp"
 #include "meterstream/metrics/metrics.hpp"
+#include "meterstream/runtime/detail/snapshot.hpp"
 #include "meterstream/runtime/options.hpp"
 
 namespace meterstream {
@@ -55,6 +56,25 @@ class StageHead : public OperatorInstance {
   // pushing from stage s only polls heads of later stages, so no operator is
   // re-entered.
   int stage = 0;
+  // The newest checkpoint barrier this head has passed on (aligned and
+  // forwarded; for a source, injected).
+  std::int64_t last_barrier = 0;
+};
+
+// The checkpoint coordinator as workers see it (src/checkpoint/coordinator.cpp).
+class CheckpointHub {
+ public:
+  virtual ~CheckpointHub() = default;
+  // The newest checkpoint whose barrier sources are to inject; 0: none yet.
+  std::atomic<std::int64_t> triggered{0};
+  // Reporting unit `unit` (a worker thread) has passed barrier snapshot.id on
+  // every head; its operators' snapshots are in `snapshot`.
+  virtual void report(int unit, WorkerSnapshot snapshot) = 0;
+  // Unit `unit` ran to the end of its input; `rest` holds what it produced
+  // since its last report (staged sink output, ended splits).
+  virtual void finished(int unit, WorkerSnapshot rest) = 0;
+  // A new local folder (not yet existing) for a store snapshot of checkpoint `id`.
+  virtual std::string store_snapshot_dir(std::int64_t id, const std::string& op, int worker) = 0;
 };
 
 // State shared by the workers of one run.
@@ -67,6 +87,9 @@ struct JobShared {
   std::vector<KeyGroupRange> key_group_ranges;  // per worker
   std::vector<int> key_group_owner;             // per key group: its worker
   std::atomic<bool> cancelled{false};
+  CheckpointHub* checkpoints = nullptr;          // null: checkpointing off
+  const RestoredCheckpoint* restored = nullptr;  // null: started without state
+  std::int64_t restored_id = 0;
 
   // Records the first error and cancels the job.
   void fail(Status status);
@@ -119,9 +142,36 @@ class Worker {
   // Runs to end of input, cancellation or error. Records errors in shared().
   void run();
 
+  // Checkpoints. Whether the job takes them.
+  bool checkpointing() const { return shared_.checkpoints != nullptr; }
+  // The newest barrier requested (0: none, or checkpointing off).
+  std::int64_t checkpoint_requested() const {
+    return shared_.checkpoints == nullptr
+               ? 0
+               : shared_.checkpoints->triggered.load(std::memory_order_acquire);
+  }
+  // The part of the checkpoint in progress that operator `op` fills at its barrier.
+  OperatorSnapshot& snapshot_of(const std::string& op);
+  // Records a split's position; a sink's staged output.
+  void add_split_snapshot(SplitSnapshot split) { current_.splits.push_back(std::move(split)); }
+  void add_prepared(SinkPrepared prepared) { current_.prepared.push_back(std::move(prepared)); }
+  // Time spent passing a barrier through a head's operators (their snapshots).
+  void add_sync_time(std::int64_t us) { current_.sync_us += us; }
+  // A new local folder for operator `op`'s store snapshot of checkpoint `id`.
+  std::string store_snapshot_dir(std::int64_t id, const std::string& op) const {
+    return shared_.checkpoints->store_snapshot_dir(id, op, index_);
+  }
+  // The checkpoint the job restores, or null.
+  const RestoredCheckpoint* restored() const { return shared_.restored; }
+  // The checkpoint the job restores (0: none): where barrier ids continue.
+  std::int64_t restored_id() const { return shared_.restored_id; }
+  // This thread's index among the units that report to the coordinator.
+  void set_checkpoint_unit(int unit) { unit_ = unit; }
+
  private:
   bool poll_heads(int min_stage_exclusive);
   void fire_processing_time();
+  void maybe_report();
 
   JobShared& shared_;
   int index_;
@@ -131,6 +181,9 @@ class Worker {
   std::vector<StageHead*> heads_;  // owned by operators_; sorted by stage in run()
   std::int64_t idle_rounds_ = 0;
   std::int64_t blocked_rounds_ = 0;
+  int unit_ = 0;
+  std::int64_t reported_ = 0;
+  WorkerSnapshot current_;
 };
 
 }  // namespace meterstream::detail

@@ -73,6 +73,12 @@ class StateCache {
 
   std::size_t size() const { return entries_.size(); }
 
+  // Calls fn(key, value) for every cached entry (with a null store: all state).
+  template <typename F>
+  void for_each(F&& fn) const {
+    for (const auto& [key, e] : entries_) fn(key, e.value);
+  }
+
  private:
   struct Entry {
     V value;

@@ -36,6 +36,7 @@
 #include "meterstream/core/codec.hpp"
 #include "meterstream/core/key_group.hpp"
 #include "meterstream/metrics/metrics.hpp"
+#include "meterstream/runtime/detail/snapshot.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
@@ -45,13 +46,6 @@
 
 namespace meterstream::detail {
 
-// Whether T has a Codec (can be written to a state store).
-template <typename T, typename = void>
-struct HasCodec : std::false_type {};
-template <typename T>
-struct HasCodec<T, std::void_t<decltype(Codec<T>::encode(std::declval<const T&>(),
-                                                        std::declval<std::string*>()))>>
-    : std::true_type {};
 
 // Common parts: output batching, late side output, metrics.
 template <typename K, typename T, typename A>
@@ -82,7 +76,57 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
     out_->end();
   }
 
+  // Checkpoint: the watermark and the windows' state, per key group, then
+  // the barrier goes on.
+  void barrier(std::int64_t id) override {
+    flush();
+    flush_late();
+    OperatorSnapshot& snap = worker_->snapshot_of(name_);
+    snap.operator_state.clear();
+    put_i64(&snap.operator_state, watermark_);
+    call_user(name_, [&] { snapshot_windows(id, snap); });
+    out_->barrier(id);
+    if (late_out_ != nullptr) late_out_->barrier(id);
+  }
+
  protected:
+  // Writes the windows into `snap` (keyed bytes, operator_state after the
+  // watermark, store snapshots).
+  virtual void snapshot_windows(std::int64_t id, OperatorSnapshot& snap) = 0;
+
+  // The part of the restored checkpoint for this operator, or null. Sets the
+  // watermark: the smallest of the old instances' (they are equal: every
+  // instance's gate sees the same watermarks before a barrier).
+  const RestoredCheckpoint::Operator* restored_part() {
+    const RestoredCheckpoint* r = worker_->restored();
+    const RestoredCheckpoint::Operator* mine = r != nullptr ? r->find(name_) : nullptr;
+    if (mine == nullptr) return nullptr;
+    Timestamp wm = kMaxTimestamp;
+    for (const auto& [w, bytes] : mine->operator_states) {
+      std::string_view in = bytes;
+      std::int64_t v = 0;
+      if (!get_i64(&in, &v)) corrupt("its operator state");
+      wm = std::min(wm, v);
+    }
+    if (!mine->operator_states.empty()) watermark_ = wm;
+    return mine;
+  }
+
+  [[noreturn]] void corrupt(const std::string& what) const {
+    throw StatusError{absl::DataLossError(name_ + ": " + what +
+                                          " in the checkpoint being restored does not decode")};
+  }
+
+  // Checkpointing needs to write keys and accumulators.
+  template <typename Key, typename Accumulator>
+  void require_codecs() const {
+    if constexpr (!HasCodec<Key>::value || !HasCodec<Accumulator>::value) {
+      throw StatusError{absl::FailedPreconditionError(
+          name_ + ": checkpointing needs a Codec (core/codec.hpp) for the key type and the "
+                  "accumulator type; one of them has none")};
+    }
+  }
+
   void emit(const K& key, Timestamp start, Timestamp end, const Acc& acc) {
     out_batch_.push_back(Out{key, start, end, agg_.result(acc)}, end - 1);
     if (out_batch_.size() >= batch_size_) flush();
@@ -174,9 +218,12 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
       chunk_state_ = *id;
       spilled_bytes_ = worker.metrics().counter("window_spilled_bytes");
     }
+    if (worker.checkpointing()) this->template require_codecs<K, Acc>();
+    if (const auto* mine = this->restored_part()) call_user(this->name_, [&] { restore(*mine); });
   }
 
   void watermark(Timestamp wm) override {
+    if (wm <= this->watermark_) return;  // e.g. from before a restored watermark
     this->watermark_ = wm;
     last_ = nullptr;  // a cached window may have become late
     call_user(this->name_, [&] {
@@ -365,6 +412,109 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     w.spilled = false;
   }
 
+  // Per key group: for every window, its start, flags (fired, spilled) and
+  // the entries of that key group. Spilled chunks are in the store, whose
+  // snapshot goes along.
+  void snapshot_windows(std::int64_t id, OperatorSnapshot& snap) override {
+    if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
+      put_u64(&snap.operator_state, next_chunk_);
+      put_u64(&snap.operator_state, expected_keys_);
+      const KeyGroupRange range = this->worker_->key_groups();
+      const auto groups = static_cast<std::size_t>(range.size());
+      std::vector<std::string> blobs(groups);
+      std::vector<std::string> entries(groups);
+      std::vector<std::uint64_t> counts(groups);
+      for (const auto& [start, w] : windows_) {
+        for (auto& e : entries) e.clear();
+        std::fill(counts.begin(), counts.end(), 0);
+        for (const auto& [key, acc] : w->table) {
+          const auto g = static_cast<std::size_t>(
+              key_group_of(key, this->worker_->max_parallelism()) - range.first);
+          encode_field<K, KeyCodec<K>>(key, &entries[g]);
+          encode_field<Acc>(acc, &entries[g]);
+          ++counts[g];
+        }
+        for (std::size_t g = 0; g < groups; ++g) {
+          if (counts[g] == 0 && !w->spilled && !w->fired) continue;
+          put_i64(&blobs[g], start);
+          blobs[g].push_back(static_cast<char>((w->fired ? 1 : 0) | (w->spilled ? 2 : 0)));
+          put_u64(&blobs[g], counts[g]);
+          blobs[g] += entries[g];
+        }
+      }
+      for (std::size_t g = 0; g < groups; ++g) {
+        if (!blobs[g].empty()) {
+          snap.keyed.emplace_back(range.first + static_cast<int>(g), std::move(blobs[g]));
+        }
+      }
+      if (store_) {
+        std::string dir = this->worker_->store_snapshot_dir(id, this->name_);
+        auto taken = store_->snapshot(dir);
+        if (!taken.ok()) throw StatusError{taken.status()};
+        snap.stores.push_back(LocalStoreSnapshot{std::move(dir), *std::move(taken)});
+      }
+    }
+  }
+
+  void restore(const RestoredCheckpoint::Operator& mine) {
+    if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
+      std::uint64_t next_chunk = 0;
+      for (const auto& [w, bytes] : mine.operator_states) {
+        std::string_view in = bytes;
+        std::int64_t wm = 0;
+        std::uint64_t chunk = 0, expected = 0;
+        if (!get_i64(&in, &wm) || !get_u64(&in, &chunk) || !get_u64(&in, &expected)) {
+          this->corrupt("its operator state");
+        }
+        next_chunk = std::max(next_chunk, chunk);
+        expected_keys_ = std::max<std::size_t>(expected_keys_, expected);
+      }
+      next_chunk_ = static_cast<std::uint32_t>(next_chunk);
+      const KeyGroupRange range = this->worker_->key_groups();
+      for (const auto& [kg, blobs] : mine.keyed) {
+        if (kg < range.first || kg > range.last) continue;
+        for (const std::string& blob : blobs) {
+          std::string_view in = blob;
+          while (!in.empty()) {
+            std::int64_t start = 0;
+            std::uint64_t n = 0;
+            if (!get_i64(&in, &start) || in.empty()) this->corrupt("a window");
+            const auto flags = static_cast<unsigned char>(in.front());
+            in.remove_prefix(1);
+            if (!get_u64(&in, &n)) this->corrupt("a window");
+            auto& slot = windows_[start];
+            if (!slot) {
+              slot = std::make_unique<Window>();
+              slot->start = start;
+              slot->end = start + size_;
+            }
+            slot->fired |= (flags & 1) != 0;
+            slot->spilled |= (flags & 2) != 0;
+            for (std::uint64_t i = 0; i < n; ++i) {
+              K key{};
+              Acc acc{};
+              if (!decode_field<K, KeyCodec<K>>(&in, &key) || !decode_field<Acc>(&in, &acc)) {
+                this->corrupt("an entry of window " + std::to_string(start));
+              }
+              slot->table.insert_or_assign(std::move(key), std::move(acc));
+            }
+          }
+        }
+      }
+      if (!mine.stores.empty()) {
+        if (!store_) {
+          throw StatusError{absl::FailedPreconditionError(
+              this->name_ + ": the checkpoint has spilled windows, which need a state backend "
+                            "that spills (RocksDB)")};
+        }
+        for (const LocalStoreSnapshot& s : mine.stores) {
+          Status st = store_->restore(s.local_dir, s.snapshot);
+          if (!st.ok()) throw StatusError{st};
+        }
+      }
+    }
+  }
+
   // Two passes: find each record's window and prefetch its hash slot, then
   // add. The tables are far larger than the caches (a slot per key and open
   // window), so overlapping the misses of a batch is most of the speed.
@@ -480,7 +630,14 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
     this->flush_late();
   }
 
+  void open(Worker& worker) override {
+    Base::open(worker);
+    if (worker.checkpointing()) this->template require_codecs<K, Acc>();
+    if (const auto* mine = this->restored_part()) call_user(this->name_, [&] { restore(*mine); });
+  }
+
   void watermark(Timestamp wm) override {
+    if (wm <= this->watermark_) return;  // e.g. from before a restored watermark
     this->watermark_ = wm;
     call_user(this->name_, [&] {
       while (!timers_.empty() && timers_.begin()->first <= wm) {
@@ -561,6 +718,64 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
       if (sessions.empty()) sessions_.erase(it);
     } else {
       s->timer = timers_.emplace(s->end - 1 + this->lateness_, std::make_pair(key, s->end));
+    }
+  }
+
+  // Per key group: key, its sessions (start, end, fired, accumulator). The
+  // timers follow from the sessions.
+  void snapshot_windows(std::int64_t, OperatorSnapshot& snap) override {
+    if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
+      const KeyGroupRange range = this->worker_->key_groups();
+      std::vector<std::string> blobs(static_cast<std::size_t>(range.size()));
+      for (const auto& [key, sessions] : sessions_) {
+        std::string& b = blobs[static_cast<std::size_t>(
+            key_group_of(key, this->worker_->max_parallelism()) - range.first)];
+        encode_field<K, KeyCodec<K>>(key, &b);
+        put_u64(&b, sessions.size());
+        for (const Session& x : sessions) {
+          put_i64(&b, x.start);
+          put_i64(&b, x.end);
+          b.push_back(x.fired ? 1 : 0);
+          encode_field<Acc>(x.acc, &b);
+        }
+      }
+      for (std::size_t g = 0; g < blobs.size(); ++g) {
+        if (!blobs[g].empty()) {
+          snap.keyed.emplace_back(range.first + static_cast<int>(g), std::move(blobs[g]));
+        }
+      }
+    }
+  }
+
+  void restore(const RestoredCheckpoint::Operator& mine) {
+    if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
+      const KeyGroupRange range = this->worker_->key_groups();
+      for (const auto& [kg, blobs] : mine.keyed) {
+        if (kg < range.first || kg > range.last) continue;
+        for (const std::string& blob : blobs) {
+          std::string_view in = blob;
+          while (!in.empty()) {
+            K key{};
+            std::uint64_t n = 0;
+            if (!decode_field<K, KeyCodec<K>>(&in, &key) || !get_u64(&in, &n)) {
+              this->corrupt("a session");
+            }
+            std::vector<Session>& sessions = sessions_[key];
+            for (std::uint64_t i = 0; i < n; ++i) {
+              Session x{0, 0, false, Acc{}, timers_.end()};
+              if (!get_i64(&in, &x.start) || !get_i64(&in, &x.end) || in.empty()) {
+                this->corrupt("a session");
+              }
+              x.fired = in.front() != 0;
+              in.remove_prefix(1);
+              if (!decode_field<Acc>(&in, &x.acc)) this->corrupt("a session");
+              const Timestamp at = x.fired ? x.end - 1 + this->lateness_ : x.end - 1;
+              x.timer = timers_.emplace(at, std::make_pair(key, x.end));
+              sessions.push_back(std::move(x));
+            }
+          }
+        }
+      }
     }
   }
 

@@ -1,0 +1,108 @@
+// What operators put into a checkpoint and get back on restore. Not API.
+//
+// At barrier N every operator instance writes its state as bytes per key
+// group (so that a restore with other key-group ranges can pick the key
+// groups it owns), an optional operator-wide part (its watermark, counters:
+// merged over the old instances on restore), and the snapshots of its state
+// stores. Sources record each split's position and watermark generator, sinks
+// what they staged. The checkpoint coordinator (src/checkpoint/) uploads all
+// of it and writes the metadata; on restore it downloads a checkpoint into a
+// RestoredCheckpoint that operators read in open().
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "meterstream/core/key_group.hpp"
+#include "meterstream/core/time.hpp"
+#include "meterstream/state/state_backend.hpp"
+
+namespace meterstream::detail {
+
+// One split of a source at a barrier (or at its end).
+struct SplitSnapshot {
+  std::string source;      // the source node's name
+  int split = 0;           // index among the source's splits
+  std::string position;    // SplitReader::position()
+  Timestamp watermark = kMinTimestamp;
+  Timestamp max_timestamp = kMinTimestamp;
+  std::int64_t since_watermark = 0;  // records since the last watermark (the cadence)
+  bool ended = false;
+};
+
+// A store snapshot waiting in a local folder for its upload.
+struct LocalStoreSnapshot {
+  std::string local_dir;
+  StoreSnapshot snapshot;
+};
+
+// One operator instance's part of a checkpoint.
+struct OperatorSnapshot {
+  std::string op;  // the operator's name (a node name, or a store's operator id)
+  int worker = 0;
+  KeyGroupRange key_groups;
+  std::vector<std::pair<int, std::string>> keyed;  // key group -> state bytes
+  std::string operator_state;                      // operator-wide bytes, may be empty
+  std::vector<LocalStoreSnapshot> stores;
+};
+
+// What a sink staged for commit.
+struct SinkPrepared {
+  std::string sink;  // the sink node's name
+  std::string prepared;
+};
+
+// One worker's part of checkpoint `id`.
+struct WorkerSnapshot {
+  std::int64_t id = 0;
+  std::vector<OperatorSnapshot> operators;
+  std::vector<SplitSnapshot> splits;
+  std::vector<SinkPrepared> prepared;
+  std::int64_t sync_us = 0;  // time spent in operators' snapshots (the pause)
+};
+
+// A checkpoint as restore gives it to operators (read-only, shared by workers).
+struct RestoredCheckpoint {
+  struct Operator {
+    std::map<int, std::vector<std::string>> keyed;  // key group -> state bytes
+    std::map<int, std::string> operator_states;     // old worker index -> bytes
+    std::vector<LocalStoreSnapshot> stores;         // downloaded
+  };
+
+  std::int64_t id = 0;
+  std::map<std::string, Operator> operators;
+  // (source name, split) -> its snapshot.
+  std::map<std::pair<std::string, int>, SplitSnapshot> splits;
+  // sink name -> what the checkpoint still has to commit.
+  std::map<std::string, std::vector<std::string>> prepared;
+
+  const Operator* find(const std::string& op) const {
+    auto it = operators.find(op);
+    return it == operators.end() ? nullptr : &it->second;
+  }
+};
+
+// Little helpers for operators' state bytes.
+inline void put_u64(std::string* out, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>(v >> (8 * i)));
+}
+inline bool get_u64(std::string_view* in, std::uint64_t* v) {
+  if (in->size() < 8) return false;
+  std::uint64_t r = 0;
+  for (int i = 0; i < 8; ++i) r = (r << 8) | static_cast<unsigned char>((*in)[static_cast<std::size_t>(i)]);
+  in->remove_prefix(8);
+  *v = r;
+  return true;
+}
+inline void put_i64(std::string* out, std::int64_t v) { put_u64(out, static_cast<std::uint64_t>(v)); }
+inline bool get_i64(std::string_view* in, std::int64_t* v) {
+  std::uint64_t u = 0;
+  if (!get_u64(in, &u)) return false;
+  *v = static_cast<std::int64_t>(u);
+  return true;
+}
+
+}  // namespace meterstream::detail

@@ -1,0 +1,739 @@
+#include "checkpoint/coordinator.hpp"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string_view>
+#include <utility>
+
+#include "checkpoint/storage_util.hpp"
+#include "fmt/format.h"
+#include "nlohmann/json.hpp"
+
+namespace meterstream::detail {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kFormat = "meterstream-checkpoint/1";
+constexpr const char* kStateMagic = "MSOPSTATE1";
+
+std::string checkpoint_dir(std::int64_t id) { return fmt::format("chk-{:010}", id); }
+std::string metadata_path(std::int64_t id) { return checkpoint_dir(id) + "/_metadata"; }
+
+// "chk-0000000007/..." -> 7; -1 when the path is not a checkpoint's.
+std::int64_t checkpoint_id_of(std::string_view path) {
+  if (path.substr(0, 4) != "chk-") return -1;
+  path.remove_prefix(4);
+  std::int64_t id = 0;
+  std::size_t n = 0;
+  while (n < path.size() && path[n] >= '0' && path[n] <= '9') {
+    id = id * 10 + (path[n] - '0');
+    ++n;
+  }
+  if (n == 0 || (n < path.size() && path[n] != '/')) return -1;
+  return id;
+}
+
+std::string to_hex(std::string_view bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  }
+  return out;
+}
+
+bool from_hex(std::string_view hex, std::string* out) {
+  if (hex.size() % 2 != 0) return false;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  out->clear();
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = nibble(hex[i]);
+    const int lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return true;
+}
+
+// Test hook: MS_CHECKPOINT_KILL_AT="<point>:<n>" kills the process with
+// SIGKILL at the n-th time it passes <point> ("snapshot", "upload",
+// "metadata", "commit", "retention"), so that crash tests can hit each phase
+// of a checkpoint. Unset: nothing.
+void failpoint(const char* point) {
+  static const std::string spec = [] {
+    const char* v = std::getenv("MS_CHECKPOINT_KILL_AT");
+    return std::string(v == nullptr ? "" : v);
+  }();
+  static std::atomic<int> hits{0};
+  if (spec.empty()) return;
+  const std::size_t colon = spec.find(':');
+  if (spec.compare(0, colon, point) != 0) return;
+  const int n = colon == std::string::npos ? 1 : std::atoi(spec.c_str() + colon + 1);
+  if (hits.fetch_add(1) + 1 == n) {
+    std::fprintf(stderr, "meterstream: MS_CHECKPOINT_KILL_AT=%s: killing the process\n",
+                 spec.c_str());
+    ::kill(::getpid(), SIGKILL);
+  }
+}
+
+// An operator instance's keyed bytes and operator-wide bytes as one object.
+std::string encode_state(const OperatorSnapshot& op) {
+  std::string out = kStateMagic;
+  put_u64(&out, op.keyed.size());
+  for (const auto& [kg, bytes] : op.keyed) {
+    put_i64(&out, kg);
+    put_u64(&out, bytes.size());
+    out += bytes;
+  }
+  put_u64(&out, op.operator_state.size());
+  out += op.operator_state;
+  return out;
+}
+
+Status decode_state(std::string_view in, const std::string& path, int worker,
+                    RestoredCheckpoint::Operator* into) {
+  auto bad = [&] { return absl::DataLossError(fmt::format("{}: operator state does not decode", path)); };
+  if (in.substr(0, std::string_view(kStateMagic).size()) != kStateMagic) return bad();
+  in.remove_prefix(std::string_view(kStateMagic).size());
+  std::uint64_t n = 0;
+  if (!get_u64(&in, &n)) return bad();
+  for (std::uint64_t i = 0; i < n; ++i) {
+    std::int64_t kg = 0;
+    std::uint64_t len = 0;
+    if (!get_i64(&in, &kg) || !get_u64(&in, &len) || len > in.size()) return bad();
+    into->keyed[static_cast<int>(kg)].emplace_back(in.substr(0, len));
+    in.remove_prefix(len);
+  }
+  std::uint64_t len = 0;
+  if (!get_u64(&in, &len) || len != in.size()) return bad();
+  into->operator_states[worker] = std::string(in);
+  return Status();
+}
+
+Status file_sha256(const std::string& path, std::string* hex) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(fmt::format("cannot read '{}'", path));
+  Sha256 sha;
+  std::vector<char> buf(1 << 16);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    sha.update(buf.data(), static_cast<std::size_t>(in.gcount()));
+  }
+  if (in.bad()) return absl::DataLossError(fmt::format("error reading '{}'", path));
+  *hex = detail::to_hex(sha.finish());
+  return Status();
+}
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Coordinator>> Coordinator::create(const CheckpointOptions& options,
+                                                           JobShared& shared,
+                                                           std::vector<SinkRef> sinks) {
+  if (!options.storage) {
+    return absl::InvalidArgumentError(
+        "JobOptions.checkpoint.storage is required with checkpoints or a restore");
+  }
+  if (options.interval.count() < 0) {
+    return absl::InvalidArgumentError("JobOptions.checkpoint.interval must be >= 0");
+  }
+  if (options.retained < 1) {
+    return absl::InvalidArgumentError(
+        fmt::format("JobOptions.checkpoint.retained must be >= 1, got {}", options.retained));
+  }
+  if (options.max_consecutive_failures < 1) {
+    return absl::InvalidArgumentError(
+        fmt::format("JobOptions.checkpoint.max_consecutive_failures must be >= 1, got {}",
+                    options.max_consecutive_failures));
+  }
+  std::unique_ptr<Coordinator> c(new Coordinator(options, shared, std::move(sinks)));
+  std::error_code ec;
+  if (options.local_dir.empty()) {
+    std::string tmpl = (fs::temp_directory_path(ec) / "meterstream-chk-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      return absl::PermissionDeniedError(
+          fmt::format("cannot create a local checkpoint folder '{}'", tmpl));
+    }
+    c->local_dir_ = tmpl;
+    c->owns_local_dir_ = true;
+  } else {
+    c->local_dir_ = options.local_dir;
+    fs::create_directories(c->local_dir_, ec);
+    if (ec || !fs::is_directory(c->local_dir_)) {
+      return absl::PermissionDeniedError(fmt::format(
+          "JobOptions.checkpoint.local_dir '{}' cannot be created: {}", c->local_dir_,
+          ec ? ec.message() : "not a directory"));
+    }
+    // Leftovers of an earlier run (snapshots that were never uploaded).
+    for (const char* sub : {"snapshots", "restore"}) fs::remove_all(fs::path(c->local_dir_) / sub, ec);
+  }
+  return c;
+}
+
+Coordinator::Coordinator(const CheckpointOptions& options, JobShared& shared,
+                         std::vector<SinkRef> sinks)
+    : options_(options), shared_(shared), sinks_(std::move(sinks)) {
+  completed_ = shared_.metrics.counter("checkpoints_completed");
+  failed_ = shared_.metrics.counter("checkpoints_failed");
+  uploaded_bytes_ = shared_.metrics.counter("checkpoint_uploaded_bytes");
+  last_id_ = shared_.metrics.gauge("checkpoint_last_id", GaugeMerge::kMax, 0);
+  last_duration_ms_ = shared_.metrics.gauge("checkpoint_last_duration_ms", GaugeMerge::kMax, 0);
+  last_sync_ms_ = shared_.metrics.gauge("checkpoint_last_sync_ms", GaugeMerge::kMax, 0);
+}
+
+Coordinator::~Coordinator() {
+  stop();
+  std::error_code ec;
+  if (owns_local_dir_) fs::remove_all(local_dir_, ec);
+}
+
+// ---- restore ---------------------------------------------------------------
+
+StatusOr<std::shared_ptr<const RestoredCheckpoint>> Coordinator::restore() {
+  CheckpointStorage& storage = *options_.storage;
+  MS_ASSIGN_OR_RETURN(std::vector<std::string> paths, storage.list("chk-"));
+  std::set<std::int64_t> seen;
+  std::vector<std::int64_t> completed;
+  for (const std::string& p : paths) {
+    const std::int64_t id = checkpoint_id_of(p);
+    if (id < 0) continue;
+    seen.insert(id);
+    if (p == metadata_path(id)) completed.push_back(id);
+  }
+  if (!seen.empty()) next_id_ = *seen.rbegin() + 1;
+  MS_ASSIGN_OR_RETURN(std::vector<std::string> shared, storage.list("shared/"));
+  shared_files_.insert(shared.begin(), shared.end());
+
+  std::shared_ptr<RestoredCheckpoint> restored;
+  const RestoreFrom& from = options_.restore;
+  if (from.kind == RestoreFrom::Kind::kLatest) {
+    std::vector<std::string> failures;
+    for (auto it = completed.rbegin(); it != completed.rend() && !restored; ++it) {
+      StatusOr<std::shared_ptr<RestoredCheckpoint>> r = load(*it);
+      if (r.ok()) {
+        restored = *std::move(r);
+        break;
+      }
+      // Unreachable storage is not a reason to go back in time.
+      const auto code = r.status().code();
+      if (code != absl::StatusCode::kDataLoss && code != absl::StatusCode::kNotFound &&
+          code != absl::StatusCode::kInvalidArgument) {
+        return r.status();
+      }
+      std::fprintf(stderr, "meterstream: checkpoint %lld does not verify (%s); trying an older one\n",
+                   static_cast<long long>(*it), std::string(r.status().message()).c_str());
+      failures.push_back(fmt::format("{}: {}", *it, std::string(r.status().message())));
+      bad_.insert(*it);
+    }
+    if (!restored && !failures.empty()) {
+      return absl::DataLossError(fmt::format("no checkpoint in {} verifies: {}", storage.name(),
+                                             fmt::join(failures, "; ")));
+    }
+  } else if (from.kind == RestoreFrom::Kind::kId || from.kind == RestoreFrom::Kind::kPath) {
+    std::int64_t id = from.checkpoint_id;
+    if (from.kind == RestoreFrom::Kind::kPath) {
+      id = checkpoint_id_of(from.metadata_path + "/");
+      if (id < 0 || (from.metadata_path != checkpoint_dir(id) &&
+                     from.metadata_path != metadata_path(id))) {
+        return absl::InvalidArgumentError(fmt::format(
+            "RestoreFrom::path('{}'): not a checkpoint's path (expected 'chk-<id>' or "
+            "'chk-<id>/_metadata')",
+            from.metadata_path));
+      }
+    }
+    if (std::find(completed.begin(), completed.end(), id) == completed.end()) {
+      return absl::NotFoundError(
+          fmt::format("checkpoint {} is not in {} (no {})", id, storage.name(), metadata_path(id)));
+    }
+    MS_ASSIGN_OR_RETURN(restored, load(id));
+  }
+
+  const std::int64_t restored_id = restored ? restored->id : 0;
+  if (restored) {
+    splits_.insert(restored->splits.begin(), restored->splits.end());
+    next_id_ = std::max(next_id_, restored_id + 1);
+  }
+  // Sinks: finish the restored checkpoint's commit, discard everything later.
+  for (const SinkRef& s : sinks_) {
+    std::vector<std::string> keep;
+    if (restored) {
+      auto it = restored->prepared.find(s.name);
+      if (it != restored->prepared.end()) keep = it->second;
+    }
+    Status st = s.sink->recover(restored_id, keep);
+    if (!st.ok()) {
+      return Status(st.code(), fmt::format("{}: recovering its output: {}", s.name,
+                                           std::string(st.message())));
+    }
+  }
+  triggered.store(restored_id);
+  return std::shared_ptr<const RestoredCheckpoint>(std::move(restored));
+}
+
+StatusOr<std::shared_ptr<RestoredCheckpoint>> Coordinator::load(std::int64_t id) {
+  CheckpointStorage& storage = *options_.storage;
+  const std::string meta_path = metadata_path(id);
+  MS_ASSIGN_OR_RETURN(std::string bytes, storage.get(meta_path));
+  json meta = json::parse(bytes, nullptr, /*allow_exceptions=*/false);
+  auto bad = [&](const std::string& what) {
+    return absl::DataLossError(fmt::format("{}: {}", meta_path, what));
+  };
+  if (meta.is_discarded() || !meta.is_object()) return bad("not JSON");
+  try {
+    if (meta.at("format").get<std::string>() != kFormat) {
+      return bad(fmt::format("format '{}', expected '{}'", meta.at("format").get<std::string>(),
+                             kFormat));
+    }
+    const int max_parallelism = meta.at("max_parallelism").get<int>();
+    if (max_parallelism != shared_.options.max_parallelism) {
+      return absl::FailedPreconditionError(fmt::format(
+          "{}: taken with max_parallelism {}, the job has {}; key groups cannot be mapped",
+          meta_path, max_parallelism, shared_.options.max_parallelism));
+    }
+    auto r = std::make_shared<RestoredCheckpoint>();
+    r->id = meta.at("id").get<std::int64_t>();
+    if (r->id != id) return bad(fmt::format("holds id {}", r->id));
+    for (const json& s : meta.at("sources")) {
+      SplitSnapshot split;
+      split.source = s.at("source").get<std::string>();
+      split.split = s.at("split").get<int>();
+      if (!from_hex(s.at("position").get<std::string>(), &split.position)) {
+        return bad("a split position is not hex");
+      }
+      split.watermark = s.at("watermark").get<std::int64_t>();
+      split.max_timestamp = s.at("max_timestamp").get<std::int64_t>();
+      split.since_watermark = s.at("since_watermark").get<std::int64_t>();
+      split.ended = s.at("ended").get<bool>();
+      r->splits[{split.source, split.split}] = split;
+    }
+    for (const json& s : meta.at("sinks")) {
+      r->prepared[s.at("sink").get<std::string>()] = s.at("commit").get<std::vector<std::string>>();
+    }
+    const fs::path local = fs::path(local_dir_) / "restore" / checkpoint_dir(id);
+    std::error_code ec;
+    fs::remove_all(local, ec);
+    int n = 0;
+    for (const json& op : meta.at("operators")) {
+      const std::string name = op.at("operator").get<std::string>();
+      const int worker = op.at("worker").get<int>();
+      RestoredCheckpoint::Operator& into = r->operators[name];
+      const std::string state_path = op.at("state").get<std::string>();
+      MS_ASSIGN_OR_RETURN(std::string state, storage.get(state_path));
+      MS_RETURN_IF_ERROR(decode_state(state, state_path, worker, &into));
+      for (const json& st : op.at("stores")) {
+        LocalStoreSnapshot s;
+        s.local_dir = (local / std::to_string(n++)).string();
+        fs::create_directories(s.local_dir, ec);
+        if (ec) return absl::PermissionDeniedError(fmt::format("cannot create '{}'", s.local_dir));
+        s.snapshot.backend = st.at("backend").get<std::string>();
+        s.snapshot.key_groups = KeyGroupRange{st.at("key_groups").at(0).get<int>(),
+                                              st.at("key_groups").at(1).get<int>()};
+        for (const json& f : st.at("files")) {
+          StoreSnapshot::File file{f.at("name").get<std::string>(), f.at("shared").get<bool>()};
+          if (file.name.empty() || file.name.find('/') != std::string::npos || file.name[0] == '.') {
+            return bad(fmt::format("bad store file name '{}'", file.name));
+          }
+          MS_RETURN_IF_ERROR(
+              storage.get_file(f.at("path").get<std::string>(), s.local_dir + "/" + file.name));
+          s.snapshot.files.push_back(std::move(file));
+        }
+        into.stores.push_back(std::move(s));
+      }
+    }
+    std::set<std::string> files;
+    for (const json& f : meta.at("files")) files.insert(f.get<std::string>());
+    referenced_[id] = std::move(files);
+    return r;
+  } catch (const json::exception& e) {
+    return bad(fmt::format("malformed: {}", e.what()));
+  }
+}
+
+// ---- the checkpoint thread ---------------------------------------------------
+
+void Coordinator::start(int units) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    units_ = units;
+    reports_.assign(static_cast<std::size_t>(units), std::nullopt);
+    unit_finished_.assign(static_cast<std::size_t>(units), false);
+    rests_.assign(static_cast<std::size_t>(units), WorkerSnapshot());
+  }
+  if (options_.interval.count() > 0) thread_ = std::thread([this] { run(); });
+}
+
+void Coordinator::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Coordinator::report(int unit, WorkerSnapshot snapshot) {
+  failpoint("snapshot");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    reports_[static_cast<std::size_t>(unit)] = std::move(snapshot);
+  }
+  cv_.notify_all();
+}
+
+void Coordinator::finished(int unit, WorkerSnapshot rest) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    WorkerSnapshot& r = rests_[static_cast<std::size_t>(unit)];
+    for (auto& s : rest.splits) r.splits.push_back(std::move(s));
+    for (auto& p : rest.prepared) r.prepared.push_back(std::move(p));
+    unit_finished_[static_cast<std::size_t>(unit)] = true;
+  }
+  cv_.notify_all();
+}
+
+std::string Coordinator::store_snapshot_dir(std::int64_t id, const std::string& /*op*/,
+                                            int worker) {
+  std::int64_t n = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    n = ++store_dirs_;
+  }
+  const fs::path parent = fs::path(local_dir_) / "snapshots" / checkpoint_dir(id);
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  return (parent / fmt::format("w{}-{}", worker, n)).string();
+}
+
+void Coordinator::run() {
+  using Clock = std::chrono::steady_clock;
+  auto next = Clock::now() + options_.interval;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_until(lock, next, [&] { return stopping_; });
+      if (stopping_) return;
+      // Every worker ran out of input: finish() takes the final checkpoint.
+      if (std::all_of(unit_finished_.begin(), unit_finished_.end(), [](bool f) { return f; })) {
+        return;
+      }
+    }
+    const auto started = Clock::now();
+    const std::int64_t id = next_id_++;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_ = id;
+      for (auto& r : reports_) r.reset();
+    }
+    triggered.store(id, std::memory_order_release);
+    std::vector<WorkerSnapshot> parts;
+    if (!collect(id, &parts)) return;
+    Status s = complete(id, std::move(parts), /*final=*/false);
+    if (!s.ok()) record_failure(id, s);
+    const auto took = Clock::now() - started;
+    last_duration_ms_->set(std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
+    next = std::max(started + options_.interval, Clock::now());
+  }
+}
+
+bool Coordinator::collect(std::int64_t id, std::vector<WorkerSnapshot>* parts) {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    if (stopping_ || shared_.cancelled.load()) return false;
+    bool all = true;
+    for (int u = 0; u < units_; ++u) {
+      const auto i = static_cast<std::size_t>(u);
+      all &= (reports_[i] && reports_[i]->id == id) || unit_finished_[i];
+    }
+    if (all) break;
+    cv_.wait_for(lock, std::chrono::milliseconds(50));
+  }
+  for (int u = 0; u < units_; ++u) {
+    const auto i = static_cast<std::size_t>(u);
+    if (reports_[i] && reports_[i]->id == id) {
+      parts->push_back(std::move(*reports_[i]));
+      reports_[i].reset();
+    } else {
+      // Ran out of input before this barrier: all it produced belongs here.
+      parts->push_back(std::move(rests_[i]));
+      rests_[i] = WorkerSnapshot();
+    }
+  }
+  return true;
+}
+
+Status Coordinator::finish() {
+  stop();
+  std::vector<WorkerSnapshot> parts;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& r : reports_) {
+      if (r) parts.push_back(std::move(*r));  // reported a barrier nobody completed
+    }
+    for (auto& r : rests_) parts.push_back(std::move(r));
+    rests_.clear();
+  }
+  // Operators that ended hold no state: the final checkpoint keeps positions
+  // (all at their end) and commits the rest of the output.
+  for (WorkerSnapshot& p : parts) p.operators.clear();
+  const std::int64_t id = next_id_++;
+  triggered.store(id, std::memory_order_release);
+  Status s = complete(id, std::move(parts), /*final=*/true);
+  if (!s.ok()) {
+    failed_->add();
+    return Status(s.code(), fmt::format("the final checkpoint {} failed, so the output staged "
+                                        "since the last checkpoint is not committed: {}",
+                                        id, std::string(s.message())));
+  }
+  return Status();
+}
+
+void Coordinator::record_failure(std::int64_t id, const Status& status) {
+  failed_->add();
+  ++consecutive_failures_;
+  std::fprintf(stderr, "meterstream: checkpoint %lld failed (%d in a row): %s\n",
+               static_cast<long long>(id), consecutive_failures_,
+               std::string(status.message()).c_str());
+  if (consecutive_failures_ >= options_.max_consecutive_failures) {
+    shared_.fail(Status(status.code(),
+                        fmt::format("{} checkpoints failed in a row (max_consecutive_failures); "
+                                    "the last, {}: {}",
+                                    consecutive_failures_, id, std::string(status.message()))));
+  }
+}
+
+// ---- completing a checkpoint ------------------------------------------------
+
+StatusOr<std::string> Coordinator::upload_shared(const std::string& local_file,
+                                                 const std::string& name) {
+  struct stat st {};
+  if (::stat(local_file.c_str(), &st) != 0) {
+    return absl::NotFoundError(fmt::format("snapshot file '{}' is missing", local_file));
+  }
+  // Hard links of one SST file share an inode: hash each file once per run.
+  const std::string key = fmt::format("{}:{}:{}", st.st_dev, st.st_ino, st.st_size);
+  auto it = hash_cache_.find(key);
+  if (it == hash_cache_.end()) {
+    std::string hex;
+    MS_RETURN_IF_ERROR(file_sha256(local_file, &hex));
+    const std::size_t dot = name.rfind('.');
+    it = hash_cache_.emplace(key, "shared/" + hex + (dot == std::string::npos ? "" : name.substr(dot)))
+             .first;
+  }
+  const std::string& path = it->second;
+  if (shared_files_.count(path) == 0) {
+    MS_RETURN_IF_ERROR(options_.storage->put_file(path, local_file));
+    uploaded_bytes_->add(static_cast<std::int64_t>(st.st_size));
+    shared_files_.insert(path);
+    failpoint("upload");
+  }
+  return path;
+}
+
+Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts, bool final) {
+  CheckpointStorage& storage = *options_.storage;
+  std::error_code ec;
+  const fs::path local = fs::path(local_dir_) / "snapshots" / checkpoint_dir(id);
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code e;
+      fs::remove_all(dir, e);
+    }
+  } cleanup{local};
+
+  std::int64_t sync_us = 0;
+  for (WorkerSnapshot& p : parts) {
+    sync_us = std::max(sync_us, p.sync_us);
+    for (SplitSnapshot& s : p.splits) splits_[{s.source, s.split}] = std::move(s);
+    for (SinkPrepared& s : p.prepared) uncommitted_.push_back(std::move(s));
+  }
+  last_sync_ms_->set(sync_us / 1000);
+
+  json meta;
+  meta["format"] = kFormat;
+  meta["id"] = id;
+  meta["time_ms"] = now_ms();
+  meta["final"] = final;
+  meta["parallelism"] = shared_.options.parallelism;
+  meta["max_parallelism"] = shared_.options.max_parallelism;
+  json ranges = json::array();
+  for (const KeyGroupRange& r : shared_.key_group_ranges) ranges.push_back({r.first, r.last});
+  meta["key_group_ranges"] = std::move(ranges);
+  json sources = json::array();
+  for (const auto& [key, s] : splits_) {
+    sources.push_back({{"source", s.source},
+                       {"split", s.split},
+                       {"position", to_hex(s.position)},
+                       {"watermark", s.watermark},
+                       {"max_timestamp", s.max_timestamp},
+                       {"since_watermark", s.since_watermark},
+                       {"ended", s.ended}});
+  }
+  meta["sources"] = std::move(sources);
+
+  std::set<std::string> files;
+  json operators = json::array();
+  int n = 0;
+  for (const WorkerSnapshot& p : parts) {
+    for (const OperatorSnapshot& op : p.operators) {
+      const std::string state_path = fmt::format("{}/op-{}.state", checkpoint_dir(id), n);
+      const std::string state = encode_state(op);
+      MS_RETURN_IF_ERROR(storage.put(state_path, state));
+      uploaded_bytes_->add(static_cast<std::int64_t>(state.size()));
+      failpoint("upload");
+      files.insert(state_path);
+      json stores = json::array();
+      int m = 0;
+      for (const LocalStoreSnapshot& s : op.stores) {
+        json list = json::array();
+        for (const StoreSnapshot::File& f : s.snapshot.files) {
+          const std::string local_file = s.local_dir + "/" + f.name;
+          std::string path;
+          if (f.shared) {
+            MS_ASSIGN_OR_RETURN(path, upload_shared(local_file, f.name));
+          } else {
+            path = fmt::format("{}/op-{}-store-{}/{}", checkpoint_dir(id), n, m, f.name);
+            MS_RETURN_IF_ERROR(storage.put_file(path, local_file));
+            failpoint("upload");
+          }
+          files.insert(path);
+          list.push_back({{"name", f.name}, {"path", path}, {"shared", f.shared}});
+        }
+        stores.push_back({{"backend", s.snapshot.backend},
+                          {"key_groups", {s.snapshot.key_groups.first, s.snapshot.key_groups.last}},
+                          {"files", std::move(list)}});
+        ++m;
+      }
+      operators.push_back({{"operator", op.op},
+                           {"worker", op.worker},
+                           {"key_groups", {op.key_groups.first, op.key_groups.last}},
+                           {"state", state_path},
+                           {"stores", std::move(stores)}});
+      ++n;
+    }
+  }
+  meta["operators"] = std::move(operators);
+  std::map<std::string, std::vector<std::string>> by_sink;
+  for (const SinkPrepared& s : uncommitted_) by_sink[s.sink].push_back(s.prepared);
+  json sinks = json::array();
+  for (const auto& [sink, list] : by_sink) sinks.push_back({{"sink", sink}, {"commit", list}});
+  meta["sinks"] = std::move(sinks);
+  meta["files"] = files;
+
+  // The commit point: a checkpoint exists once its metadata does.
+  failpoint("metadata");
+  MS_RETURN_IF_ERROR(storage.put(metadata_path(id), meta.dump(1)));
+  referenced_[id] = std::move(files);
+  consecutive_failures_ = 0;
+  completed_->add();
+  last_id_->set(id);
+
+  failpoint("commit");
+  Status committed = commit_sinks(uncommitted_);
+  if (!committed.ok()) {
+    // The checkpoint stands: a restore from it commits again. This run
+    // cannot go on with output it failed to publish.
+    shared_.fail(committed);
+    return Status();
+  }
+  uncommitted_.clear();
+  failpoint("retention");
+  Status retained = retain();
+  if (!retained.ok()) {
+    std::fprintf(stderr, "meterstream: checkpoint %lld: retention: %s\n",
+                 static_cast<long long>(id), std::string(retained.message()).c_str());
+  }
+  return Status();
+}
+
+Status Coordinator::commit_sinks(const std::vector<SinkPrepared>& prepared) {
+  for (const SinkRef& s : sinks_) {
+    std::vector<std::string> mine;
+    for (const SinkPrepared& p : prepared) {
+      if (p.sink == s.name) mine.push_back(p.prepared);
+    }
+    if (mine.empty()) continue;
+    Status st = s.sink->commit(mine);
+    if (!st.ok()) {
+      return Status(st.code(), fmt::format("{}: committing its output: {}", s.name,
+                                           std::string(st.message())));
+    }
+  }
+  return Status();
+}
+
+// Keeps the newest `retained` completed checkpoints; removes the others
+// (metadata first, so a crash midway never leaves a checkpoint with missing
+// files) and the shared files none of the kept ones references.
+Status Coordinator::retain() {
+  CheckpointStorage& storage = *options_.storage;
+  MS_ASSIGN_OR_RETURN(std::vector<std::string> paths, storage.list("chk-"));
+  std::map<std::int64_t, std::vector<std::string>> by_id;
+  std::vector<std::int64_t> completed;
+  for (const std::string& p : paths) {
+    const std::int64_t id = checkpoint_id_of(p);
+    if (id < 0) continue;
+    by_id[id].push_back(p);
+    if (p == metadata_path(id) && bad_.count(id) == 0) completed.push_back(id);
+  }
+  std::sort(completed.begin(), completed.end());
+  const std::size_t keep_from =
+      completed.size() > static_cast<std::size_t>(options_.retained)
+          ? completed.size() - static_cast<std::size_t>(options_.retained)
+          : 0;
+  const std::set<std::int64_t> kept(completed.begin() + static_cast<std::ptrdiff_t>(keep_from),
+                                    completed.end());
+  const std::int64_t newest = completed.empty() ? 0 : completed.back();
+  for (auto& [id, list] : by_id) {
+    if (kept.count(id) != 0 || id > newest) continue;  // newer: being written
+    std::stable_partition(list.begin(), list.end(),
+                          [&](const std::string& p) { return p == metadata_path(id); });
+    for (const std::string& p : list) MS_RETURN_IF_ERROR(storage.remove(p));
+    referenced_.erase(id);
+  }
+  std::set<std::string> live;
+  for (std::int64_t id : kept) {
+    auto it = referenced_.find(id);
+    if (it == referenced_.end()) {
+      // Kept from an earlier run: read which files it uses.
+      MS_ASSIGN_OR_RETURN(std::string bytes, storage.get(metadata_path(id)));
+      json meta = json::parse(bytes, nullptr, false);
+      if (meta.is_discarded() || !meta.contains("files")) {
+        return absl::DataLossError(fmt::format("{}: not JSON or no files", metadata_path(id)));
+      }
+      it = referenced_.emplace(id, meta["files"].get<std::set<std::string>>()).first;
+    }
+    live.insert(it->second.begin(), it->second.end());
+  }
+  MS_ASSIGN_OR_RETURN(std::vector<std::string> shared, storage.list("shared/"));
+  for (const std::string& p : shared) {
+    if (live.count(p) != 0) continue;
+    MS_RETURN_IF_ERROR(storage.remove(p));
+    shared_files_.erase(p);
+  }
+  return Status();
+}
+
+}  // namespace meterstream::detail

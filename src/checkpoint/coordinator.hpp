@@ -1,0 +1,109 @@
+// The checkpoint coordinator of one job run. Not API: Job drives it.
+//
+// Its thread triggers checkpoint N (CheckpointHub::triggered), waits until
+// every worker thread has reported its part (or has run out of input),
+// uploads the parts, writes the metadata (the commit point), asks the sinks
+// to commit what they staged, and applies retention. One checkpoint runs at a
+// time. At the end of input Job calls finish() for the final checkpoint,
+// which commits the rest of the output.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "meterstream/checkpoint/checkpoint.hpp"
+#include "meterstream/metrics/metrics.hpp"
+#include "meterstream/runtime/detail/snapshot.hpp"
+#include "meterstream/runtime/detail/worker.hpp"
+#include "meterstream/runtime/operator.hpp"
+
+namespace meterstream::detail {
+
+class Coordinator final : public CheckpointHub {
+ public:
+  struct SinkRef {
+    std::string name;  // the sink node's name
+    std::shared_ptr<SinkBase> sink;
+  };
+
+  // Checks the options (storage present, retained and failure limit >= 1)
+  // and prepares the local working folder.
+  static StatusOr<std::unique_ptr<Coordinator>> create(const CheckpointOptions& options,
+                                                       JobShared& shared,
+                                                       std::vector<SinkRef> sinks);
+  ~Coordinator() override;
+
+  // Loads the checkpoint that options.restore names (null: start without
+  // state) and lets the sinks recover. Called before any worker exists.
+  StatusOr<std::shared_ptr<const RestoredCheckpoint>> restore();
+
+  // Starts the thread that triggers checkpoints; `units` threads report.
+  void start(int units);
+  // The workers ran to the end of their input: stops the thread and takes
+  // the final checkpoint, which commits the rest of the output.
+  Status finish();
+  // Stops the thread; no more checkpoints (a failed or cancelled job).
+  void stop();
+
+  void report(int unit, WorkerSnapshot snapshot) override;
+  void finished(int unit, WorkerSnapshot rest) override;
+  std::string store_snapshot_dir(std::int64_t id, const std::string& op, int worker) override;
+
+ private:
+  Coordinator(const CheckpointOptions& options, JobShared& shared, std::vector<SinkRef> sinks);
+
+  void run();
+  // Waits for every unit's part of checkpoint `id`; false when stopped.
+  bool collect(std::int64_t id, std::vector<WorkerSnapshot>* parts);
+  // Uploads, writes the metadata, commits the sinks, applies retention.
+  Status complete(std::int64_t id, std::vector<WorkerSnapshot> parts, bool final);
+  Status commit_sinks(const std::vector<SinkPrepared>& prepared);
+  Status retain();
+  StatusOr<std::shared_ptr<RestoredCheckpoint>> load(std::int64_t id);
+  StatusOr<std::string> upload_shared(const std::string& local_file, const std::string& name);
+  void record_failure(std::int64_t id, const Status& status);
+
+  CheckpointOptions options_;
+  JobShared& shared_;
+  std::vector<SinkRef> sinks_;
+  std::string local_dir_;
+  bool owns_local_dir_ = false;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  int units_ = 0;
+  std::int64_t pending_ = 0;                             // the checkpoint being collected
+  std::vector<std::optional<WorkerSnapshot>> reports_;   // per unit, for pending_
+  std::vector<bool> unit_finished_;
+  std::vector<WorkerSnapshot> rests_;  // per unit: produced after its last report
+  std::thread thread_;
+
+  // Coordinator thread only (or the caller of finish() after the thread stopped).
+  std::int64_t next_id_ = 1;
+  std::map<std::pair<std::string, int>, SplitSnapshot> splits_;  // newest known
+  std::vector<SinkPrepared> uncommitted_;  // staged output of failed checkpoints
+  std::set<std::string> shared_files_;     // in storage under shared/
+  std::map<std::string, std::string> hash_cache_;  // "dev:inode:size" -> content name
+  std::map<std::int64_t, std::set<std::string>> referenced_;  // completed id -> its files
+  std::set<std::int64_t> bad_;  // checkpoints that did not verify
+  int consecutive_failures_ = 0;
+  std::int64_t store_dirs_ = 0;  // under mu_
+
+  Counter* completed_ = nullptr;
+  Counter* failed_ = nullptr;
+  Counter* uploaded_bytes_ = nullptr;
+  Gauge* last_id_ = nullptr;
+  Gauge* last_duration_ms_ = nullptr;
+  Gauge* last_sync_ms_ = nullptr;
+};
+
+}  // namespace meterstream::detail
