@@ -46,6 +46,16 @@ struct Q1Params {
   // JobOptions::source_threads for the DSL run. Default: false
   bool source_threads = false;
 
+  // Crash-and-resume runs (WORKLOAD.md): checkpoints every
+  // checkpoint_interval_ms into checkpoint_storage (a URI; empty: the local
+  // folder checkpoint_dir), resuming from the newest one found, with the
+  // windows written exactly once to output_dir. Default: off.
+  std::string checkpoint_dir;
+  std::int64_t checkpoint_interval_ms = 0;
+  std::string output_dir;
+  std::string checkpoint_storage;
+  std::string s3_endpoint;
+
   // Returns kInvalidArgument naming the first field out of range, else OK.
   Status validate() const;
 };

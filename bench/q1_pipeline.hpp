@@ -8,6 +8,7 @@
 // Thread-safety: each call builds and runs its own job; `events` is read only.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,6 @@ namespace meterstream {
 // empty totals; on success leaves `*error` OK.
 Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params& params,
                          int threads, const std::string& state, const std::string& state_dir,
-                         Status* error);
+                         Status* error, std::uint64_t* events_read = nullptr);
 
 }  // namespace meterstream
