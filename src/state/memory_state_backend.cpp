@@ -269,9 +269,6 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
     return Status();
   }
 
-  // TEMP-STUB (replaced by the state snapshot work)
-  StatusOr<StoreSnapshot> snapshot(const std::string&) override { return absl::UnimplementedError("snapshot"); }
-  Status restore(const std::string&, const StoreSnapshot&) override { return absl::UnimplementedError("restore"); }
   StatusOr<std::uint64_t> approximate_size_bytes() override {
     std::uint64_t bytes = 0;
     for (const State& state : states_) {

@@ -754,9 +754,6 @@ class RocksDBKeyedStateStore final : public KeyedStateStore {
     return Status();
   }
 
-  // TEMP-STUB (replaced by the state snapshot work)
-  StatusOr<StoreSnapshot> snapshot(const std::string&) override { return absl::UnimplementedError("snapshot"); }
-  Status restore(const std::string&, const StoreSnapshot&) override { return absl::UnimplementedError("restore"); }
   StatusOr<std::uint64_t> approximate_size_bytes() override {
     const std::string begin = key_group_key(range_.first);
     const std::string end = key_group_key(range_.last + 1);
