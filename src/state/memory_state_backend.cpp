@@ -9,20 +9,26 @@
 //
 // TTL states store the expiry in front of each value (state/ttl_format.hpp),
 // exactly as RocksDB does, so that both backends snapshot the same bytes.
+//
+// A snapshot is one file, kSnapshotFile, in the format of
+// state/snapshot_file.hpp: the descriptors and every live entry.
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
 #include "absl/container/btree_map.h"
 #include "absl/strings/str_cat.h"
 #include "meterstream/state/state_backend.hpp"
+#include "state/snapshot_file.hpp"
 #include "state/store_common.hpp"
 #include "state/ttl_format.hpp"
 
@@ -30,6 +36,8 @@ namespace meterstream {
 namespace {
 
 using EntryMap = absl::btree_map<std::string, std::string, std::less<>>;
+
+constexpr const char* kSnapshotFile = "state.bin";
 
 using detail::OpenStores;
 using detail::starts_with;
@@ -277,6 +285,45 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
       }
     }
     return bytes;
+  }
+
+  StatusOr<StoreSnapshot> snapshot(const std::string& dir) override {
+    MS_RETURN_IF_ERROR(detail::prepare_snapshot_dir(dir));
+    detail::SnapshotHeader header{operator_id_, max_parallelism_, range_, {}};
+    for (const State& state : states_) header.states.push_back(state.descriptor);
+    detail::SnapshotFileBuilder file(header);
+    for (int kg = range_.first; kg <= range_.last; ++kg) {
+      MS_RETURN_IF_ERROR(for_each_in_key_group(
+          kg, [&](int state, std::string_view key, std::string_view stored) {
+            file.add(state, kg, key, stored);
+            return true;
+          }));
+    }
+    std::error_code ec;
+    std::filesystem::create_directory(dir, ec);
+    if (ec) {
+      return absl::InternalError(absl::StrCat("operator '", operator_id_,
+                                              "': cannot create snapshot folder '", dir,
+                                              "': ", ec.message()));
+    }
+    MS_RETURN_IF_ERROR(file.write((std::filesystem::path(dir) / kSnapshotFile).string()));
+    return StoreSnapshot{name(), range_, {{kSnapshotFile, false}}};
+  }
+
+  Status restore(const std::string& dir, const StoreSnapshot& snapshot) override {
+    detail::SnapshotFileReader file;
+    std::vector<int> ids;
+    KeyGroupRange groups;
+    MS_RETURN_IF_ERROR(
+        detail::begin_restore(*this, dir, snapshot, kSnapshotFile, &file, &ids, &groups));
+    detail::SnapshotEntry e;
+    while (true) {
+      MS_ASSIGN_OR_RETURN(const bool more, file.next(&e));
+      if (!more) return Status();
+      if (!groups.contains(e.key_group)) continue;
+      MS_RETURN_IF_ERROR(
+          put_stored(ids[static_cast<std::size_t>(e.state)], e.key_group, e.key, e.stored));
+    }
   }
 
  private:

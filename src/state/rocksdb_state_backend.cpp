@@ -19,6 +19,10 @@
 //   - remove_prefix() (MapState::clear, per key) deletes the keys it finds one
 //     by one: one range tombstone per cleared key would pile up and slow every
 //     read. clear_key_group() and store close, rare and wide, use DeleteRange.
+//   - A snapshot is a rocksdb::Checkpoint of the whole DB (the flush it starts
+//     puts the memtables, which no WAL backs, into SST files) plus a file of
+//     the store's descriptors; a restore opens the checkpoint read-only and
+//     copies the key groups it owns out of its operator's column families.
 #include "meterstream/state/rocksdb_state_backend.hpp"
 
 #include <fcntl.h>
@@ -49,9 +53,11 @@
 #include "rocksdb/merge_operator.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
+#include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 #include "rocksdb/write_buffer_manager.h"
 #include "meterstream/state/state_backend.hpp"
+#include "state/snapshot_file.hpp"
 #include "state/store_common.hpp"
 #include "state/ttl_format.hpp"
 
@@ -65,6 +71,11 @@ using detail::TtlClock;
 // The key group takes 2 bytes of each key; Flink's upper bound as well.
 constexpr int kMaxKeyGroups = 1 << 15;
 constexpr const char* kLayoutFile = "MS_LAYOUT";
+// The descriptors of a snapshot's store (state/snapshot_file.hpp), next to
+// the checkpoint's files.
+constexpr const char* kSnapshotStatesFile = "states.bin";
+// A restore writes in batches of about this many bytes.
+constexpr std::size_t kRestoreBatchBytes = std::size_t{1} << 20;
 
 std::string_view to_view(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
 rocksdb::Slice to_slice(std::string_view s) { return {s.data(), s.size()}; }
@@ -351,6 +362,28 @@ class Database {
   rocksdb::DB* db() const { return db_.get(); }
   TtlClock& clock() { return *clock_; }
   const std::string& path() const { return path_; }
+  // The options of every column family (without the TTL compaction filter).
+  const rocksdb::ColumnFamilyOptions& cf_options() const { return cf_options_; }
+
+  // Writes a checkpoint of the whole DB into the new folder `dir`: a flush
+  // of every memtable (log_size_for_flush = 0; writes skip the WAL, so the
+  // memtables hold data that no file has yet), then hard links to the SST
+  // files and copies of MANIFEST, CURRENT and OPTIONS. Checkpoint documents
+  // nothing about concurrent calls; its implementation looks safe (a staging
+  // folder per call, DisableFileDeletions() counted, the live files listed
+  // under the DB mutex), but the calls are serialised anyway: each flushes
+  // every column family of the DB, so running them at once would only make
+  // them compete for the same flushes, where the next one now finds little
+  // left to flush.
+  Status create_checkpoint(const std::string& dir) {
+    std::lock_guard<std::mutex> lock(checkpoint_mu_);
+    rocksdb::Checkpoint* raw = nullptr;
+    rocksdb::Status s = rocksdb::Checkpoint::Create(db_.get(), &raw);
+    const std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+    if (s.ok()) s = checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0);
+    if (!s.ok()) return from_rocksdb(s, absl::StrCat("RocksDB checkpoint into '", dir, "'"));
+    return Status();
+  }
 
   // The column family of `descriptor` for operator `operator_id`: the
   // existing one when another store of the operator registered it (same kind
@@ -449,6 +482,63 @@ class Database {
   std::unique_ptr<rocksdb::DB> db_;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<Column>> columns_;
+  std::mutex checkpoint_mu_;  // serialises create_checkpoint()
+};
+
+// A checkpoint folder opened read-only, for a restore. Several restores may
+// read one folder at once: a read-only DB takes no LOCK and writes nothing
+// into the folder (not even an info LOG).
+class CheckpointReader {
+ public:
+  CheckpointReader() = default;
+  CheckpointReader(const CheckpointReader&) = delete;
+  CheckpointReader& operator=(const CheckpointReader&) = delete;
+  ~CheckpointReader() {
+    if (db_ == nullptr) return;
+    for (rocksdb::ColumnFamilyHandle* handle : handles_) db_->DestroyColumnFamilyHandle(handle);
+    db_->Close().PermitUncheckedError();
+  }
+
+  // Opens the column families `names` of the checkpoint in `dir` with the
+  // live DB's options (its merge operator resolves the appends). Errors are
+  // kDataLoss prefixed with `context`: a checkpoint that cannot be read, or
+  // lacks one of them.
+  Status open(const std::string& dir, const std::vector<std::string>& names,
+              const rocksdb::ColumnFamilyOptions& cf_options, const std::string& context) {
+    rocksdb::DBOptions options;
+    options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+    std::vector<std::string> existing;
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(options, dir, &existing);
+    if (!s.ok()) return data_loss(s, context);
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const std::string& name : names) {
+      if (std::find(existing.begin(), existing.end(), name) == existing.end()) {
+        return absl::DataLossError(absl::StrCat(
+            context, ": the RocksDB checkpoint has no column family '", name, "'"));
+      }
+      descriptors.emplace_back(name, cf_options);
+    }
+    // A read-only DB may open some of the column families, but always the
+    // default one.
+    descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, cf_options);
+    rocksdb::DB* db = nullptr;
+    s = rocksdb::DB::OpenForReadOnly(options, dir, descriptors, &handles_, &db);
+    db_.reset(db);
+    if (!s.ok()) return data_loss(s, context);
+    return Status();
+  }
+
+  rocksdb::DB* db() const { return db_.get(); }
+  // The handle of names[i].
+  rocksdb::ColumnFamilyHandle* handle(std::size_t i) const { return handles_[i]; }
+
+  static Status data_loss(const rocksdb::Status& s, const std::string& context) {
+    return absl::DataLossError(absl::StrCat(context, ": RocksDB checkpoint: ", s.ToString()));
+  }
+
+ private:
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::unique_ptr<rocksdb::DB> db_;
 };
 
 class RocksDBKeyedStateStore final : public KeyedStateStore {
@@ -772,6 +862,92 @@ class RocksDBKeyedStateStore final : public KeyedStateStore {
       total += size;
     }
     return total;
+  }
+
+  StatusOr<StoreSnapshot> snapshot(const std::string& dir) override {
+    MS_RETURN_IF_ERROR(detail::prepare_snapshot_dir(dir));
+    std::error_code ec;
+    const fs::path absolute = fs::absolute(dir, ec);  // as Checkpoint wants it
+    MS_RETURN_IF_ERROR(db_->create_checkpoint(ec ? dir : absolute.string()));
+    detail::SnapshotHeader header{operator_id_, max_parallelism_, range_, {}};
+    for (const State& state : states_) header.states.push_back(state.descriptor);
+    MS_RETURN_IF_ERROR(
+        detail::SnapshotFileBuilder(header).write((fs::path(dir) / kSnapshotStatesFile).string()));
+    StoreSnapshot snapshot{name(), range_, {}};
+    for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
+      if (!entry.is_regular_file()) continue;
+      const fs::path& path = entry.path();
+      // SST files never change once written: the coordinator may share them.
+      snapshot.files.push_back({path.filename().string(), path.extension() == ".sst"});
+    }
+    if (ec) {
+      return absl::InternalError(absl::StrCat("operator '", operator_id_,
+                                              "': listing snapshot folder '", dir,
+                                              "': ", ec.message()));
+    }
+    std::sort(snapshot.files.begin(), snapshot.files.end(),
+              [](const StoreSnapshot::File& a, const StoreSnapshot::File& b) {
+                return a.name < b.name;
+              });
+    return snapshot;
+  }
+
+  Status restore(const std::string& dir, const StoreSnapshot& snapshot) override {
+    detail::SnapshotFileReader file;
+    std::vector<int> ids;
+    KeyGroupRange groups;
+    MS_RETURN_IF_ERROR(
+        detail::begin_restore(*this, dir, snapshot, kSnapshotStatesFile, &file, &ids, &groups));
+    if (groups.size() == 0) return Status();
+    const std::string context =
+        absl::StrCat("operator '", operator_id_, "': restore from '", dir, "'");
+    std::vector<std::string> names;
+    for (const StateDescriptor& d : file.header().states) {
+      names.push_back(absl::StrCat(operator_id_, "/", d.name));
+    }
+    CheckpointReader checkpoint;
+    MS_RETURN_IF_ERROR(checkpoint.open(dir, names, db_->cf_options(), context));
+
+    // Keys start with their key group: the groups to restore are one range.
+    const std::string begin = key_group_key(groups.first);
+    const std::string end = key_group_key(groups.last + 1);
+    const rocksdb::Slice end_slice(end);
+    rocksdb::ReadOptions ro;
+    ro.iterate_upper_bound = &end_slice;
+    ro.fill_cache = false;  // read once: keep the live state's blocks cached
+    rocksdb::WriteBatch batch;
+    auto write = [&](int state) -> Status {
+      const rocksdb::Status w = db()->Write(write_options_, &batch);
+      batch.Clear();
+      if (!w.ok()) return error(w, state, groups.first, "write of restored entries");
+      return Status();
+    };
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      const int id = ids[i];
+      const State& s = states_[static_cast<std::size_t>(id)];
+      const std::optional<StateTtl>& ttl = s.descriptor.ttl;
+      const Timestamp now = ttl ? db_->clock().now(ttl->domain) : 0;
+      std::unique_ptr<rocksdb::Iterator> it(
+          checkpoint.db()->NewIterator(ro, checkpoint.handle(i)));
+      for (it->Seek(begin); it->Valid(); it->Next()) {
+        const std::string_view value = to_view(it->value());
+        if (ttl) {
+          Timestamp expiry = 0;
+          if (!detail::get_expiry(value, &expiry)) {
+            const int key_group = (static_cast<std::uint8_t>(it->key()[0]) << 8) |
+                                  static_cast<std::uint8_t>(it->key()[1]);
+            const Status short_value = short_value_error(id, key_group, value.size());
+            return absl::DataLossError(absl::StrCat(context, ": ", short_value.message()));
+          }
+          if (detail::is_expired(expiry, now)) continue;  // as if compacted away
+        }
+        batch.Put(s.cf, it->key(), it->value()).PermitUncheckedError();
+        if (batch.GetDataSize() >= kRestoreBatchBytes) MS_RETURN_IF_ERROR(write(id));
+      }
+      if (!it->status().ok()) return CheckpointReader::data_loss(it->status(), context);
+      if (batch.Count() > 0) MS_RETURN_IF_ERROR(write(id));
+    }
+    return Status();
   }
 
  private:

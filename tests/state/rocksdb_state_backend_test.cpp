@@ -1,7 +1,8 @@
 // What only the RocksDB backend has: its state directory (errors at open,
 // layout marker, locking), column families shared by the stores of an
-// operator, and the on-disk effect of TTL. The common contract is in the suite
-// (state_suite_test.cpp).
+// operator, the on-disk effect of TTL, and what its snapshots are made of
+// (shared SST files, concurrent restores from one folder). The common
+// contract is in the suite (state_suite_test.cpp, snapshot_suite_test.cpp).
 #include "meterstream/state/rocksdb_state_backend.hpp"
 
 #include <fcntl.h>
@@ -13,11 +14,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <set>
 #include <string>
 #include <system_error>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -30,16 +33,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
-
-// A temporary directory path, removed at scope exit.
-struct TempDir {
-  TempDir() : path(make_temp_dir_path("rocksdb-test")) {}
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string path;
-};
 
 RocksDBStateBackendOptions options_for(const std::string& path) {
   RocksDBStateBackendOptions options;
@@ -310,6 +303,189 @@ TEST_CASE("rocksdb: the on-disk size of TTL state shrinks once its entries expir
   CHECK(after < before / 10);
   CHECK(dir_after < dir_before / 10);
   CHECK_FALSE(v.value().has_value());
+}
+
+// ---- Snapshots ---------------------------------------------------------------
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Writes `entries` keys of 100 random bytes into each of the states `ids`,
+// spread over the store's key groups.
+void write_random(KeyedStateStore& store, const std::vector<int>& ids, int entries,
+                  std::uint64_t seed) {
+  const KeyGroupRange range = store.key_group_range();
+  std::mt19937_64 rng(seed);
+  std::string value(100, '\0');
+  for (int id : ids) {
+    for (int i = 0; i < entries; ++i) {
+      for (char& c : value) c = static_cast<char>(rng());
+      const int kg = range.first + i % range.size();
+      REQUIRE(store.put(id, kg, "key-" + std::to_string(i), value).ok());
+    }
+  }
+}
+
+// The SST files of a snapshot, and checks that exactly they are shared.
+std::set<std::string> sst_files(const StoreSnapshot& snapshot) {
+  std::set<std::string> ssts;
+  for (const StoreSnapshot::File& f : snapshot.files) {
+    const bool sst = fs::path(f.name).extension() == ".sst";
+    CHECK(f.shared == sst);
+    if (sst) ssts.insert(f.name);
+  }
+  return ssts;
+}
+
+TEST_CASE("rocksdb: snapshot SST files are shared, and unchanged ones are reused byte for byte",
+          "[state][rocksdb][snapshot]") {
+  TempDir tmp;
+  TempDir snapshots("snapshot");
+  auto backend = open_backend(tmp.path);
+  auto store = open_store(*backend, "op", KeyGroupRange{0, 127});
+  const int a = value_or_fail(store->register_state({"a"}));
+  const int b = value_or_fail(store->register_state({"b"}));
+  // ~200 KB per state: below a memtable, so the snapshot's flush writes one
+  // SST file per state.
+  write_random(*store, {a, b}, 2'000, 1);
+
+  const std::string dir1 = snapshots.path + "/1";
+  const StoreSnapshot first = value_or_fail(store->snapshot(dir1));
+  std::set<std::string> names;
+  for (const StoreSnapshot::File& f : first.files) names.insert(f.name.substr(0, 8));
+  CHECK(names.count("states.b") == 1);  // the descriptors
+  CHECK(names.count("CURRENT") == 1);
+  CHECK(names.count("MANIFEST") == 1);
+  CHECK(names.count("OPTIONS-") == 1);
+  const std::set<std::string> first_ssts = sst_files(first);
+  CHECK(first_ssts.size() == 2);
+
+  // A small change: the next snapshot adds one small SST file.
+  REQUIRE(store->put(a, 5, "key-5", "changed").ok());
+  const std::string dir2 = snapshots.path + "/2";
+  const StoreSnapshot second = value_or_fail(store->snapshot(dir2));
+  const std::set<std::string> second_ssts = sst_files(second);
+  std::uintmax_t reused_bytes = 0;
+  for (const std::string& name : first_ssts) {
+    INFO(name);
+    REQUIRE(second_ssts.count(name) == 1);
+    const std::string bytes = read_file(fs::path(dir1) / name);
+    CHECK(read_file(fs::path(dir2) / name) == bytes);  // uploaded once, shared by both
+    reused_bytes += bytes.size();
+  }
+  REQUIRE(second_ssts.size() == first_ssts.size() + 1);
+  std::uintmax_t new_bytes = 0;
+  for (const std::string& name : second_ssts) {
+    if (first_ssts.count(name) == 0) new_bytes = fs::file_size(fs::path(dir2) / name);
+  }
+  INFO("reused " << reused_bytes << " bytes of SST files, new " << new_bytes);
+  CHECK(reused_bytes > 20 * new_bytes);
+
+  // The second snapshot has the change, the first not.
+  store.reset();
+  for (const auto& [dir, snapshot, expected] :
+       {std::tuple(dir1, first, false), std::tuple(dir2, second, true)}) {
+    auto restored = open_store(*backend, "op", KeyGroupRange{0, 127});
+    REQUIRE(restored->restore(dir, snapshot).ok());
+    std::string v;
+    REQUIRE(value_or_fail(restored->get(a, 5, "key-5", &v)));
+    CHECK((v == "changed") == expected);
+  }
+}
+
+TEST_CASE("rocksdb: stores restore from one snapshot folder concurrently and leave it as it was",
+          "[state][rocksdb][snapshot]") {
+  TempDir tmp;
+  TempDir dir("snapshot");
+  auto backend = open_backend(tmp.path);
+  StoreSnapshot snapshot;
+  auto other = open_store(*backend, "other", KeyGroupRange{0, 127});
+  write_random(*other, {value_or_fail(other->register_state({"w"}))}, 1'000, 2);
+  {
+    auto store = open_store(*backend, "op", KeyGroupRange{0, 127});
+    write_random(*store, {value_or_fail(store->register_state({"v"}))}, 1'280, 3);
+    snapshot = value_or_fail(store->snapshot(dir.path));
+  }
+  const auto before = listing(dir.path);
+
+  const std::vector<KeyGroupRange> ranges = {{0, 63}, {64, 127}};
+  std::vector<std::unique_ptr<KeyedStateStore>> stores;
+  for (const KeyGroupRange& r : ranges) stores.push_back(open_store(*backend, "op", r));
+  std::vector<Status> results(ranges.size() * 3);
+  std::vector<std::thread> threads;
+  for (std::size_t w = 0; w < ranges.size(); ++w) {
+    threads.emplace_back([&, w] {
+      // Again and again: each restore opens the folder read-only once more.
+      for (std::size_t round = 0; round < 3; ++round) {
+        results[w * 3 + round] = stores[w]->restore(dir.path, snapshot);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const Status& s : results) CHECK(s.ok());
+  for (std::size_t w = 0; w < ranges.size(); ++w) {
+    KeyedStateStore& store = *stores[w];
+    CHECK(store.num_states() == 1);  // not the other operator's
+    int entries = 0;
+    for (int kg = ranges[w].first; kg <= ranges[w].last; ++kg) {
+      REQUIRE(store.for_each_in_key_group(kg, [&](int, std::string_view, std::string_view) {
+                     ++entries;
+                     return true;
+                   }).ok());
+    }
+    CHECK(entries == 640);
+  }
+  CHECK(listing(dir.path) == before);  // no LOCK, LOG or other file written
+}
+
+TEST_CASE("rocksdb: a corrupt SST file of a snapshot is kDataLoss naming it",
+          "[state][rocksdb][snapshot]") {
+  TempDir tmp;
+  TempDir dir("snapshot");
+  auto backend = open_backend(tmp.path);
+  auto store = open_store(*backend, "op", KeyGroupRange{0, 63});
+  const int id = value_or_fail(store->register_state({"v"}));
+  write_random(*store, {id}, 1'000, 4);
+  const StoreSnapshot snapshot = value_or_fail(store->snapshot(dir.path));
+  const std::set<std::string> ssts = sst_files(snapshot);
+  REQUIRE(ssts.size() == 1);
+  const fs::path sst = fs::path(dir.path) / *ssts.begin();
+  std::string bytes = read_file(sst);
+  bytes[bytes.size() / 4] ^= 0x01;  // in a data block
+  // A new file, not an edit in place: the snapshot's SST files are hard links
+  // to the live database's.
+  fs::remove(sst);
+  std::ofstream(sst, std::ios::binary) << bytes;
+
+  // Restored into the store that took it: no other store may own its key
+  // groups while it is open, and it shows that the live state is intact.
+  const Status s = store->restore(dir.path, snapshot);
+  INFO(s.ToString());
+  CHECK(s.code() == absl::StatusCode::kDataLoss);
+  CHECK_THAT(std::string(s.message()), Contains(sst.filename().string()));
+  std::string v;
+  CHECK(value_or_fail(store->get(id, 1, "key-1", &v)));  // the live state is intact
+}
+
+TEST_CASE("rocksdb: a snapshot of the memory backend does not restore into RocksDB, nor back",
+          "[state][rocksdb][snapshot]") {
+  TempDir tmp;
+  TempDir dir("snapshot");
+  auto rocksdb = open_backend(tmp.path);
+  auto memory = make_memory_state_backend().value();
+  auto rocksdb_store = open_store(*rocksdb, "op", KeyGroupRange{0, 127});
+  auto memory_store = open_store(*memory, "op", KeyGroupRange{0, 127});
+  for (KeyedStateStore* store : {rocksdb_store.get(), memory_store.get()}) {
+    REQUIRE(store->put(value_or_fail(store->register_state({"v"})), 1, "k", "v").ok());
+  }
+  const StoreSnapshot of_rocksdb = value_or_fail(rocksdb_store->snapshot(dir.path + "/r"));
+  const StoreSnapshot of_memory = value_or_fail(memory_store->snapshot(dir.path + "/m"));
+  CHECK(memory_store->restore(dir.path + "/r", of_rocksdb).code() ==
+        absl::StatusCode::kFailedPrecondition);
+  CHECK(rocksdb_store->restore(dir.path + "/m", of_memory).code() ==
+        absl::StatusCode::kFailedPrecondition);
 }
 
 // The peak RSS (VmHWM) of this process in bytes, from /proc/self/status.

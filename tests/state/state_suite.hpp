@@ -6,10 +6,12 @@
 // A new backend joins the suite with one line in that list.
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -31,6 +33,19 @@ const std::vector<StateBackendUnderTest>& state_backends_under_test();
 // A path for a temporary directory, unique in this process, that does not
 // exist yet (tests remove it when done).
 std::string make_temp_dir_path(const std::string& tag);
+
+// A temporary directory path (not created), removed with everything in it at
+// scope exit.
+struct TempDir {
+  explicit TempDir(const std::string& tag = "test") : path(make_temp_dir_path(tag)) {}
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string path;
+};
 
 // Runs fn(StateBackend&) once per backend, in a section named after it.
 template <typename Fn>

@@ -18,7 +18,10 @@
 //
 // Durability: none by itself. Writes skip RocksDB's write-ahead log, and the
 // state directory is working storage: state left in it by an earlier run is
-// discarded when a backend opens it. Durable state comes from checkpoints.
+// discarded when a backend opens it. Durable state comes from checkpoints:
+// KeyedStateStore::snapshot() takes a RocksDB checkpoint of the DB (hard
+// links to its SST files), restore() opens one read-only and copies its
+// operator's key groups out of it.
 //
 // Thread-safety: the backend is thread-safe; each store is used by one thread
 // at a time (see state_backend.hpp).

@@ -13,8 +13,12 @@
 // test suite (tests/state/).
 //
 // State lives as long as its store: destroying the store drops it. Durability
-// comes from checkpoints, which read a store with for_each_in_key_group() and
-// refill a new one with put_stored().
+// comes from checkpoints: KeyedStateStore::snapshot() writes a store's state
+// into files of a local folder (memory: one file of entries; RocksDB: a
+// RocksDB checkpoint, whose SST files later checkpoints share), which the
+// checkpoint coordinator uploads, and restore() adds such files to a new
+// store, whatever its key group range (rescaling). docs/state.md, "Snapshots
+// and restore", has the formats.
 //
 // Thread-safety: StateBackend is thread-safe. A KeyedStateStore, and every
 // state handle built on it, is used by one thread at a time (the operator
@@ -154,7 +158,7 @@ class KeyedStateStore {
 
   // Calls fn(state, key, value) for every entry of a key group, state by state
   // in id order and in key order within a state, until fn returns false. This
-  // is what a snapshot of the key group reads.
+  // is how the memory backend's snapshot() reads the store.
   virtual Status for_each_in_key_group(
       int key_group,
       absl::FunctionRef<bool(int state, std::string_view key, std::string_view value)>
@@ -165,7 +169,8 @@ class KeyedStateStore {
 
   // Writes an entry as for_each_in_key_group() yielded it: for a state with a
   // TTL, `stored` starts with its expiry (kInvalidArgument when shorter than
-  // 8 bytes); for other states it is put(). This is what a restore calls.
+  // 8 bytes); for other states it is put(). This is how the memory backend's
+  // restore() writes.
   virtual Status put_stored(int state, int key_group, std::string_view key,
                             std::string_view stored) = 0;
 
