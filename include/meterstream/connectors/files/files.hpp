@@ -4,7 +4,10 @@
 // (std::string_view line) -> std::optional<T> decodes a line, and a line it
 // rejects (nullopt) is counted and sent, as "path:line: text", to the source's
 // undecodable() side output: nothing is dropped silently. A missing or
-// unreadable file fails the job at start with an error naming the path.
+// unreadable file fails the job at start with an error naming the path. It
+// can be checkpointed: the split's position is "<byte offset>:<line number>"
+// of the next line, so a restored job goes on reading where the checkpoint
+// was taken (the file must not change meanwhile, except by appending).
 //
 // file_sink(path, format) writes format(const T&) -> std::string plus '\n' for
 // every record to `path` (created or truncated when the job starts; writers of
@@ -14,6 +17,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,7 +41,22 @@ class LineReader {
   virtual StatusOr<bool> read_lines(std::vector<std::string>& lines, std::size_t max) = 0;
   // The number of the last line read (1-based).
   virtual std::size_t line_number() const = 0;
+  // The byte offset of the next line (just after the last line read).
+  virtual std::uint64_t offset() const = 0;
+  // Moves to byte `offset`, which must be the start of a line (0, just after a
+  // '\n', or the end of the file), with `line` lines before it (line_number()
+  // becomes `line`). kInvalidArgument saying why when it is not; the reader
+  // is unchanged on error.
+  virtual Status seek(std::uint64_t offset, std::size_t line) = 0;
 };
+
+// A file split's position: "<byte offset>:<line number>" in decimal, the
+// offset of the next line and the number of lines before it (so that
+// undecodable lines keep their line numbers after a restore).
+std::string encode_file_position(std::uint64_t offset, std::size_t line);
+// Decodes encode_file_position()'s text; kInvalidArgument naming `split`
+// when it does not decode or the reader rejects it (LineReader::seek()).
+Status seek_file_position(LineReader& reader, const std::string& split, std::string_view position);
 
 // One output file shared by the writers of all workers. Compiled in src/.
 class SharedLineFile {
@@ -82,6 +101,13 @@ class FileSource final : public Source<T> {
       return more ? SplitReader<T>::Poll::kMore : SplitReader<T>::Poll::kEnd;
     }
     std::string name() const override { return path_; }
+
+    StatusOr<std::string> position() const override {
+      return encode_file_position(reader_->offset(), reader_->line_number());
+    }
+    Status seek(std::string_view position) override {
+      return seek_file_position(*reader_, path_, position);
+    }
 
    private:
     std::string path_;
