@@ -3,6 +3,9 @@
 //
 //   meterstream-bench q1          [flags]   Q1 through the library's DSL
 //   meterstream-bench q1-baseline [flags]   Q1 by the hand-written baseline loop
+//   meterstream-bench check-output --output DIR
+//                                           Q1's results from the committed
+//                                           output of a crash-and-resume run
 //
 // The events are generated into memory first; only the query run is timed.
 // Usage errors (unknown sub-command or flag, bad value) print a message on
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "bench_util.hpp"
+#include "output_check.hpp"
 #include "q1_baseline.hpp"
 #include "q1_pipeline.hpp"
 #include "meterstream/connectors/generator/smart_meter.hpp"
@@ -48,7 +52,11 @@ constexpr const char* kUsage =
     "--checkpoint-storage; DIR is then the local working folder), resumes from\n"
     "the newest checkpoint found, and with --output writes each window exactly\n"
     "once as 'meter_id,start,count,sum_wh,min_v,max_v' into OUTDIR/*.csv; the\n"
-    "JSON then covers this run only.\n";
+    "JSON then covers this run only.\n"
+    "       meterstream-bench check-output --output DIR\n"
+    "Reads the committed files DIR/*.csv (lines meter_id,start,count,sum_wh,min_v,max_v)\n"
+    "and prints one JSON line: windows, total_count, sum_wh, digest, repeated,\n"
+    "malformed, files.\n";
 
 const std::set<std::string> kQ1Flags = {
     "seed",     "meters",    "events",   "late-ppm", "dup-ppm", "anomaly-ppm", "hot-factor",
@@ -177,6 +185,33 @@ int run_q1(const std::string& command, const std::vector<std::string>& args) {
   return std::cout ? 0 : kExitFailure;
 }
 
+// check-output: exit 0 when the folder could be read, whatever it holds (the
+// JSON's repeated and malformed say whether the output is right).
+int run_check_output(const std::vector<std::string>& args) {
+  const std::string command = "check-output";
+  ms::StatusOr<ms::bench::Flags> flags = ms::bench::Flags::parse(args, {"output"});
+  ms::Status error = flags.status();
+  if (error.ok() && !flags->has("output")) {
+    error = absl::InvalidArgumentError("flag --output DIR is required");
+  }
+  if (!error.ok()) {
+    std::cerr << "meterstream-bench " << command << ": " << error.message() << "\n" << kUsage;
+    return kExitUsage;
+  }
+  // A flag without choices always has its string value.
+  const std::string dir = flags->get_string("output", "").value_or("");
+  ms::StatusOr<ms::bench::OutputCheck> check = ms::bench::check_q1_output(dir);
+  if (!check.ok()) {
+    std::cerr << "meterstream-bench " << command << ": " << check.status() << "\n";
+    const bool config_error = check.status().code() == absl::StatusCode::kInvalidArgument ||
+                              check.status().code() == absl::StatusCode::kNotFound;
+    return config_error ? kExitUsage : kExitFailure;
+  }
+  std::cout << ms::bench::json_line(ms::bench::output_check_json(*check));
+  std::cout.flush();
+  return std::cout ? 0 : kExitFailure;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -191,6 +226,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "q1" || command == "q1-baseline" || is_q2(command)) return run_q1(command, args);
+  if (command == "check-output") return run_check_output(args);
   std::cerr << "meterstream-bench: unknown sub-command '" << command << "'\n" << kUsage;
   return kExitUsage;
 }

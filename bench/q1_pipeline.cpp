@@ -1,6 +1,8 @@
 // Q1 through the public DSL: exactly what a user would write.
 #include "q1_pipeline.hpp"
 
+#include "output_check.hpp"
+
 #include <stdlib.h>
 
 #include <chrono>
@@ -180,9 +182,8 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
             written->totals.add_window(r.key, r.start, r.value.count, r.value.sum_wh,
                                        r.value.min_v, r.value.max_v);
           }
-          return std::to_string(r.key) + "," + std::to_string(r.start) + "," +
-                 std::to_string(r.value.count) + "," + std::to_string(r.value.sum_wh) + "," +
-                 std::to_string(r.value.min_v) + "," + std::to_string(r.value.max_v);
+          return q1_output_line(Q1OutputWindow{r.key, r.start, r.value.count, r.value.sum_wh,
+                                                r.value.min_v, r.value.max_v});
         })
         .sink(exactly_once_file_sink<std::string>(params.output_dir,
                                                   [](const std::string& line) { return line; }));

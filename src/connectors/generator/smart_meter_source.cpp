@@ -1,8 +1,11 @@
 #include "meterstream/connectors/generator/smart_meter_source.hpp"
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
+
+#include "meterstream/connectors/detail/split_position.hpp"
 
 namespace meterstream {
 
@@ -21,6 +24,18 @@ class SmartMeterSplit final : public SplitReader<MeterReading> {
     return generator_.done() ? Poll::kEnd : Poll::kMore;
   }
   std::string name() const override { return "smart-meter-generator"; }
+
+  // The generator's own position (it carries the pending duplicates and a
+  // fingerprint of the workload, so a position of another workload is
+  // rejected).
+  StatusOr<std::string> position() const override { return generator_.save_position(); }
+  Status seek(std::string_view position) override {
+    Status s = generator_.restore_position(position);
+    if (!s.ok()) {
+      return detail::bad_position(name(), position, std::string(s.message()));
+    }
+    return s;
+  }
 
  private:
   SmartMeterGenerator generator_;

@@ -4,16 +4,49 @@
 // (std::string_view line) -> std::optional<T> decodes a line, and a line it
 // rejects (nullopt) is counted and sent, as "path:line: text", to the source's
 // undecodable() side output: nothing is dropped silently. A missing or
-// unreadable file fails the job at start with an error naming the path.
+// unreadable file fails the job at start with an error naming the path. It
+// can be checkpointed: the split's position is "<byte offset>:<line number>"
+// of the next line, so a restored job goes on reading where the checkpoint
+// was taken (the file must not change meanwhile, except by appending).
 //
 // file_sink(path, format) writes format(const T&) -> std::string plus '\n' for
 // every record to `path` (created or truncated when the job starts; writers of
 // all workers append to the one file, a batch at a time).
 //
+// exactly_once_file_sink(dir, format) writes the same lines into part files
+// in the folder `dir`, published with the job's checkpoints (two-phase
+// commit), so that each record is in the output exactly once across crashes
+// and restores:
+//   - Each worker appends to its own in-progress file,
+//     "part-inprogress-w<worker>.staged", opened at the first record after
+//     the previous checkpoint (no empty files).
+//   - At checkpoint barrier N (SinkWriter::prepare_commit(N)) the worker
+//     flushes and fsyncs that file and renames it to the staged
+//     "part-<N, 10 digits>-w<worker>.csv.staged" ("part-0000000007-w2.csv.staged").
+//   - Once checkpoint N is complete, SinkBase::commit() renames the staged
+//     files to the committed "part-<N>-w<worker>.csv" and fsyncs the folder.
+//     Committing again is a no-op; a file whose staged and committed names
+//     are both missing is kDataLoss.
+//   - When a checkpointed job starts, SinkBase::recover() deletes staged
+//     and in-progress files ("part-*.staged") that the restored checkpoint
+//     does not list, and committed part files of epochs after it (a job
+//     started without a checkpoint, epoch 0, deletes them all), then commits
+//     the ones it lists.
+// Readers take the committed files, `dir`/*.csv, and ignore every other
+// name; files that are not named like part files are never touched.
+// Output is visible only once committed: with checkpointing, when the
+// checkpoint that staged it is complete; without checkpointing (no barrier
+// ever), the runtime stages a worker's whole output at end of input, and it is
+// visible only if the runtime commits it then. `dir` is created when missing;
+// a `dir` that is not a folder fails the job at start with an error naming
+// it. One exactly-once sink, of one job, per folder: two would delete each
+// other's files.
+//
 // Thread-safety: as Source and Sink.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,7 +70,22 @@ class LineReader {
   virtual StatusOr<bool> read_lines(std::vector<std::string>& lines, std::size_t max) = 0;
   // The number of the last line read (1-based).
   virtual std::size_t line_number() const = 0;
+  // The byte offset of the next line (just after the last line read).
+  virtual std::uint64_t offset() const = 0;
+  // Moves to byte `offset`, which must be the start of a line (0, just after a
+  // '\n', or the end of the file), with `line` lines before it (line_number()
+  // becomes `line`). kInvalidArgument saying why when it is not; the reader
+  // is unchanged on error.
+  virtual Status seek(std::uint64_t offset, std::size_t line) = 0;
 };
+
+// A file split's position: "<byte offset>:<line number>" in decimal, the
+// offset of the next line and the number of lines before it (so that
+// undecodable lines keep their line numbers after a restore).
+std::string encode_file_position(std::uint64_t offset, std::size_t line);
+// Decodes encode_file_position()'s text; kInvalidArgument naming `split`
+// when it does not decode or the reader rejects it (LineReader::seek()).
+Status seek_file_position(LineReader& reader, const std::string& split, std::string_view position);
 
 // One output file shared by the writers of all workers. Compiled in src/.
 class SharedLineFile {
@@ -48,6 +96,45 @@ class SharedLineFile {
   virtual Status append(const std::string& text) = 0;
   virtual Status flush() = 0;
 };
+
+// One worker's part files of exactly_once_file_sink() (see the file comment
+// for names and protocol). Compiled in src/.
+class StagedPartFile {
+ public:
+  // The writer of worker `worker` into the folder `dir` (which exists).
+  static std::unique_ptr<StagedPartFile> create(std::string dir, int worker);
+  virtual ~StagedPartFile() = default;
+  // Appends `text` (complete lines) to the in-progress file, opening it when
+  // none is open.
+  virtual Status append(const std::string& text) = 0;
+  // Stages what was appended since the last call as epoch `epoch`: flush,
+  // fsync, rename to the staged name, fsync the folder. Returns the staged
+  // file's name (without the folder), or "" when nothing was appended.
+  // `epoch` must be >= 0 and greater than the epoch of every earlier call that
+  // staged a file (kInvalidArgument / kFailedPrecondition). After an I/O error
+  // every later call returns that error: the records of the failed file are
+  // lost, so the job must fail and restart from a checkpoint.
+  virtual StatusOr<std::string> prepare(std::int64_t epoch) = 0;
+  // Closes the writer; kFailedPrecondition when records were appended after
+  // the last prepare() (they would never be committed).
+  virtual Status close() = 0;
+};
+
+// Creates `dir` (and its parents) when missing. kInvalidArgument naming it
+// when it is empty or exists and is not a folder; kUnavailable when it
+// cannot be created.
+Status make_part_directory(const std::string& dir);
+
+// SinkBase::commit() of exactly_once_file_sink(): renames each staged name in
+// `prepared` ("" entries are skipped) to its committed name, then fsyncs
+// `dir`. Already committed names are left as they are. kInvalidArgument for a
+// name that is not a staged part file's, kDataLoss for one whose staged and
+// committed files are both missing; the other names are committed anyway.
+Status commit_part_files(const std::string& dir, const std::vector<std::string>& prepared);
+
+// SinkBase::recover() of exactly_once_file_sink() (see the file comment).
+Status recover_part_files(const std::string& dir, std::int64_t restored_checkpoint,
+                          const std::vector<std::string>& keep);
 
 template <typename T, typename Parse>
 class FileSource final : public Source<T> {
@@ -82,6 +169,13 @@ class FileSource final : public Source<T> {
       return more ? SplitReader<T>::Poll::kMore : SplitReader<T>::Poll::kEnd;
     }
     std::string name() const override { return path_; }
+
+    StatusOr<std::string> position() const override {
+      return encode_file_position(reader_->offset(), reader_->line_number());
+    }
+    Status seek(std::string_view position) override {
+      return seek_file_position(*reader_, path_, position);
+    }
 
    private:
     std::string path_;
@@ -132,6 +226,52 @@ class FileSink final : public Sink<T> {
   std::shared_ptr<SharedLineFile> file_;
 };
 
+template <typename T, typename Format>
+class ExactlyOnceFileSink final : public Sink<T> {
+ public:
+  ExactlyOnceFileSink(std::string dir, Format format)
+      : dir_(std::move(dir)), format_(std::move(format)) {}
+  std::string name() const override { return "exactly-once-file:" + dir_; }
+  StatusOr<std::unique_ptr<SinkWriter<T>>> create_writer(int worker, int) override {
+    MS_RETURN_IF_ERROR(make_part_directory(dir_));
+    return std::unique_ptr<SinkWriter<T>>(
+        std::make_unique<Writer>(StagedPartFile::create(dir_, worker), format_));
+  }
+  Status commit(const std::vector<std::string>& prepared) override {
+    return commit_part_files(dir_, prepared);
+  }
+  Status recover(std::int64_t restored_checkpoint, const std::vector<std::string>& keep) override {
+    return recover_part_files(dir_, restored_checkpoint, keep);
+  }
+
+ private:
+  class Writer final : public SinkWriter<T> {
+   public:
+    Writer(std::unique_ptr<StagedPartFile> file, Format format)
+        : file_(std::move(file)), format_(std::move(format)) {}
+    Status write(const RecordBatch<T>& batch) override {
+      text_.clear();
+      for (const T& v : batch.values) {
+        text_ += format_(v);
+        text_ += '\n';
+      }
+      return file_->append(text_);
+    }
+    StatusOr<std::string> prepare_commit(std::int64_t epoch) override {
+      return file_->prepare(epoch);
+    }
+    Status close() override { return file_->close(); }
+
+   private:
+    std::unique_ptr<StagedPartFile> file_;
+    Format format_;
+    std::string text_;
+  };
+
+  std::string dir_;
+  Format format_;
+};
+
 }  // namespace detail
 
 // Lines of `path` decoded by parse(std::string_view) -> std::optional<T>.
@@ -157,6 +297,21 @@ std::shared_ptr<Sink<T>> file_sink(std::string path, Format format) {
 // Writes string records, one per line, to `path`.
 inline std::shared_ptr<Sink<std::string>> file_sink(std::string path) {
   return file_sink<std::string>(std::move(path), [](const std::string& s) { return s; });
+}
+
+// Writes format(const T&) -> std::string, one line per record, exactly once
+// into committed part files `dir`/part-<epoch>-w<worker>.csv (see the file
+// comment). Use it with checkpointing.
+//
+// Example:
+//   keyed.window(ms::Tumbling(60s)).aggregate(agg).sink(
+//       ms::exactly_once_file_sink<Usage>("/data/usage", [](const Usage& u) {
+//         return fmt::format("{},{}", u.meter_id, u.wh);
+//       }));
+template <typename T, typename Format>
+std::shared_ptr<Sink<T>> exactly_once_file_sink(std::string dir, Format format) {
+  return std::make_shared<detail::ExactlyOnceFileSink<T, Format>>(std::move(dir),
+                                                                  std::move(format));
 }
 
 }  // namespace meterstream

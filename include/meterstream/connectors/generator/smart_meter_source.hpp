@@ -12,7 +12,9 @@
 namespace meterstream {
 
 // A source of `workload.events` readings. Invalid parameters fail the job at
-// start with SmartMeterWorkload::validate()'s error.
+// start with SmartMeterWorkload::validate()'s error. It can be checkpointed:
+// the split's position is SmartMeterGenerator::save_position(), which a
+// restored job only accepts for the same workload parameters.
 std::shared_ptr<Source<MeterReading>> smart_meter_source(const SmartMeterWorkload& workload);
 
 }  // namespace meterstream

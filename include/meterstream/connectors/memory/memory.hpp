@@ -1,5 +1,9 @@
 // In-memory sources and sinks: vectors, generator functions, callbacks.
 //
+// The sources can be checkpointed: a split's position is the index of its
+// next record, as decimal text ("1234"), which seek() checks against the
+// split's range.
+//
 // Thread-safety: sources are read by the worker that owns their split. Sinks
 // are written from every worker: collect_into() serialises appends with a
 // mutex; callback_sink() calls its function concurrently from the workers.
@@ -8,14 +12,17 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "meterstream/connectors/detail/split_position.hpp"
 #include "meterstream/runtime/operator.hpp"
 
 namespace meterstream {
@@ -27,7 +34,7 @@ class VectorSplit final : public SplitReader<T> {
  public:
   VectorSplit(std::shared_ptr<const std::vector<T>> data, std::size_t begin, std::size_t end,
               int index)
-      : data_(std::move(data)), pos_(begin), end_(end), index_(index) {}
+      : data_(std::move(data)), begin_(begin), pos_(begin), end_(end), index_(index) {}
   StatusOr<typename SplitReader<T>::Poll> poll(std::vector<T>& out, std::size_t max,
                                                std::vector<std::string>&) override {
     const std::size_t n = std::min(max, end_ - pos_);
@@ -38,8 +45,19 @@ class VectorSplit final : public SplitReader<T> {
   }
   std::string name() const override { return "vector[" + std::to_string(index_) + "]"; }
 
+  // The index in the whole vector (not in the split), so that a position of
+  // another split of the same vector is rejected rather than misread.
+  StatusOr<std::string> position() const override { return encode_record_index(pos_); }
+  Status seek(std::string_view position) override {
+    MS_ASSIGN_OR_RETURN(const std::uint64_t pos,
+                        decode_record_index(name(), position, begin_, end_));
+    pos_ = static_cast<std::size_t>(pos);
+    return Status();
+  }
+
  private:
   std::shared_ptr<const std::vector<T>> data_;
+  std::size_t begin_;
   std::size_t pos_;
   std::size_t end_;
   int index_;
@@ -97,6 +115,21 @@ class GeneratorSource final : public Source<T> {
       return SplitReader<T>::Poll::kMore;
     }
     std::string name() const override { return "generator"; }
+
+    // The index of the next f() call. The generator's end is only known by
+    // calling f, so seek(i) checks that f(i - 1) has a value: a position
+    // beyond the end (of a shorter generator) is rejected.
+    StatusOr<std::string> position() const override { return encode_record_index(index_); }
+    Status seek(std::string_view position) override {
+      MS_ASSIGN_OR_RETURN(
+          const std::uint64_t index,
+          decode_record_index(name(), position, 0, std::numeric_limits<std::uint64_t>::max()));
+      if (index > 0 && !f_(index - 1)) {
+        return bad_position(name(), position, "record index beyond the end of the generator");
+      }
+      index_ = index;
+      return Status();
+    }
 
    private:
     F f_;
@@ -176,7 +209,8 @@ std::shared_ptr<Source<T>> from_shared_vector(std::shared_ptr<const std::vector<
 }
 
 // Calls f(0), f(1), ... (f: uint64_t -> std::optional<T>) until it returns
-// nullopt; one split.
+// nullopt; one split. A checkpointed job restarts at f(i) (after checking
+// that f(i - 1) has a value), so f(i) must not depend on earlier calls.
 template <typename F>
 auto from_generator(F f) {
   using T = typename std::invoke_result_t<F&, std::uint64_t>::value_type;
