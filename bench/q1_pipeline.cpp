@@ -182,7 +182,7 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
             written->totals.add_window(r.key, r.start, r.value.count, r.value.sum_wh,
                                        r.value.min_v, r.value.max_v);
           }
-          return q1_output_line(Q1OutputWindow{r.key, r.start, r.value.count, r.value.sum_wh,
+          return bench::q1_output_line(bench::Q1OutputWindow{r.key, r.start, r.value.count, r.value.sum_wh,
                                                 r.value.min_v, r.value.max_v});
         })
         .sink(exactly_once_file_sink<std::string>(params.output_dir,

@@ -14,6 +14,7 @@
 //     with it may find its directory gone between creating it and opening
 //     its temporary file; put retries that a few times.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -140,6 +142,29 @@ std::string unique_suffix() {
   static std::atomic<std::uint64_t> counter{0};
   thread_local std::mt19937_64 rng{std::random_device{}()};
   return detail::cat(::getpid(), "-", counter.fetch_add(1), "-", rng() % 1000000000ULL);
+}
+
+// A writer killed in the middle of a put() leaves its temporary file behind
+// (".ms-tmp-<pid>-..."): those of processes that no longer run are removed,
+// with the folders they leave empty.
+void remove_stale_temp_files(const fs::path& root) {
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (auto it = fs::recursive_directory_iterator(root, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(detail::kTempPrefix, 0) != 0) continue;
+    const long pid = std::strtol(name.c_str() + detail::kTempPrefix.size(), nullptr, 10);
+    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      stale.push_back(it->path());
+    }
+  }
+  for (const fs::path& p : stale) {
+    fs::remove(p, ec);
+    for (fs::path dir = p.parent_path(); dir != root && ::rmdir(dir.c_str()) == 0;) {
+      dir = dir.parent_path();
+    }
+  }
 }
 
 class LocalCheckpointStorage final : public CheckpointStorage {
@@ -414,6 +439,7 @@ StatusOr<std::unique_ptr<CheckpointStorage>> make_local_checkpoint_storage(
     return absl::FailedPreconditionError(
         detail::cat("local checkpoint storage: ", root.string(), " is not a directory"));
   }
+  remove_stale_temp_files(root);
   return std::unique_ptr<CheckpointStorage>(new LocalCheckpointStorage(std::move(root)));
 }
 

@@ -208,7 +208,16 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     Base::open(worker);
     if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
       budget_ = worker.operator_memory_share();
-      if (budget_ == 0) return;  // the backend keeps state in memory: nothing to spill to
+    }
+    // With a backend that keeps state in memory there is nothing to spill to.
+    if (budget_ > 0) open_spill_store(worker);
+    if (worker.checkpointing()) this->template require_codecs<K, Acc>();
+    if (const auto* mine = this->restored_part()) call_user(this->name_, [&] { restore(*mine); });
+  }
+
+ private:
+  void open_spill_store(Worker& worker) {
+    {
       auto store = worker.state_backend()->open_keyed_store(this->name_, worker.key_groups(),
                                                             worker.max_parallelism());
       if (!store.ok()) throw StatusError{store.status()};
@@ -218,9 +227,9 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
       chunk_state_ = *id;
       spilled_bytes_ = worker.metrics().counter("window_spilled_bytes");
     }
-    if (worker.checkpointing()) this->template require_codecs<K, Acc>();
-    if (const auto* mine = this->restored_part()) call_user(this->name_, [&] { restore(*mine); });
   }
+
+ public:
 
   void watermark(Timestamp wm) override {
     if (wm <= this->watermark_) return;  // e.g. from before a restored watermark
