@@ -17,7 +17,9 @@
 #       s3      checkpoints in S3 at $MS_S3_ENDPOINT (moto_server), RocksDB
 #               state with a small budget, so spilled windows go through
 #               incremental SST snapshots;
-#       rescale each restart uses another --threads (1, 2, 3).
+#       rescale each restart uses another --threads (1, 2, 3);
+#       dedup   query Q2 (`BENCH dedup`: dedup_by_sequence, then Q1), local,
+#               each restart with another --threads.
 # A run that finishes before it is killed ends a sequence: the output is
 # checked, the folders are wiped and a new sequence starts, until KILLS kills.
 # Exits 0 when every check passed.
@@ -36,8 +38,10 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/ms-crash.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 extra=()
+query=q1
 case "$mode" in
   local | rescale) ;;
+  dedup) query=dedup ;;
   s3)
     : "${MS_S3_ENDPOINT:?MS_S3_ENDPOINT must name a running moto_server}"
     export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-testing}"
@@ -54,7 +58,7 @@ field() { # field NAME JSON
   python3 -c 'import json,sys; print(json.loads(sys.argv[2])[sys.argv[1]])' "$1" "$2"
 }
 
-expected="$("$bench" q1 "${q1_flags[@]}" --threads 2)"
+expected="$("$bench" "$query" "${q1_flags[@]}" --threads 2)"
 echo "uninterrupted: $expected"
 
 sequence=0
@@ -90,9 +94,9 @@ check_output() {
 
 run_once() { # run_once PHASE -> sets rc
   local phase="$1" threads=2
-  if [[ "$mode" == rescale ]]; then threads=$((run % 3 + 1)); fi
+  if [[ "$mode" == rescale || "$mode" == dedup ]]; then threads=$((run % 3 + 1)); fi
   run=$((run + 1))
-  local cmd=("$bench" q1 "${q1_flags[@]}" "${extra[@]}" --threads "$threads"
+  local cmd=("$bench" "$query" "${q1_flags[@]}" "${extra[@]}" --threads "$threads"
     --checkpoint-dir "$work/chk" --checkpoint-interval-ms 200 --output "$work/out" "${storage[@]}")
   if [[ "$phase" == time ]]; then
     "${cmd[@]}" >"$work/run.json" 2>"$work/run.err" &
