@@ -30,8 +30,12 @@
 //   time/watermark_strategy.hpp  bounded_out_of_orderness, idleness
 //   state/state.hpp           ValueState, MapState, ListState, AggregatingState; state/ttl.hpp: Ttl
 //   state/rocksdb_state_backend.hpp  state larger than memory, within one memory budget
-//   runtime/job.hpp, options.hpp  Job, JobOptions (threads, batch size, state backend)
-//   connectors/...            memory, files, smart-meter generator
+//   runtime/job.hpp, options.hpp  Job, JobOptions (threads, batch size, state backend,
+//                             checkpoint)
+//   checkpoint/checkpoint.hpp enable_checkpointing, RestoreFrom: crash recovery, rescaling
+//   checkpoint/checkpoint_storage.hpp  a local folder or S3 for checkpoints
+//   connectors/...            memory, files (and the exactly-once file sink), smart-meter
+//                             generator
 #pragma once
 
 #include "meterstream/api/keyed_stream.hpp"
@@ -39,6 +43,8 @@
 #include "meterstream/api/process_function.hpp"
 #include "meterstream/api/stream.hpp"
 #include "meterstream/api/windowed_stream.hpp"
+#include "meterstream/checkpoint/checkpoint.hpp"
+#include "meterstream/checkpoint/checkpoint_storage.hpp"
 #include "meterstream/connectors/files/files.hpp"
 #include "meterstream/connectors/generator/smart_meter.hpp"
 #include "meterstream/connectors/generator/smart_meter_source.hpp"
