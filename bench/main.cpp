@@ -163,13 +163,14 @@ int run_q1(const std::string& command, const std::vector<std::string>& args) {
   const std::vector<ms::MeterReading> events = ms::generate_smart_meter_events(c.workload);
 
   ms::Status error;
-  std::uint64_t events_read = events.size();
+  ms::Q1RunInfo info;
+  info.events_read = events.size();
   const auto start = std::chrono::steady_clock::now();
   const ms::Q1Totals totals =
       is_baseline(command)
           ? ms::run_q1_baseline(events, c.params)
           : ms::run_q1_pipeline(events, c.params, c.threads, c.state, c.state_dir, &error,
-                                &events_read);
+                                &info);
   const auto stop = std::chrono::steady_clock::now();
   if (!error.ok()) {
     std::cerr << "meterstream-bench " << command << ": " << error << "\n";
@@ -178,9 +179,19 @@ int run_q1(const std::string& command, const std::vector<std::string>& args) {
     return config_error ? kExitUsage : kExitFailure;
   }
   const double proc_s = std::chrono::duration<double>(stop - start).count();
-  // A resumed run reports the events it read itself.
-  std::cout << ms::bench::json_line(ms::bench::q1_result_json(
-      c.params.checkpoint_interval_ms > 0 ? events_read : events.size(), totals, proc_s, ms::bench::peak_rss_mb(), c.params.dedup));
+  // A resumed run reports the events it read itself, and its checkpoints.
+  const bool checkpointed = c.params.checkpoint_interval_ms > 0;
+  auto result = ms::bench::q1_result_json(checkpointed ? info.events_read : events.size(),
+                                          totals, proc_s, ms::bench::peak_rss_mb(),
+                                          c.params.dedup);
+  if (checkpointed) {
+    result["checkpoints"] = info.checkpoints;
+    result["checkpoints_failed"] = info.checkpoints_failed;
+    result["checkpoint_max_sync_ms"] = info.checkpoint_max_sync_ms;
+    result["checkpoint_uploaded_mb"] =
+        static_cast<double>(info.checkpoint_uploaded_bytes) / (1 << 20);
+  }
+  std::cout << ms::bench::json_line(result);
   std::cout.flush();
   return std::cout ? 0 : kExitFailure;
 }

@@ -89,7 +89,7 @@ class Q1TotalsSink final : public Sink<Q1Result> {
 
 Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params& params,
                          int threads, const std::string& state, const std::string& state_dir,
-                         Status* error, std::uint64_t* events_read) {
+                         Status* error, Q1RunInfo* info) {
   *error = Status();
   JobOptions options;
   options.parallelism = threads;
@@ -205,7 +205,13 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
   auto metrics = job->metrics();
   result.late_dropped = static_cast<std::uint64_t>(metrics["window_late_records"]);
   result.duplicates_dropped = static_cast<std::uint64_t>(metrics["dedup_dropped"]);
-  if (events_read != nullptr) *events_read = static_cast<std::uint64_t>(metrics["source_records"]);
+  if (info != nullptr) {
+    info->events_read = static_cast<std::uint64_t>(metrics["source_records"]);
+    info->checkpoints = metrics["checkpoints_completed"];
+    info->checkpoints_failed = metrics["checkpoints_failed"];
+    info->checkpoint_max_sync_ms = metrics["checkpoint_max_sync_ms"];
+    info->checkpoint_uploaded_bytes = metrics["checkpoint_uploaded_bytes"];
+  }
   return result;
 }
 

@@ -24,8 +24,17 @@ namespace meterstream {
 // the error to `*error` (kInvalidArgument / kUnimplemented for a configuration
 // the program cannot run, e.g. an unavailable backend) and returns partial or
 // empty totals; on success leaves `*error` OK.
+// What a run reports besides the totals (from the job's metrics).
+struct Q1RunInfo {
+  std::uint64_t events_read = 0;  // by this run (a resumed run starts past the first)
+  std::int64_t checkpoints = 0;
+  std::int64_t checkpoints_failed = 0;
+  std::int64_t checkpoint_max_sync_ms = 0;
+  std::int64_t checkpoint_uploaded_bytes = 0;
+};
+
 Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params& params,
                          int threads, const std::string& state, const std::string& state_dir,
-                         Status* error, std::uint64_t* events_read = nullptr);
+                         Status* error, Q1RunInfo* info = nullptr);
 
 }  // namespace meterstream

@@ -23,8 +23,16 @@
 //   main thread: job.start(), then a progress line every 500 ms from
 //   job.metrics() until job.wait() returns, then the summary.
 //
-// Usage: smart_meter [--meters N] [--events N] [--threads N]
+// Usage: smart_meter [--meters N] [--events N] [--threads N] [--dedup]
+//                    [--checkpoint-dir DIR [--checkpoint-interval-ms N] --output OUT]
 //   defaults: 100000 meters, 20000000 events, one thread per core.
+//
+//   With --checkpoint-dir the job checkpoints into DIR (every second by
+//   default), resumes from the newest checkpoint there, and writes every window
+//   exactly once as a line "meter_id,start,count,sum_wh,min_v,max_v" into
+//   OUT/*.csv (other names in OUT are staging). Kill it (kill -9, Ctrl-C) and
+//   start it again with the same command, as often as you like: the summary
+//   reads OUT back, and its digest is that of an uninterrupted run.
 //   `--events 2000000` gives WORKLOAD.md's second expected row of Q1
 //   (windows 604479, late 9120, digest 3609725919852728751), and with
 //   --dedup that of Q2 (late 9072, duplicates 9909, digest 2343734365286260326).
@@ -149,11 +157,15 @@ struct Flags {
   std::uint64_t events = 20000000;
   int threads = ms::default_parallelism();
   bool dedup = false;
+  std::string checkpoint_dir;
+  std::uint64_t checkpoint_interval_ms = 1000;
+  std::string output;
 };
 
 constexpr const char* kUsage =
     "usage: smart_meter [--meters N (>= 2)] [--events N (>= 1)] [--threads N (1..128)]\n"
-    "                   [--dedup]\n";
+    "                   [--dedup] [--checkpoint-dir DIR [--checkpoint-interval-ms N]\n"
+    "                   --output OUT]\n";
 
 bool parse_uint(std::string_view text, std::uint64_t* out) {
   if (text.empty()) return false;
@@ -175,7 +187,9 @@ bool parse_flags(int argc, char** argv, Flags* flags) {
     if (const auto eq = arg.find('='); eq != std::string_view::npos) {
       name = arg.substr(0, eq);
       value = arg.substr(eq + 1);
-    } else if (arg == "--meters" || arg == "--events" || arg == "--threads") {
+    } else if (arg == "--meters" || arg == "--events" || arg == "--threads" ||
+               arg == "--checkpoint-dir" || arg == "--checkpoint-interval-ms" ||
+               arg == "--output") {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "smart_meter: %s needs a value\n%s", argv[i], kUsage);
         return false;
@@ -207,12 +221,62 @@ bool parse_flags(int argc, char** argv, Flags* flags) {
         return false;
       }
       flags->threads = static_cast<int>(v);
+    } else if (name == "--checkpoint-dir" || name == "--output") {
+      if (value.empty()) {
+        std::fprintf(stderr, "smart_meter: %.*s: expected a folder\n%s",
+                     static_cast<int>(name.size()), name.data(), kUsage);
+        return false;
+      }
+      (name == "--output" ? flags->output : flags->checkpoint_dir) = std::string(value);
+    } else if (name == "--checkpoint-interval-ms") {
+      if (!number || v < 1) {
+        std::fprintf(stderr,
+                     "smart_meter: --checkpoint-interval-ms: expected an integer >= 1, got "
+                     "'%.*s'\n%s",
+                     static_cast<int>(value.size()), value.data(), kUsage);
+        return false;
+      }
+      flags->checkpoint_interval_ms = v;
     } else {
       std::fprintf(stderr, "smart_meter: unknown argument '%s'\n%s", argv[i], kUsage);
       return false;
     }
   }
+  if (flags->checkpoint_dir.empty() != flags->output.empty()) {
+    std::fprintf(stderr, "smart_meter: --checkpoint-dir and --output go together\n%s", kUsage);
+    return false;
+  }
   return true;
+}
+
+// The line of one window in the exactly-once output.
+std::string to_line(const Q1Result& r) {
+  return std::to_string(r.key) + "," + std::to_string(r.start) + "," +
+         std::to_string(r.value.count) + "," + std::to_string(r.value.sum_wh) + "," +
+         std::to_string(r.value.min_v) + "," + std::to_string(r.value.max_v);
+}
+
+// Reads the committed output back: the totals of every window in OUT/*.csv.
+ms::StatusOr<ms::Q1Totals> read_committed(const std::string& dir) {
+  ms::Q1Totals t;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.path().extension() != ".csv") continue;  // staging
+    FILE* f = std::fopen(entry.path().c_str(), "r");
+    if (f == nullptr) return absl::NotFoundError("cannot read " + entry.path().string());
+    unsigned long long meter = 0, count = 0, wh = 0;
+    long long start = 0;
+    unsigned min_v = 0, max_v = 0;
+    while (std::fscanf(f, "%llu,%lld,%llu,%llu,%u,%u\n", &meter, &start, &count, &wh, &min_v,
+                       &max_v) == 6) {
+      t.add_window(meter, start, count, wh, min_v, max_v);
+    }
+    const bool complete = std::feof(f) != 0;
+    std::fclose(f);
+    if (!complete) return absl::DataLossError("a line of " + entry.path().string() + " does not parse");
+  }
+  if (ec) return absl::NotFoundError("cannot list " + dir + ": " + ec.message());
+  return t;
 }
 
 std::string to_csv(const ms::MeterReading& r) {
@@ -270,15 +334,34 @@ int main(int argc, char** argv) {
                         .window(ms::tumbling(1min))
                         .aggregate(Q1Aggregate{});
   per_minute.late().sink(ms::file_sink<ms::MeterReading>(late_path, to_csv));
-  per_minute.sink(totals);
+  const bool checkpointed = !flags.checkpoint_dir.empty();
+  if (checkpointed) {
+    // Exactly once: staged at each checkpoint, published when it is durable.
+    per_minute.map(to_line).sink(
+        ms::exactly_once_file_sink<std::string>(flags.output, [](const std::string& l) { return l; }));
+  } else {
+    per_minute.sink(totals);
+  }
 
   ms::JobOptions options;
   options.parallelism = flags.threads;
+  if (checkpointed) {
+    auto storage = ms::make_local_checkpoint_storage({flags.checkpoint_dir + "/checkpoints"});
+    if (!storage.ok()) return fail("checkpoint storage", storage.status());
+    options.checkpoint = ms::enable_checkpointing(
+        std::chrono::milliseconds(flags.checkpoint_interval_ms), *std::move(storage));
+    options.checkpoint.local_dir = flags.checkpoint_dir + "/work";
+    options.checkpoint.restore = ms::RestoreFrom::latest();
+    std::printf("checkpoints -> %s/checkpoints every %llu ms (resuming from the newest), "
+                "windows -> %s/*.csv\n",
+                flags.checkpoint_dir.c_str(),
+                static_cast<unsigned long long>(flags.checkpoint_interval_ms), flags.output.c_str());
+  }
   ms::StatusOr<ms::Job> job = p.build(options);
   if (!job.ok()) return fail("build", job.status());
 
   const auto t0 = std::chrono::steady_clock::now();
-  std::printf("first windows fired:\n");
+  if (!checkpointed) std::printf("first windows fired:\n");
   std::fflush(stdout);
   if (ms::Status s = job->start(); !s.ok()) return fail("start", s);
 
@@ -291,13 +374,14 @@ int main(int argc, char** argv) {
     const double dt = std::chrono::duration<double>(now - last_time).count();
     std::printf(
         "[%5.1f s] events %11lld  %10.0f events/s  watermark %s  windows %9lld  late %7lld"
-        "  duplicates %7lld\n",
+        "  duplicates %7lld  checkpoints %lld\n",
         std::chrono::duration<double>(now - t0).count(), static_cast<long long>(records),
         dt > 0 ? static_cast<double>(records - last_records) / dt : 0.0,
         utc(m.count("source_watermark") ? m["source_watermark"] : ms::kMinTimestamp).c_str(),
         static_cast<long long>(m["window_results"]),
         static_cast<long long>(m["window_late_records"]),
-        static_cast<long long>(m["dedup_dropped"]));
+        static_cast<long long>(m["dedup_dropped"]),
+        static_cast<long long>(m["checkpoints_completed"]));
     std::fflush(stdout);
     last_records = records;
     last_time = now;
@@ -313,21 +397,34 @@ int main(int argc, char** argv) {
 
   auto m = job->metrics();
   ms::Q1Totals t = totals->totals();
+  if (checkpointed) {
+    // What all runs committed together, not only this one.
+    ms::StatusOr<ms::Q1Totals> committed = read_committed(flags.output);
+    if (!committed.ok()) return fail("reading the output", committed.status());
+    t = *committed;
+    std::printf("\n(%lld checkpoints in this run; the totals below are read back from %s, "
+                "what every run committed)\n",
+                static_cast<long long>(m["checkpoints_completed"]), flags.output.c_str());
+  }
   t.late_dropped = static_cast<std::uint64_t>(m["window_late_records"]);
   t.duplicates_dropped = static_cast<std::uint64_t>(m["dedup_dropped"]);
   const auto events = static_cast<std::uint64_t>(m["source_records"]);
   std::printf("\nsummary\n");
-  std::printf("  events        %llu\n", static_cast<unsigned long long>(events));
+  std::printf("  events        %llu%s\n", static_cast<unsigned long long>(events),
+              checkpointed ? "  (read by this run)" : "");
   std::printf("  windows       %llu\n", static_cast<unsigned long long>(t.windows));
-  std::printf("  late          %llu  (in %s)\n", static_cast<unsigned long long>(t.late_dropped),
-              late_path.c_str());
-  std::printf("  duplicates    %llu\n", static_cast<unsigned long long>(t.duplicates_dropped));
+  std::printf("  late          %llu  (in %s)%s\n", static_cast<unsigned long long>(t.late_dropped),
+              late_path.c_str(), checkpointed ? "  (this run)" : "");
+  std::printf("  duplicates    %llu%s\n", static_cast<unsigned long long>(t.duplicates_dropped),
+              checkpointed ? "  (this run)" : "");
   std::printf("  total_count   %llu\n", static_cast<unsigned long long>(t.total_count));
   std::printf("  sum_wh        %llu\n", static_cast<unsigned long long>(t.sum_wh));
   std::printf("  digest        %llu\n", static_cast<unsigned long long>(t.digest));
   std::printf("  elapsed       %.2f s (%.0f events/s)\n", elapsed,
               elapsed > 0 ? static_cast<double>(events) / elapsed : 0.0);
   std::printf("  peak RSS      %.1f MiB\n", peak_rss_mb());
+  // Late and duplicate counts are this run's; the committed windows are all runs'.
+  if (checkpointed) return 0;
   if (t.total_count + t.late_dropped + t.duplicates_dropped != events) {
     std::fprintf(stderr, "smart_meter: total_count + late + duplicates (%llu) != events (%llu)\n",
                  static_cast<unsigned long long>(t.total_count + t.late_dropped +

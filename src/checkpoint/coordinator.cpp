@@ -201,6 +201,7 @@ Coordinator::Coordinator(const CheckpointOptions& options, JobShared& shared,
   last_id_ = shared_.metrics.gauge("checkpoint_last_id", GaugeMerge::kMax, 0);
   last_duration_ms_ = shared_.metrics.gauge("checkpoint_last_duration_ms", GaugeMerge::kMax, 0);
   last_sync_ms_ = shared_.metrics.gauge("checkpoint_last_sync_ms", GaugeMerge::kMax, 0);
+  max_sync_ms_ = shared_.metrics.gauge("checkpoint_max_sync_ms", GaugeMerge::kMax, 0);
 }
 
 Coordinator::~Coordinator() {
@@ -570,6 +571,7 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
     for (SinkPrepared& s : p.prepared) uncommitted_.push_back(std::move(s));
   }
   last_sync_ms_->set(sync_us / 1000);
+  max_sync_ms_->set(std::max(max_sync_ms_->value(), sync_us / 1000));
 
   json meta;
   meta["format"] = kFormat;

@@ -104,6 +104,7 @@ class Coordinator final : public CheckpointHub {
   Gauge* last_id_ = nullptr;
   Gauge* last_duration_ms_ = nullptr;
   Gauge* last_sync_ms_ = nullptr;
+  Gauge* max_sync_ms_ = nullptr;
 };
 
 }  // namespace meterstream::detail
