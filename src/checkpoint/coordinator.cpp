@@ -275,6 +275,15 @@ StatusOr<std::shared_ptr<const RestoredCheckpoint>> Coordinator::restore() {
   if (restored) {
     splits_.insert(restored->splits.begin(), restored->splits.end());
     next_id_ = std::max(next_id_, restored_id + 1);
+    // Checkpoints after the restored one belong to a history that the sinks
+    // are about to discard (their output goes): they must never be restored.
+    for (std::int64_t id : completed) {
+      if (id <= restored_id) continue;
+      std::fprintf(stderr, "meterstream: checkpoint %lld is newer than the one restored (%lld): "
+                   "removing its metadata\n",
+                   static_cast<long long>(id), static_cast<long long>(restored_id));
+      MS_RETURN_IF_ERROR(storage.remove(metadata_path(id)));
+    }
   }
   // Sinks: finish the restored checkpoint's commit, discard everything later.
   for (const SinkRef& s : sinks_) {
@@ -379,6 +388,7 @@ void Coordinator::start(int units) {
     std::lock_guard<std::mutex> lock(mu_);
     units_ = units;
     reports_.assign(static_cast<std::size_t>(units), std::nullopt);
+    early_.assign(static_cast<std::size_t>(units), WorkerSnapshot());
     unit_finished_.assign(static_cast<std::size_t>(units), false);
     rests_.assign(static_cast<std::size_t>(units), WorkerSnapshot());
   }
@@ -392,13 +402,25 @@ void Coordinator::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // Snapshots of a checkpoint that will not complete; restored files that
+  // operators have read in open().
+  std::error_code ec;
+  fs::remove_all(fs::path(local_dir_) / "snapshots", ec);
+  fs::remove_all(fs::path(local_dir_) / "restore", ec);
 }
 
 void Coordinator::report(int unit, WorkerSnapshot snapshot) {
   failpoint("snapshot");
   {
     std::lock_guard<std::mutex> lock(mu_);
-    reports_[static_cast<std::size_t>(unit)] = std::move(snapshot);
+    const auto u = static_cast<std::size_t>(unit);
+    if (snapshot.id == pending_) {
+      reports_[u] = std::move(snapshot);
+    } else {
+      // Not the checkpoint being collected (cannot happen while workers report
+      // only triggered ids): keep it for the next one rather than lose it.
+      early_[u].merge(std::move(snapshot));
+    }
   }
   cv_.notify_all();
 }
@@ -445,7 +467,6 @@ void Coordinator::run() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       pending_ = id;
-      for (auto& r : reports_) r.reset();
     }
     triggered.store(id, std::memory_order_release);
     std::vector<WorkerSnapshot> parts;
@@ -472,14 +493,17 @@ bool Coordinator::collect(std::int64_t id, std::vector<WorkerSnapshot>* parts) {
   }
   for (int u = 0; u < units_; ++u) {
     const auto i = static_cast<std::size_t>(u);
+    WorkerSnapshot part = std::move(early_[i]);
+    early_[i] = WorkerSnapshot();
     if (reports_[i] && reports_[i]->id == id) {
-      parts->push_back(std::move(*reports_[i]));
+      part.merge(std::move(*reports_[i]));
       reports_[i].reset();
     } else {
       // Ran out of input before this barrier: all it produced belongs here.
-      parts->push_back(std::move(rests_[i]));
+      part.merge(std::move(rests_[i]));
       rests_[i] = WorkerSnapshot();
     }
+    parts->push_back(std::move(part));
   }
   return true;
 }
@@ -492,6 +516,7 @@ Status Coordinator::finish() {
     for (auto& r : reports_) {
       if (r) parts.push_back(std::move(*r));  // reported a barrier nobody completed
     }
+    for (auto& r : early_) parts.push_back(std::move(r));
     for (auto& r : rests_) parts.push_back(std::move(r));
     rests_.clear();
   }
@@ -533,7 +558,10 @@ StatusOr<std::string> Coordinator::upload_shared(const std::string& local_file,
     return absl::NotFoundError(fmt::format("snapshot file '{}' is missing", local_file));
   }
   // Hard links of one SST file share an inode: hash each file once per run.
-  const std::string key = fmt::format("{}:{}:{}", st.st_dev, st.st_ino, st.st_size);
+  // An inode is reused once its file is gone, so its name (RocksDB never
+  // reuses a file number in a database) and mtime are part of the key.
+  const std::string key = fmt::format("{}:{}:{}:{}.{}:{}", st.st_dev, st.st_ino, st.st_size,
+                                      st.st_mtim.tv_sec, st.st_mtim.tv_nsec, name);
   auto it = hash_cache_.find(key);
   if (it == hash_cache_.end()) {
     std::string hex;
@@ -568,9 +596,15 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
   for (WorkerSnapshot& p : parts) {
     sync_us = std::max(sync_us, p.sync_us);
     for (SplitSnapshot& s : p.splits) splits_[{s.source, s.split}] = std::move(s);
+    // Staged output waits for a checkpoint that completes, this one or later.
     for (SinkPrepared& s : p.prepared) uncommitted_.push_back(std::move(s));
   }
   last_sync_ms_->set(sync_us / 1000);
+  for (const WorkerSnapshot& p : parts) {
+    if (!p.error.ok()) {
+      return Status(p.error.code(), fmt::format("a snapshot failed: {}", std::string(p.error.message())));
+    }
+  }
   max_sync_ms_->set(std::max(max_sync_ms_->value(), sync_us / 1000));
 
   json meta;

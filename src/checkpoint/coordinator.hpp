@@ -85,6 +85,7 @@ class Coordinator final : public CheckpointHub {
   std::vector<std::optional<WorkerSnapshot>> reports_;   // per unit, for pending_
   std::vector<bool> unit_finished_;
   std::vector<WorkerSnapshot> rests_;  // per unit: produced after its last report
+  std::vector<WorkerSnapshot> early_;  // per unit: reports of no pending checkpoint
   std::thread thread_;
 
   // Coordinator thread only (or the caller of finish() after the thread stopped).

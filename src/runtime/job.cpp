@@ -188,6 +188,16 @@ class JobState {
               restored_->id, op));
         }
       }
+      for (const auto& [split, snap] : restored_->splits) {
+        const std::vector<Node*> all = nodes();
+        if (std::none_of(all.begin(), all.end(),
+                         [&](const Node* n) { return n->name == split.first; })) {
+          return absl::FailedPreconditionError(fmt::format(
+              "checkpoint {} holds positions of source '{}', which this job does not have (the "
+              "pipeline changed?)",
+              restored_->id, split.first));
+        }
+      }
       shared_.restored = restored_.get();
       shared_.restored_id = restored_->id;
     }

@@ -27,7 +27,8 @@ Worker::Worker(JobShared& shared, int index, int parallelism)
     : shared_(shared),
       index_(index),
       parallelism_(parallelism),
-      key_groups_(shared.key_group_ranges[static_cast<std::size_t>(index)]) {}
+      key_groups_(shared.key_group_ranges[static_cast<std::size_t>(index)]),
+      reported_(shared.restored_id) {}
 
 Worker::~Worker() = default;
 
@@ -68,11 +69,12 @@ void Worker::wait_for_space(int stage) {
   }
 }
 
-OperatorSnapshot& Worker::snapshot_of(const std::string& op) {
-  for (OperatorSnapshot& o : current_.operators) {
+OperatorSnapshot& Worker::snapshot_of(std::int64_t epoch, const std::string& op) {
+  WorkerSnapshot& p = pending_[epoch];
+  for (OperatorSnapshot& o : p.operators) {
     if (o.op == op) return o;
   }
-  OperatorSnapshot& o = current_.operators.emplace_back();
+  OperatorSnapshot& o = p.operators.emplace_back();
   o.op = op;
   o.worker = index_;
   o.key_groups = key_groups_;
@@ -88,9 +90,14 @@ void Worker::maybe_report() {
     if (!head->finished() && head->last_barrier < n) return;
   }
   reported_ = n;
-  current_.id = n;
-  hub->report(unit_, std::move(current_));
-  current_ = WorkerSnapshot();
+  WorkerSnapshot report;
+  report.id = n;
+  // Contributions of checkpoint n and earlier; later ones wait for theirs.
+  for (auto it = pending_.begin(); it != pending_.end() && it->first <= n;) {
+    report.merge(std::move(it->second));
+    it = pending_.erase(it);
+  }
+  hub->report(unit_, std::move(report));
 }
 
 void Worker::fire_processing_time() {
@@ -118,8 +125,10 @@ void Worker::run() {
                                             [](const StageHead* h) { return h->finished(); });
       if (all_finished) {
         if (shared_.checkpoints != nullptr) {
-          shared_.checkpoints->finished(unit_, std::move(current_));
-          current_ = WorkerSnapshot();
+          WorkerSnapshot rest;
+          for (auto& [epoch, part] : pending_) rest.merge(std::move(part));
+          pending_.clear();
+          shared_.checkpoints->finished(unit_, std::move(rest));
         }
         break;
       }

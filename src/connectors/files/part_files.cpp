@@ -208,6 +208,15 @@ Status commit_part_files(const std::string& dir, const std::vector<std::string>&
     const std::string staged = path_in(dir, name);
     const std::string committed =
         path_in(dir, std::string_view(name).substr(0, name.size() - kStagedSuffix.size()));
+    // Never over published output: two epochs with one name would mean
+    // output counted twice, or lost.
+    struct stat published{};
+    if (::stat(committed.c_str(), &published) == 0 && ::access(staged.c_str(), F_OK) == 0) {
+      result.Update(absl::FailedPreconditionError(fmt::format(
+          "exactly-once file sink '{}': cannot commit '{}': '{}' is already published", dir, name,
+          fs::path(committed).filename().string())));
+      continue;
+    }
     if (std::rename(staged.c_str(), committed.c_str()) == 0) {
       renamed = true;
       continue;

@@ -81,8 +81,8 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
   void end() override { out_->end(); }
 
   void barrier(std::int64_t id) override {
-    OperatorSnapshot& snap = worker_->snapshot_of(name_);
-    call_user(name_, [&] { snapshot_state(id, snap); });
+    OperatorSnapshot& snap = worker_->snapshot_of(id, name_);
+    worker_->snapshot_step(id, [&] { call_user(name_, [&] { snapshot_state(id, snap); }); });
     out_->barrier(id);
   }
 
@@ -330,12 +330,15 @@ class IdDedupOp final : public DedupOperatorBase<T> {
         });
         std::stable_sort(expiries_.begin(), expiries_.end(),
                          [](const auto& a, const auto& b) { return a.first < b.first; });
+        // The old instances' watermarks are equal; the smallest, as elsewhere.
+        Timestamp restored = kMaxTimestamp;
         for (const auto& [w, bytes] : mine->operator_states) {
           std::string_view in = bytes;
           std::int64_t wm = 0;
           if (!get_i64(&in, &wm)) this->corrupt();
-          watermark_ = std::max(watermark_, wm);
+          restored = std::min(restored, wm);
         }
+        if (!mine->operator_states.empty()) watermark_ = restored;
       }
     }
   }

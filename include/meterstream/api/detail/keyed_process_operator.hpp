@@ -51,7 +51,13 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
   // watermark.
   void barrier(std::int64_t id) override {
     flush();
-    OperatorSnapshot& snap = worker_->snapshot_of(name_);
+    OperatorSnapshot& snap = worker_->snapshot_of(id, name_);
+    worker_->snapshot_step(id, [&] { snapshot(id, snap); });
+    out_->barrier(id);
+  }
+
+ private:
+  void snapshot(std::int64_t id, OperatorSnapshot& snap) {
     snap.operator_state.clear();
     put_i64(&snap.operator_state, ctx_.watermark_);
     const KeyGroupRange range = worker_->key_groups();
@@ -77,8 +83,10 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
     StatusOr<StoreSnapshot> taken = store_->snapshot(dir);
     if (!taken.ok()) throw StatusError{taken.status()};
     snap.stores.push_back(LocalStoreSnapshot{std::move(dir), *std::move(taken)});
-    out_->barrier(id);
   }
+
+ public:
+
 
   void push(RecordBatch<T>& batch) override {
     call_user(name_, [&] {

@@ -190,7 +190,7 @@ class WatermarkAssignerOp final : public Collector<T>, public OperatorInstance {
   void watermark_status(bool idle) override { out_->watermark_status(idle); }
   void end() override { out_->end(); }
   void barrier(std::int64_t id) override {
-    std::string& state = worker_->snapshot_of(name_).operator_state;
+    std::string& state = worker_->snapshot_of(id, name_).operator_state;
     state.clear();
     put_i64(&state, generator_.current());
     put_i64(&state, generator_.max_timestamp());
@@ -263,7 +263,7 @@ class SinkOp final : public Collector<T>, public OperatorInstance {
         call_user(name_, [&] { return writer_->prepare_commit(epoch); });
     if (!prepared.ok()) fail(prepared.status());
     if (!prepared->empty() && worker_->checkpointing()) {
-      worker_->add_prepared(SinkPrepared{name_, *prepared});
+      worker_->add_prepared(epoch, SinkPrepared{name_, *prepared});
     }
     return *std::move(prepared);
   }

@@ -309,7 +309,7 @@ class InputGate final : public StageHead {
     last_barrier = aligning_;
     const Timestamp t0 = steady_micros();
     downstream_->barrier(aligning_);
-    worker_ref_->add_sync_time(steady_micros() - t0);
+    worker_ref_->add_sync_time(aligning_, steady_micros() - t0);
   }
 
   int silent_count() const {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "meterstream/core/key_group.hpp"
+#include "meterstream/core/status.hpp"
 #include "meterstream/core/time.hpp"
 #include "meterstream/state/state_backend.hpp"
 
@@ -62,6 +63,16 @@ struct WorkerSnapshot {
   std::vector<SplitSnapshot> splits;
   std::vector<SinkPrepared> prepared;
   std::int64_t sync_us = 0;  // time spent in operators' snapshots (the pause)
+  Status error;              // an operator's snapshot failed: the checkpoint fails
+
+  // Appends `other` (contributions of another epoch) to this one.
+  void merge(WorkerSnapshot&& other) {
+    for (auto& o : other.operators) operators.push_back(std::move(o));
+    for (auto& s : other.splits) splits.push_back(std::move(s));
+    for (auto& p : other.prepared) prepared.push_back(std::move(p));
+    sync_us += other.sync_us;
+    if (error.ok()) error = std::move(other.error);
+  }
 };
 
 // A checkpoint as restore gives it to operators (read-only, shared by workers).

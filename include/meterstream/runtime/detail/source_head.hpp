@@ -192,12 +192,12 @@ class SourceHead final : public StageHead {
   // Records every split's position, then sends barrier `id` after the
   // records read so far.
   void inject_barrier(std::int64_t id) {
-    for (const Split& s : splits_) worker_->add_split_snapshot(split_snapshot(s));
+    for (const Split& s : splits_) worker_->add_split_snapshot(id, split_snapshot(s));
     last_barrier = id;
     const Timestamp t0 = steady_micros();
     downstream_->barrier(id);
     if (undecodable_out_ != nullptr) undecodable_out_->barrier(id);
-    worker_->add_sync_time(steady_micros() - t0);
+    worker_->add_sync_time(id, steady_micros() - t0);
   }
 
   // Positions were applied by seek() when the splits were made; here the
@@ -268,7 +268,10 @@ class SourceHead final : public StageHead {
     if (finished_) return;
     finished_ = true;
     if (worker_->checkpointing()) {
-      for (const Split& s : splits_) worker_->add_split_snapshot(split_snapshot(s));
+      // After the last barrier this head passed: part of the next checkpoint.
+      for (const Split& s : splits_) {
+        worker_->add_split_snapshot(last_barrier + 1, split_snapshot(s));
+      }
     }
     emit_watermark(kMaxTimestamp);
     downstream_->end();

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -150,13 +151,33 @@ class Worker {
                ? 0
                : shared_.checkpoints->triggered.load(std::memory_order_acquire);
   }
-  // The part of the checkpoint in progress that operator `op` fills at its barrier.
-  OperatorSnapshot& snapshot_of(const std::string& op);
+  // What operators contribute to checkpoints, each to the checkpoint it
+  // belongs to (`epoch`): at barrier N, N; after barrier N (a split that ends,
+  // a sink's output staged at end of input), N + 1. A worker reports a
+  // checkpoint with the contributions of its epoch and earlier ones only.
+  //
+  // The part that operator `op` fills at barrier `epoch`.
+  OperatorSnapshot& snapshot_of(std::int64_t epoch, const std::string& op);
   // Records a split's position; a sink's staged output.
-  void add_split_snapshot(SplitSnapshot split) { current_.splits.push_back(std::move(split)); }
-  void add_prepared(SinkPrepared prepared) { current_.prepared.push_back(std::move(prepared)); }
+  void add_split_snapshot(std::int64_t epoch, SplitSnapshot split) {
+    pending_[epoch].splits.push_back(std::move(split));
+  }
+  void add_prepared(std::int64_t epoch, SinkPrepared prepared) {
+    pending_[epoch].prepared.push_back(std::move(prepared));
+  }
   // Time spent passing a barrier through a head's operators (their snapshots).
-  void add_sync_time(std::int64_t us) { current_.sync_us += us; }
+  void add_sync_time(std::int64_t epoch, std::int64_t us) { pending_[epoch].sync_us += us; }
+  // Runs `fn`, an operator's snapshot at barrier `epoch`; an error it throws
+  // (StatusError) fails that checkpoint, not the job.
+  template <typename F>
+  void snapshot_step(std::int64_t epoch, F&& fn) {
+    try {
+      fn();
+    } catch (const StatusError& e) {
+      WorkerSnapshot& p = pending_[epoch];
+      if (p.error.ok()) p.error = e.status;
+    }
+  }
   // A new local folder for operator `op`'s store snapshot of checkpoint `id`.
   std::string store_snapshot_dir(std::int64_t id, const std::string& op) const {
     return shared_.checkpoints->store_snapshot_dir(id, op, index_);
@@ -183,7 +204,7 @@ class Worker {
   std::int64_t blocked_rounds_ = 0;
   int unit_ = 0;
   std::int64_t reported_ = 0;
-  WorkerSnapshot current_;
+  std::map<std::int64_t, WorkerSnapshot> pending_;  // by epoch
 };
 
 }  // namespace meterstream::detail

@@ -81,10 +81,10 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
   void barrier(std::int64_t id) override {
     flush();
     flush_late();
-    OperatorSnapshot& snap = worker_->snapshot_of(name_);
+    OperatorSnapshot& snap = worker_->snapshot_of(id, name_);
     snap.operator_state.clear();
     put_i64(&snap.operator_state, watermark_);
-    call_user(name_, [&] { snapshot_windows(id, snap); });
+    worker_->snapshot_step(id, [&] { call_user(name_, [&] { snapshot_windows(id, snap); }); });
     out_->barrier(id);
     if (late_out_ != nullptr) late_out_->barrier(id);
   }
@@ -513,8 +513,8 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
       if (!mine.stores.empty()) {
         if (!store_) {
           throw StatusError{absl::FailedPreconditionError(
-              this->name_ + ": the checkpoint has spilled windows, which need a state backend "
-                            "that spills (RocksDB)")};
+              this->name_ + ": the checkpoint was taken with a state backend that spills "
+                            "windows to disk (RocksDB); restore it with one")};
         }
         for (const LocalStoreSnapshot& s : mine.stores) {
           Status st = store_->restore(s.local_dir, s.snapshot);
