@@ -40,12 +40,16 @@ struct LocalStoreSnapshot {
   StoreSnapshot snapshot;
 };
 
+// The key group of state bytes that hold entries of every key group of an
+// instance (the restore filters them by key).
+inline constexpr int kAllKeyGroups = -1;
+
 // One operator instance's part of a checkpoint.
 struct OperatorSnapshot {
   std::string op;  // the operator's name (a node name, or a store's operator id)
   int worker = 0;
   KeyGroupRange key_groups;
-  std::vector<std::pair<int, std::string>> keyed;  // key group -> state bytes
+  std::vector<std::pair<int, std::string>> keyed;  // key group (or kAllKeyGroups) -> bytes
   std::string operator_state;                      // operator-wide bytes, may be empty
   std::vector<LocalStoreSnapshot> stores;
 };

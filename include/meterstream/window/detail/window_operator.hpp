@@ -25,6 +25,8 @@
 #pragma once
 
 #include <algorithm>
+#include <cstring>
+#include <type_traits>
 #include <functional>
 #include <map>
 #include <memory>
@@ -211,7 +213,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     }
     // With a backend that keeps state in memory there is nothing to spill to.
     if (budget_ > 0) open_spill_store(worker);
-    if (worker.checkpointing()) this->template require_codecs<K, Acc>();
+    if (worker.checkpointing() && !kRawEntries) this->template require_codecs<K, Acc>();
     if (const auto* mine = this->restored_part()) call_user(this->name_, [&] { restore(*mine); });
   }
 
@@ -421,41 +423,53 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     w.spilled = false;
   }
 
-  // Per key group: for every window, its start, flags (fired, spilled) and
-  // the entries of that key group. Spilled chunks are in the store, whose
-  // snapshot goes along.
+  // The windows as one blob, in a single sequential pass over the tables
+  // (this is the pause of a checkpoint): a header (format, sizes), then per
+  // window its start, flags (fired, spilled), entry count and entries.
+  // Trivially copyable keys and accumulators are copied as raw bytes (a
+  // checkpoint is read by the same build on the same architecture; the sizes
+  // in the header catch a changed layout), others go through their Codec. A
+  // restore keeps the entries of its own key groups. Spilled chunks are in
+  // the store, whose snapshot goes along.
+  static constexpr bool kRawEntries = std::is_trivially_copyable_v<K> &&
+                                      std::is_trivially_copyable_v<Acc> &&
+                                      std::is_default_constructible_v<K>;
+  static constexpr std::uint64_t kRawFormat = 1;
+  static constexpr std::uint64_t kCodecFormat = 2;
+
   void snapshot_windows(std::int64_t id, OperatorSnapshot& snap) override {
-    if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
+    if constexpr (kRawEntries || (HasCodec<K>::value && HasCodec<Acc>::value)) {
       put_u64(&snap.operator_state, next_chunk_);
       put_u64(&snap.operator_state, expected_keys_);
-      const KeyGroupRange range = this->worker_->key_groups();
-      const auto groups = static_cast<std::size_t>(range.size());
-      std::vector<std::string> blobs(groups);
-      std::vector<std::string> entries(groups);
-      std::vector<std::uint64_t> counts(groups);
+      std::string blob;
+      std::size_t entries = 0;
+      for (const auto& [start, w] : windows_) entries += w->table.size();
+      blob.reserve(24 + windows_.size() * 17 +
+                   entries * (kRawEntries ? sizeof(K) + sizeof(Acc) : 16));
+      put_u64(&blob, kRawEntries ? kRawFormat : kCodecFormat);
+      put_u64(&blob, sizeof(K));
+      put_u64(&blob, sizeof(Acc));
       for (const auto& [start, w] : windows_) {
-        for (auto& e : entries) e.clear();
-        std::fill(counts.begin(), counts.end(), 0);
-        for (const auto& [key, acc] : w->table) {
-          const auto g = static_cast<std::size_t>(
-              key_group_of(key, this->worker_->max_parallelism()) - range.first);
-          encode_field<K, KeyCodec<K>>(key, &entries[g]);
-          encode_field<Acc>(acc, &entries[g]);
-          ++counts[g];
-        }
-        for (std::size_t g = 0; g < groups; ++g) {
-          if (counts[g] == 0 && !w->spilled && !w->fired) continue;
-          put_i64(&blobs[g], start);
-          blobs[g].push_back(static_cast<char>((w->fired ? 1 : 0) | (w->spilled ? 2 : 0)));
-          put_u64(&blobs[g], counts[g]);
-          blobs[g] += entries[g];
-        }
-      }
-      for (std::size_t g = 0; g < groups; ++g) {
-        if (!blobs[g].empty()) {
-          snap.keyed.emplace_back(range.first + static_cast<int>(g), std::move(blobs[g]));
+        put_i64(&blob, start);
+        blob.push_back(static_cast<char>((w->fired ? 1 : 0) | (w->spilled ? 2 : 0)));
+        put_u64(&blob, w->table.size());
+        if constexpr (kRawEntries) {
+          std::size_t at = blob.size();
+          blob.resize(at + w->table.size() * (sizeof(K) + sizeof(Acc)));
+          char* out = blob.data();
+          for (const auto& [key, acc] : w->table) {
+            std::memcpy(out + at, &key, sizeof(K));
+            std::memcpy(out + at + sizeof(K), &acc, sizeof(Acc));
+            at += sizeof(K) + sizeof(Acc);
+          }
+        } else {
+          for (const auto& [key, acc] : w->table) {
+            encode_field<K, KeyCodec<K>>(key, &blob);
+            encode_field<Acc>(acc, &blob);
+          }
         }
       }
+      snap.keyed.emplace_back(kAllKeyGroups, std::move(blob));
       if (store_) {
         std::string dir = this->worker_->store_snapshot_dir(id, this->name_);
         auto taken = store_->snapshot(dir);
@@ -466,7 +480,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
   }
 
   void restore(const RestoredCheckpoint::Operator& mine) {
-    if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
+    if constexpr (kRawEntries || (HasCodec<K>::value && HasCodec<Acc>::value)) {
       std::uint64_t next_chunk = 0;
       for (const auto& [w, bytes] : mine.operator_states) {
         std::string_view in = bytes;
@@ -480,34 +494,23 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
       }
       next_chunk_ = static_cast<std::uint32_t>(next_chunk);
       const KeyGroupRange range = this->worker_->key_groups();
-      for (const auto& [kg, blobs] : mine.keyed) {
-        if (kg < range.first || kg > range.last) continue;
-        for (const std::string& blob : blobs) {
+      const int max_parallelism = this->worker_->max_parallelism();
+      auto it = mine.keyed.find(kAllKeyGroups);
+      if (it != mine.keyed.end()) {
+        for (const std::string& blob : it->second) {
           std::string_view in = blob;
-          while (!in.empty()) {
-            std::int64_t start = 0;
-            std::uint64_t n = 0;
-            if (!get_i64(&in, &start) || in.empty()) this->corrupt("a window");
-            const auto flags = static_cast<unsigned char>(in.front());
-            in.remove_prefix(1);
-            if (!get_u64(&in, &n)) this->corrupt("a window");
-            auto& slot = windows_[start];
-            if (!slot) {
-              slot = std::make_unique<Window>();
-              slot->start = start;
-              slot->end = start + size_;
-            }
-            slot->fired |= (flags & 1) != 0;
-            slot->spilled |= (flags & 2) != 0;
-            for (std::uint64_t i = 0; i < n; ++i) {
-              K key{};
-              Acc acc{};
-              if (!decode_field<K, KeyCodec<K>>(&in, &key) || !decode_field<Acc>(&in, &acc)) {
-                this->corrupt("an entry of window " + std::to_string(start));
-              }
-              slot->table.insert_or_assign(std::move(key), std::move(acc));
-            }
+          std::uint64_t format = 0, key_size = 0, acc_size = 0;
+          if (!get_u64(&in, &format) || !get_u64(&in, &key_size) || !get_u64(&in, &acc_size)) {
+            this->corrupt("the windows");
           }
+          if (format != (kRawEntries ? kRawFormat : kCodecFormat) ||
+              (kRawEntries && (key_size != sizeof(K) || acc_size != sizeof(Acc)))) {
+            throw StatusError{absl::FailedPreconditionError(
+                this->name_ + ": the checkpoint's windows were written with other key or "
+                              "accumulator types (format " + std::to_string(format) + ", sizes " +
+                std::to_string(key_size) + "/" + std::to_string(acc_size) + ")")};
+          }
+          while (!in.empty()) restore_window(&in, range, max_parallelism);
         }
       }
       if (!mine.stores.empty()) {
@@ -521,6 +524,39 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
           if (!st.ok()) throw StatusError{st};
         }
       }
+    }
+  }
+
+  // Reads one window of a snapshot blob, keeping the entries of `range`.
+  void restore_window(std::string_view* in, KeyGroupRange range, int max_parallelism) {
+    std::int64_t start = 0;
+    std::uint64_t n = 0;
+    if (!get_i64(in, &start) || in->empty()) this->corrupt("a window");
+    const auto flags = static_cast<unsigned char>(in->front());
+    in->remove_prefix(1);
+    if (!get_u64(in, &n)) this->corrupt("a window");
+    auto& slot = windows_[start];
+    if (!slot) {
+      slot = std::make_unique<Window>();
+      slot->start = start;
+      slot->end = start + size_;
+    }
+    slot->fired |= (flags & 1) != 0;
+    slot->spilled |= (flags & 2) != 0;
+    for (std::uint64_t i = 0; i < n; ++i) {
+      K key{};
+      Acc acc{};
+      if constexpr (kRawEntries) {
+        if (in->size() < sizeof(K) + sizeof(Acc)) this->corrupt("window " + std::to_string(start));
+        std::memcpy(&key, in->data(), sizeof(K));
+        std::memcpy(&acc, in->data() + sizeof(K), sizeof(Acc));
+        in->remove_prefix(sizeof(K) + sizeof(Acc));
+      } else if (!decode_field<K, KeyCodec<K>>(in, &key) || !decode_field<Acc>(in, &acc)) {
+        this->corrupt("an entry of window " + std::to_string(start));
+      }
+      const int kg = key_group_of(key, max_parallelism);
+      if (kg < range.first || kg > range.last) continue;
+      slot->table.insert_or_assign(std::move(key), std::move(acc));
     }
   }
 
