@@ -493,7 +493,7 @@ TEST_CASE("a shared file of the checkpoints always holds the same RocksDB file",
   o.checkpoint.retained = 1000000;
   o.state_backend = mt::tiny_rocksdb(dir.str("state"));
   const auto m = mt::run_to_end(p, o);
-  CHECK(m.at("checkpoints_completed") >= 20);
+  CHECK(m.at("checkpoints_completed") >= 10);
 
   std::map<std::string, std::set<std::string>> names;  // shared path -> file names
   for (std::int64_t id : mt::completed_ids(*storage)) {
@@ -508,7 +508,7 @@ TEST_CASE("a shared file of the checkpoints always holds the same RocksDB file",
       }
     }
   }
-  CHECK(names.size() >= 20);
+  CHECK(names.size() >= 10);
   for (const auto& [path, files] : names) {
     INFO(path << " holds " << files.size() << " different files");
     CHECK(files.size() == 1);
