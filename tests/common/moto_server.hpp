@@ -93,16 +93,20 @@ class MotoServer {
   MotoServer& operator=(const MotoServer&) = delete;
 
   // Stops the server (SIGTERM) and waits for it; its port stops answering.
-  void stop() {
+  void stop() { stop_with(SIGTERM); }
+  // Kills the server (SIGKILL) at once, as a crash would.
+  void kill() { stop_with(SIGKILL); }
+  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  void stop_with(int signal) {
     if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
+      ::kill(pid_, signal);
       ::waitpid(pid_, nullptr, 0);
       pid_ = -1;
     }
   }
-  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
- private:
   int port_;
   pid_t pid_ = -1;
   std::string log_;
