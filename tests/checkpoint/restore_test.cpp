@@ -151,6 +151,28 @@ TEST_CASE("RestoreFrom::id and RestoreFrom::path restore that checkpoint, exactl
   }
 }
 
+TEST_CASE("latest without any checkpoint starts from scratch; from a final one, reads nothing",
+          "[checkpoint]") {
+  mt::TempDir dir("restore-final");
+  mt::Pace pace;
+  pace.slow->store(false);
+  ms::JobOptions o = q1_options(dir, false, 10);
+  o.checkpoint.restore = ms::RestoreFrom::latest();
+  auto m = mt::run_to_end(mt::q1_pipeline(row(), pace, dir.str("out")), o);
+  CHECK(m.at("source_records") == static_cast<std::int64_t>(row().events));
+  mt::check_q1_committed(dir.str("out"), row().expected);
+  // Run again (a restart after the job ended): the final checkpoint has
+  // every split at its end, the output stays as it is.
+  for (int threads : {1, 3}) {
+    INFO("restarted at " << threads << " threads");
+    o.parallelism = threads;
+    m = mt::run_to_end(mt::q1_pipeline(row(), pace, dir.str("out")), o);
+    CHECK(m.at("source_records") == 0);
+    CHECK(m.at("sink_records") == 0);
+    mt::check_q1_committed(dir.str("out"), row().expected);
+  }
+}
+
 TEST_CASE("restoring a checkpoint that does not exist is kNotFound naming it", "[checkpoint]") {
   Cut cut;
   cut_q1(&cut, 2);
@@ -183,6 +205,11 @@ TEST_CASE("a corrupt newest metadata makes latest fall back to the previous chec
   Copy copy(cut);
   corrupt(copy.file(mt::metadata_path(newest)));
   check_restores(cut, copy, ms::RestoreFrom::latest(), previous);
+  // Retention of the restored run removed the checkpoint that did not verify.
+  auto storage = mt::local_storage(copy.dir.str("chk"));
+  auto left = storage->list(mt::metadata_path(newest).substr(0, 15));
+  REQUIRE(left.ok());
+  CHECK(left->empty());
   // Asked for by id, the corrupt one is an error.
   Copy again(cut);
   corrupt(again.file(mt::metadata_path(newest)));
