@@ -151,7 +151,7 @@ TEST_CASE("RestoreFrom::id and RestoreFrom::path restore that checkpoint, exactl
   }
 }
 
-TEST_CASE("latest without any checkpoint starts from scratch; from a final one, reads nothing",
+TEST_CASE("latest without a checkpoint starts afresh and a restart after the end reads nothing",
           "[checkpoint]") {
   mt::TempDir dir("restore-final");
   mt::Pace pace;

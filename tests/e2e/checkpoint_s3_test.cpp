@@ -115,7 +115,7 @@ TEST_CASE("Q1 on RocksDB cut and restored through S3 checkpoints commits the exa
   mt::check_q1_committed(out, row().expected);
 }
 
-TEST_CASE("checkpoints that fail in a row fail the job; with a high limit it runs to the end",
+TEST_CASE("checkpoints that fail in a row fail the job, or with a high limit only its final commit",
           "[checkpoint][s3]") {
   endpoint();  // the same prerequisites: moto_server must be installed
   // Two jobs checkpointing into a server of our own, which is killed once
