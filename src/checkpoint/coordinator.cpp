@@ -558,10 +558,14 @@ StatusOr<std::string> Coordinator::upload_shared(const std::string& local_file,
     return absl::NotFoundError(fmt::format("snapshot file '{}' is missing", local_file));
   }
   // Hard links of one SST file share an inode: hash each file once per run.
-  // An inode is reused once its file is gone, so its name (RocksDB never
-  // reuses a file number in a database) and mtime are part of the key.
-  const std::string key = fmt::format("{}:{}:{}:{}.{}:{}", st.st_dev, st.st_ino, st.st_size,
-                                      st.st_mtim.tv_sec, st.st_mtim.tv_nsec, name);
+  // The inode alone does not name a file: once RocksDB deletes an SST (and
+  // its snapshot links are gone) the file system hands the inode to a new
+  // file, often one of the same size, which must not inherit the old
+  // content name. RocksDB never reuses an SST's file name in a database, and
+  // a reused inode gets a new mtime, so both go into the key.
+  const std::string key =
+      fmt::format("{}:{}:{}:{}.{}:{}", st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec,
+                  st.st_mtim.tv_nsec, name);
   auto it = hash_cache_.find(key);
   if (it == hash_cache_.end()) {
     std::string hex;

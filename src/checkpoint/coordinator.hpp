@@ -93,7 +93,8 @@ class Coordinator final : public CheckpointHub {
   std::map<std::pair<std::string, int>, SplitSnapshot> splits_;  // newest known
   std::vector<SinkPrepared> uncommitted_;  // staged output of failed checkpoints
   std::set<std::string> shared_files_;     // in storage under shared/
-  std::map<std::string, std::string> hash_cache_;  // "dev:inode:size" -> content name
+  // "dev:inode:size:mtime:file name" -> content name
+  std::map<std::string, std::string> hash_cache_;
   std::map<std::int64_t, std::set<std::string>> referenced_;  // completed id -> its files
   std::set<std::int64_t> bad_;  // checkpoints that did not verify
   int consecutive_failures_ = 0;

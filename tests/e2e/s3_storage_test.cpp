@@ -3,12 +3,6 @@
 // The shared moto_server comes from MS_S3_ENDPOINT (scripts/test.sh starts
 // it). That server accepts any signature, so the signing test starts its own
 // moto_server and enforces IAM auth on it (docs/checkpoint_storage.md).
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,11 +20,14 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/moto_server.hpp"
 #include "meterstream/checkpoint/checkpoint_storage.hpp"
 
 namespace ms = meterstream;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using meterstream::test::free_port;
+using meterstream::test::MotoServer;
 
 namespace {
 
@@ -112,84 +109,6 @@ std::string xml_value(const std::string& xml, const std::string& tag) {
   b += tag.size() + 2;
   return xml.substr(b, e - b);
 }
-
-sockaddr_in loopback(int port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  return addr;
-}
-
-// A port that was free a moment ago (nothing listens on it afterwards).
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr = loopback(0);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-bool port_answers(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr = loopback(port);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
-
-// A moto_server child process on a free loopback port, stopped on destruction.
-class MotoServer {
- public:
-  MotoServer() : port_(free_port()) {
-    log_ = (fs::path(MS_BINARY_DIR) / ("moto-auth-" + std::to_string(port_) + ".log")).string();
-    const std::string port = std::to_string(port_);
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-      }
-      ::execlp("moto_server", "moto_server", "-H", "127.0.0.1", "-p", port.c_str(),
-               static_cast<char*>(nullptr));
-      ::execlp("python3", "python3", "-m", "moto.server", "-H", "127.0.0.1", "-p",
-               port.c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (!port_answers(port_)) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        FAIL("moto_server exited at start (install it with scripts/deps.sh --test); log: " +
-             read_file(log_));
-      }
-      if (std::chrono::steady_clock::now() > deadline) FAIL("moto_server did not start in 60 s");
-      std::this_thread::sleep_for(100ms);
-    }
-  }
-  ~MotoServer() { stop(); }
-  MotoServer(const MotoServer&) = delete;
-  MotoServer& operator=(const MotoServer&) = delete;
-
-  void stop() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
- private:
-  int port_;
-  pid_t pid_ = -1;
-  std::string log_;
-};
 
 // An IAM query API call signed by curl's command line (moto's single server
 // routes it to IAM by the service in the credential scope); returns the body.
@@ -340,7 +259,7 @@ TEST_CASE("s3 storage fails with kUnavailable in bounded time when the server is
 TEST_CASE("s3 storage signs requests that moto verifies with IAM auth enforced",
           "[checkpoint][s3]") {
   endpoint();  // The same prerequisites: moto_server must be installed.
-  MotoServer moto;
+  MotoServer moto("auth");
   const std::string ep = moto.endpoint();
 
   // While auth is not enforced yet: a user with an allow-all policy and a key.

@@ -273,7 +273,7 @@ TEST_CASE("sliding windows put each record in size/slide windows, as a brute for
   }
 }
 
-TEST_CASE("allowed lateness re-emits updated results; records beyond it go to late()",
+TEST_CASE("allowed lateness re-emits updated results, and records beyond it go to late()",
           "[window]") {
   const std::vector<Ev> events = random_events(5000, 3, 200, 4, 5000);
   const Reference ref = reference(events, 1000, 1000, 1500, 300, 20);
