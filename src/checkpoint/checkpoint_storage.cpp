@@ -81,15 +81,19 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-std::string to_hex(const Sha256Digest& digest) {
+std::string to_hex(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  out.reserve(digest.size() * 2);
-  for (unsigned char c : digest) {
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
     out.push_back(kHex[c >> 4]);
     out.push_back(kHex[c & 0xf]);
   }
   return out;
+}
+
+std::string to_hex(const Sha256Digest& digest) {
+  return to_hex(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 
 }  // namespace detail

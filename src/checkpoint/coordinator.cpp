@@ -44,17 +44,6 @@ std::int64_t checkpoint_id_of(std::string_view path) {
   return id;
 }
 
-std::string to_hex(std::string_view bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(digits[c >> 4]);
-    out.push_back(digits[c & 15]);
-  }
-  return out;
-}
-
 bool from_hex(std::string_view hex, std::string* out) {
   if (hex.size() % 2 != 0) return false;
   auto nibble = [](char c) -> int {

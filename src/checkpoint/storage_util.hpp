@@ -75,5 +75,6 @@ class Sha256 {
 
 Sha256Digest sha256(std::string_view bytes);
 std::string to_hex(const Sha256Digest& digest);
+std::string to_hex(std::string_view bytes);
 
 }  // namespace meterstream::detail
