@@ -8,7 +8,6 @@
 #include <chrono>
 #include <filesystem>
 #include <system_error>
-#include <limits>
 #include <memory>
 #include <mutex>
 
@@ -19,33 +18,6 @@
 namespace meterstream {
 
 namespace {
-
-// count, sum of wh, min and max voltage per meter and window.
-struct Q1Aggregate {
-  struct Acc {
-    std::uint64_t count = 0;
-    std::uint64_t sum_wh = 0;
-    std::uint32_t min_v = std::numeric_limits<std::uint32_t>::max();
-    std::uint32_t max_v = 0;
-  };
-  using accumulator_type = Acc;
-  Acc create() const { return Acc{}; }
-  void add(Acc& a, const MeterReading& r) const {
-    ++a.count;
-    a.sum_wh += r.wh;
-    a.min_v = std::min<std::uint32_t>(a.min_v, r.voltage_dv);
-    a.max_v = std::max<std::uint32_t>(a.max_v, r.voltage_dv);
-  }
-  void merge(Acc& a, const Acc& b) const {
-    a.count += b.count;
-    a.sum_wh += b.sum_wh;
-    a.min_v = std::min(a.min_v, b.min_v);
-    a.max_v = std::max(a.max_v, b.max_v);
-  }
-  Acc result(const Acc& a) const { return a; }
-};
-
-using Q1Result = WindowResult<std::uint64_t, Q1Aggregate::Acc>;
 
 // Folds fired windows into Q1Totals per worker, merged when writers close.
 class Q1TotalsSink final : public Sink<Q1Result> {
@@ -86,6 +58,11 @@ class Q1TotalsSink final : public Sink<Q1Result> {
 };
 
 }  // namespace
+
+std::string q1_result_line(const Q1Result& r) {
+  return bench::q1_output_line(bench::Q1OutputWindow{r.key, r.start, r.value.count,
+                                                     r.value.sum_wh, r.value.min_v, r.value.max_v});
+}
 
 Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params& params,
                          int threads, const std::string& state, const std::string& state_dir,
@@ -182,8 +159,7 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
             written->totals.add_window(r.key, r.start, r.value.count, r.value.sum_wh,
                                        r.value.min_v, r.value.max_v);
           }
-          return bench::q1_output_line(bench::Q1OutputWindow{r.key, r.start, r.value.count, r.value.sum_wh,
-                                                r.value.min_v, r.value.max_v});
+          return q1_result_line(r);
         })
         .sink(exactly_once_file_sink<std::string>(params.output_dir,
                                                   [](const std::string& line) { return line; }));

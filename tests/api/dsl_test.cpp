@@ -1,13 +1,9 @@
 // The DSL end to end: transformations, sources and sinks, keyed process
 // functions with state and timers, errors of user code and of the plan.
-#include <stdlib.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -24,9 +20,11 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/temp_dir.hpp"
 #include "meterstream/meterstream.hpp"
 
 namespace ms = meterstream;
+using meterstream::test::TempDir;
 using namespace std::chrono_literals;
 
 namespace {
@@ -63,29 +61,6 @@ void run_ok(const ms::Pipeline& p, ms::JobOptions o) {
   INFO(s.ToString());
   REQUIRE(s.ok());
 }
-
-// A temporary directory removed (with its files) at the end of the scope.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/meterstream-api-XXXXXX";
-    char* p = mkdtemp(tmpl.data());
-    REQUIRE(p != nullptr);
-    path_ = p;
-  }
-  ~TempDir() {
-    for (const std::string& f : files_) std::remove(f.c_str());
-    rmdir(path_.c_str());
-  }
-  std::string file(const std::string& name) {
-    files_.push_back(path_ + "/" + name);
-    return files_.back();
-  }
-
- private:
-  std::string path_;
-  std::vector<std::string> files_;
-};
 
 std::vector<std::string> read_lines(const std::string& path) {
   std::ifstream in(path);
@@ -234,9 +209,9 @@ TEST_CASE("rebalance keeps every record", "[dsl]") {
 TEST_CASE("file_source and file_sink round trip, undecodable lines go to the side output",
           "[dsl]") {
   TempDir dir;
-  const std::string in_path = dir.file("in.txt");
-  const std::string out_path = dir.file("out.txt");
-  const std::string bad_path = dir.file("bad.txt");
+  const std::string in_path = dir.str("in.txt");
+  const std::string out_path = dir.str("out.txt");
+  const std::string bad_path = dir.str("bad.txt");
   // Numbers, with some lines that do not parse.
   std::vector<std::string> lines;
   std::vector<std::int64_t> numbers;
@@ -297,7 +272,7 @@ TEST_CASE("file_source and file_sink round trip, undecodable lines go to the sid
 
 TEST_CASE("undecodable lines are counted when the side output is not used", "[dsl]") {
   TempDir dir;
-  const std::string in_path = dir.file("in.txt");
+  const std::string in_path = dir.str("in.txt");
   {
     std::ofstream out(in_path);
     out << "a\n\nb\nxx\n";
@@ -317,7 +292,7 @@ TEST_CASE("undecodable lines are counted when the side output is not used", "[ds
 
 TEST_CASE("a missing input file fails run() with the path in the message", "[dsl]") {
   TempDir dir;
-  const std::string missing = dir.file("does-not-exist.txt");
+  const std::string missing = dir.str("does-not-exist.txt");
   std::vector<std::string> got;
   ms::Pipeline p;
   p.source(ms::file_source(missing)).sink(ms::collect_into(got));

@@ -26,6 +26,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/checkpoint_jobs.hpp"
+#include "common/count_sum.hpp"
+#include "common/temp_dir.hpp"
 #include "common/workload_rows.hpp"
 #include "meterstream/meterstream.hpp"
 
@@ -75,9 +77,7 @@ void cut_and_restore_q1(const Q1Case& c) {
     REQUIRE(shared.ok());
     CHECK_FALSE(shared->empty());
   }
-  const std::vector<std::int64_t> ids = mt::completed_ids(*storage);
-  REQUIRE(!ids.empty());
-  const std::int64_t resume_at = mt::generator_position(*storage, ids.back());
+  const std::int64_t resume_at = mt::newest_generator_position(*storage);
   CHECK(resume_at > 0);
   CHECK(resume_at < static_cast<std::int64_t>(row.events));
 
@@ -195,7 +195,7 @@ TEST_CASE("dedup_by_sequence restored drops exactly the duplicates of the uninte
         .dedup_by_sequence(&ms::MeterReading::seq)
         .input()
         .map(reading_line)
-        .sink(ms::exactly_once_file_sink<std::string>(out, [](const std::string& s) { return s; }));
+        .sink(mt::line_sink(out));
     return p;
   };
   const auto records = static_cast<std::int64_t>(row.events);
@@ -221,7 +221,7 @@ TEST_CASE("dedup_by with a time to live restored keeps exactly the uninterrupted
         // event time: retries that come later are kept again.
         .dedup_by([](const ms::MeterReading& r) { return (r.meter_id << 32) | r.seq; }, 10min)
         .map(reading_line)
-        .sink(ms::exactly_once_file_sink<std::string>(out, [](const std::string& s) { return s; }));
+        .sink(mt::line_sink(out));
     return p;
   };
   const auto records = static_cast<std::int64_t>(row.events);
@@ -319,7 +319,7 @@ TEST_CASE("keyed process state and pending event-time and processing-time timers
                          &Rec::ts)
         .key_by(&Rec::key)
         .process<std::string>(PerSecond{open})
-        .sink(ms::exactly_once_file_sink<std::string>(out, [](const std::string& s) { return s; }));
+        .sink(mt::line_sink(out));
     return p;
   };
   const std::vector<std::string> expected = uninterrupted(make, 2, {});
@@ -349,28 +349,6 @@ TEST_CASE("keyed process state and pending event-time and processing-time timers
   }
 }
 
-namespace {
-
-struct SumVal {
-  struct Acc {
-    std::int64_t count = 0;
-    std::int64_t sum = 0;
-  };
-  using accumulator_type = Acc;
-  Acc create() const { return {}; }
-  void add(Acc& a, const Rec& r) const {
-    ++a.count;
-    a.sum += r.val;
-  }
-  void merge(Acc& a, const Acc& b) const {
-    a.count += b.count;
-    a.sum += b.sum;
-  }
-  Acc result(const Acc& a) const { return a; }
-};
-
-}  // namespace
-
 TEST_CASE("session windows restored fire exactly the uninterrupted run's sessions",
           "[checkpoint][window]") {
   constexpr int kRecords = 100000;
@@ -382,13 +360,13 @@ TEST_CASE("session windows restored fire exactly the uninterrupted run's session
         .key_by(&Rec::key)
         .window(ms::session(1s))
         .allowed_lateness(3s)
-        .aggregate(SumVal{})
-        .map([](const ms::WindowResult<std::int64_t, SumVal::Acc>& r) {
+        .aggregate(mt::CountSum<Rec>{})
+        .map([](const ms::WindowResult<std::int64_t, mt::CountSum<Rec>::Acc>& r) {
           return std::to_string(r.key) + "," + std::to_string(r.start) + "," +
                  std::to_string(r.end) + "," + std::to_string(r.value.count) + "," +
                  std::to_string(r.value.sum);
         })
-        .sink(ms::exactly_once_file_sink<std::string>(out, [](const std::string& s) { return s; }));
+        .sink(mt::line_sink(out));
     return p;
   };
   const std::vector<std::string> expected = uninterrupted(make, 1, {});
@@ -423,7 +401,7 @@ TEST_CASE("a file source restores at its byte position", "[checkpoint][files]") 
     p.source(ms::file_source(input, parse))
         .rebalance()
         .map([](const std::string& s) { return s; })
-        .sink(ms::exactly_once_file_sink<std::string>(out, [](const std::string& s) { return s; }));
+        .sink(mt::line_sink(out));
     return p;
   };
   for (auto [cut, restore] : {std::pair{1, 1}, std::pair{2, 1}}) {
@@ -485,8 +463,7 @@ TEST_CASE("a shared file of the checkpoints always holds the same RocksDB file",
                        &Rec::ts)
       .key_by(&Rec::key)
       .process<std::string>(PerSecond{open})
-      .sink(ms::exactly_once_file_sink<std::string>(dir.str("out"),
-                                                    [](const std::string& s) { return s; }));
+      .sink(mt::line_sink(dir.str("out")));
   ms::JobOptions o;
   o.parallelism = 2;
   o.checkpoint = ms::enable_checkpointing(5ms, storage);

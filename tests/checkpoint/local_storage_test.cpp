@@ -9,32 +9,16 @@
 #include <thread>
 #include <vector>
 
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 
+#include "common/temp_dir.hpp"
 #include "meterstream/checkpoint/checkpoint_storage.hpp"
 
 namespace ms = meterstream;
 namespace fs = std::filesystem;
+using meterstream::test::TempDir;
 
 namespace {
-
-// A fresh folder under the build tree, removed at the end.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> n{0};
-    path = fs::path(MS_BINARY_DIR) / "test-tmp" /
-           ("local-storage-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 std::unique_ptr<ms::CheckpointStorage> open_storage(const fs::path& dir) {
   ms::LocalCheckpointStorageOptions options;

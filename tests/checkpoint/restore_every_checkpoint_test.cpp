@@ -17,10 +17,12 @@
 #include <thread>
 #include <vector>
 
+#include "common/temp_dir.hpp"
 #include "meterstream/meterstream.hpp"
 
 namespace ms = meterstream;
 namespace fs = std::filesystem;
+using meterstream::test::TempDir;
 using namespace std::chrono_literals;
 
 namespace {
@@ -124,24 +126,11 @@ std::vector<std::int64_t> checkpoint_ids(const std::string& chk) {
   return ids;
 }
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "ms-restore-every-XXXXXX").string();
-    REQUIRE(mkdtemp(t.data()) != nullptr);
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 }  // namespace
 
 TEST_CASE("every checkpoint of a run restores to the uninterrupted output", "[checkpoint]") {
   TempDir dir;
-  const std::string run1 = dir.path + "/run";
+  const std::string run1 = dir.str("run");
   REQUIRE(run(run1, 10ms, ms::RestoreFrom::none(), 2).ok());
   REQUIRE(committed(run1 + "/out") == kRecords);
   const std::vector<std::int64_t> ids = checkpoint_ids(run1 + "/chk");
@@ -152,7 +141,7 @@ TEST_CASE("every checkpoint of a run restores to the uninterrupted output", "[ch
     const int threads = static_cast<int>(i % 3) + 1;  // rescaled two times in three
     {
       INFO("restoring checkpoint " << id << " with " << threads << " threads");
-      const std::string copy = dir.path + "/r" + std::to_string(id) + "-" + std::to_string(threads);
+      const std::string copy = dir.str("r" + std::to_string(id) + "-" + std::to_string(threads));
       fs::create_directories(copy);
       fs::copy(run1 + "/chk", copy + "/chk", fs::copy_options::recursive);
       fs::copy(run1 + "/out", copy + "/out", fs::copy_options::recursive);
@@ -166,7 +155,7 @@ TEST_CASE("every checkpoint of a run restores to the uninterrupted output", "[ch
 
 TEST_CASE("restoring an older checkpoint, then the newest, stays exact", "[checkpoint]") {
   TempDir dir;
-  const std::string base = dir.path + "/run";
+  const std::string base = dir.str("run");
   REQUIRE(run(base, 10ms, ms::RestoreFrom::none(), 2).ok());
   const std::vector<std::int64_t> ids = checkpoint_ids(base + "/chk");
   REQUIRE(ids.size() >= 3);

@@ -22,7 +22,9 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "bench/q1_pipeline.hpp"
 #include "common/checkpoint_jobs.hpp"
+#include "common/temp_dir.hpp"
 #include "common/workload_rows.hpp"
 #include "meterstream/meterstream.hpp"
 
@@ -407,10 +409,9 @@ TEST_CASE("restoring into a pipeline with another operator layout is kFailedPrec
       .filter([](const ms::MeterReading& r) { return r.wh > 0; })
       .key_by(&ms::MeterReading::meter_id)
       .window(ms::tumbling(60s))
-      .aggregate(mt::Q1Agg{})
-      .map(mt::q1_line)
-      .sink(ms::exactly_once_file_sink<std::string>(cut.dir.str("out"),
-                                                    [](const std::string& s) { return s; }));
+      .aggregate(ms::Q1Aggregate{})
+      .map(ms::q1_result_line)
+      .sink(mt::line_sink(cut.dir.str("out")));
   ms::JobOptions o = q1_options(cut.dir, false, 10);
   o.checkpoint.restore = ms::RestoreFrom::latest();
   ms::Job job = mt::build_job(p, o);

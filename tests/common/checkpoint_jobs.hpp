@@ -1,11 +1,9 @@
 // Helpers for job-level checkpoint tests (tests/checkpoint/, tests/e2e/):
-// temporary folders, a slow source over pre-generated events, Q1/Q2 written
-// through the exactly-once file sink, and "run until N checkpoints, then
-// cancel". Results are compared exactly; time only decides where a run is
-// cut, never what the committed output holds.
+// a slow source over pre-generated events, Q1/Q2 written through the
+// exactly-once file sink, and "run until N checkpoints, then cancel".
+// Results are compared exactly; time only decides where a run is cut, never
+// what the committed output holds.
 #pragma once
-
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -14,7 +12,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -29,6 +26,8 @@
 
 #include "bench/output_check.hpp"
 #include "bench/q1_baseline.hpp"
+#include "bench/q1_pipeline.hpp"
+#include "common/temp_dir.hpp"
 #include "common/workload_rows.hpp"
 #include "meterstream/connectors/files/files.hpp"
 #include "meterstream/meterstream.hpp"
@@ -37,27 +36,6 @@
 namespace meterstream::test {
 
 namespace fs = std::filesystem;
-
-// A fresh folder under the build tree, removed at the end.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& what) {
-    static std::atomic<int> n{0};
-    path = fs::path(MS_BINARY_DIR) / "test-tmp" /
-           (what + "-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string str(const std::string& sub = "") const {
-    return sub.empty() ? path.string() : (path / sub).string();
-  }
-};
 
 inline std::shared_ptr<CheckpointStorage> local_storage(const std::string& dir) {
   LocalCheckpointStorageOptions o;
@@ -102,34 +80,9 @@ auto paced_source(std::shared_ptr<const std::vector<T>> events, Pace pace) {
   });
 }
 
-// count, sum of wh, min and max voltage per meter and window (bench's Q1).
-struct Q1Agg {
-  struct Acc {
-    std::uint64_t count = 0;
-    std::uint64_t sum_wh = 0;
-    std::uint32_t min_v = std::numeric_limits<std::uint32_t>::max();
-    std::uint32_t max_v = 0;
-  };
-  using accumulator_type = Acc;
-  Acc create() const { return Acc{}; }
-  void add(Acc& a, const MeterReading& r) const {
-    ++a.count;
-    a.sum_wh += r.wh;
-    a.min_v = std::min<std::uint32_t>(a.min_v, r.voltage_dv);
-    a.max_v = std::max<std::uint32_t>(a.max_v, r.voltage_dv);
-  }
-  void merge(Acc& a, const Acc& b) const {
-    a.count += b.count;
-    a.sum_wh += b.sum_wh;
-    a.min_v = std::min(a.min_v, b.min_v);
-    a.max_v = std::max(a.max_v, b.max_v);
-  }
-  Acc result(const Acc& a) const { return a; }
-};
-
-inline std::string q1_line(const WindowResult<std::uint64_t, Q1Agg::Acc>& r) {
-  return bench::q1_output_line(bench::Q1OutputWindow{r.key, r.start, r.value.count,
-                                                     r.value.sum_wh, r.value.min_v, r.value.max_v});
+// The lines of a stream of strings, written exactly once into `dir`.
+inline std::shared_ptr<Sink<std::string>> line_sink(const std::string& dir) {
+  return exactly_once_file_sink<std::string>(dir, [](const std::string& s) { return s; });
 }
 
 // Q1 (or Q2 with dedup) of `row` over a paced source, windows written as
@@ -144,16 +97,16 @@ inline Pipeline q1_pipeline(const WorkloadRow& row, const Pace& pace, const std:
                                         .with_emit_every(q.wm_every),
                                     &MeterReading::ts_ms)
                    .key_by(&MeterReading::meter_id);
-  auto sink = exactly_once_file_sink<std::string>(out_dir, [](const std::string& s) { return s; });
+  auto sink = line_sink(out_dir);
   const auto window = tumbling(std::chrono::milliseconds(q.window_ms));
   if (dedup) {
     keyed.dedup_by_sequence(&MeterReading::seq, q.dedup_horizon)
         .window(window)
-        .aggregate(Q1Agg{})
-        .map(q1_line)
+        .aggregate(Q1Aggregate{})
+        .map(q1_result_line)
         .sink(sink);
   } else {
-    keyed.window(window).aggregate(Q1Agg{}).map(q1_line).sink(sink);
+    keyed.window(window).aggregate(Q1Aggregate{}).map(q1_result_line).sink(sink);
   }
   return p;
 }
@@ -298,6 +251,14 @@ inline std::string split_position(const nlohmann::json& meta) {
 // position is the decimal index).
 inline std::int64_t generator_position(CheckpointStorage& storage, std::int64_t id) {
   return std::stoll(split_position(read_metadata(storage, id)));
+}
+
+// The record index at which the newest completed checkpoint resumes a
+// generator source; fails the test when no checkpoint completed.
+inline std::int64_t newest_generator_position(CheckpointStorage& storage) {
+  const std::vector<std::int64_t> ids = completed_ids(storage);
+  REQUIRE(!ids.empty());
+  return generator_position(storage, ids.back());
 }
 
 }  // namespace meterstream::test

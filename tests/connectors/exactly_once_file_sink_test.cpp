@@ -2,9 +2,6 @@
 // commit(), cleaning at recover(). Drives writers and the sink directly, as
 // the runtime does at barriers and checkpoints (no pipeline).
 
-#include <unistd.h>
-
-#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -15,27 +12,14 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/temp_dir.hpp"
 #include "meterstream/connectors/files/files.hpp"
 
 namespace ms = meterstream;
 namespace fs = std::filesystem;
+using meterstream::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> n{0};
-    path = fs::path(MS_BINARY_DIR) / "test-tmp" /
-           ("exactly-once-sink-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 std::shared_ptr<ms::Sink<int>> int_sink(const fs::path& dir) {
   return ms::exactly_once_file_sink<int>(dir.string(),

@@ -3,9 +3,6 @@
 
 #include "bench/output_check.hpp"
 
-#include <unistd.h>
-
-#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -15,29 +12,16 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/temp_dir.hpp"
 #include "meterstream/connectors/files/files.hpp"
 #include "meterstream/connectors/generator/smart_meter.hpp"
 
 namespace ms = meterstream;
 namespace fs = std::filesystem;
+using meterstream::test::TempDir;
 using ms::bench::Q1OutputWindow;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> n{0};
-    path = fs::path(MS_BINARY_DIR) / "test-tmp" /
-           ("output-check-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 // Distinct windows: meter i % 7, window i / 7.
 std::vector<Q1OutputWindow> windows(std::uint64_t n) {

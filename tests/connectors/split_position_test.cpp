@@ -2,9 +2,6 @@
 // reads exactly what the split that gave the position had still to read.
 // Drives the splits directly (no pipeline).
 
-#include <unistd.h>
-
-#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -16,29 +13,16 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/temp_dir.hpp"
 #include "meterstream/connectors/files/files.hpp"
 #include "meterstream/connectors/generator/smart_meter_source.hpp"
 #include "meterstream/connectors/memory/memory.hpp"
 
 namespace ms = meterstream;
 namespace fs = std::filesystem;
+using meterstream::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> n{0};
-    path = fs::path(MS_BINARY_DIR) / "test-tmp" /
-           ("split-position-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 template <typename T>
 struct Read {

@@ -5,12 +5,9 @@
 // The restore test uses the shared moto_server at MS_S3_ENDPOINT (scripts/
 // test.sh starts it); the failure tests start a moto_server of their own,
 // open the storage on it, and stop it before the job's first checkpoint.
-#include <unistd.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
@@ -21,6 +18,8 @@
 
 #include "common/checkpoint_jobs.hpp"
 #include "common/moto_server.hpp"
+#include "common/s3_test_util.hpp"
+#include "common/temp_dir.hpp"
 #include "common/workload_rows.hpp"
 #include "meterstream/meterstream.hpp"
 
@@ -30,61 +29,14 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// AWS's documented example credentials: easy to recognise in a message.
-constexpr const char* kKeyId = "AKIAIOSFODNN7EXAMPLE";
-constexpr const char* kSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-
-std::string endpoint() {
-  const char* e = std::getenv("MS_S3_ENDPOINT");
-  if (e == nullptr || *e == '\0') {
-    FAIL("MS_S3_ENDPOINT is not set. Run the tests with scripts/test.sh, or start moto: "
-         "`moto_server -H 127.0.0.1 -p 5000 &` then "
-         "`export MS_S3_ENDPOINT=http://127.0.0.1:5000`");
-  }
-  return e;
-}
-
-std::string unique_bucket(const char* what) {
-  static std::atomic<int> n{0};
-  return std::string("ms-") + what + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(n++);
-}
-
-ms::S3CheckpointStorageOptions s3_options(const std::string& ep, const std::string& bucket) {
-  ms::S3CheckpointStorageOptions o;
-  o.endpoint = ep;
-  o.bucket = bucket;
-  o.prefix = "jobs/q1";
-  o.access_key_id = kKeyId;
-  o.secret_access_key = kSecret;
-  o.create_bucket_if_missing = true;
-  o.initial_backoff = 10ms;
-  return o;
-}
-
-std::shared_ptr<ms::CheckpointStorage> open_s3(const ms::S3CheckpointStorageOptions& o) {
-  auto s = ms::make_s3_checkpoint_storage(o);
-  INFO(s.status().ToString());
-  REQUIRE(s.ok());
-  return std::shared_ptr<ms::CheckpointStorage>(std::move(s).value());
-}
-
 const mt::WorkloadRow& row() { return mt::kQ1Rows[0]; }
-
-// Credentials must never leak into a message.
-void check_no_credentials(const ms::Status& s) {
-  INFO(s.ToString());
-  CHECK(s.ToString().find(kSecret) == std::string::npos);
-  CHECK(s.ToString().find("Authorization") == std::string::npos);
-  CHECK(s.ToString().find("Signature=") == std::string::npos);
-}
 
 }  // namespace
 
 TEST_CASE("Q1 on RocksDB cut and restored through S3 checkpoints commits the exact totals",
           "[checkpoint][s3]") {
-  const std::string ep = endpoint();
-  auto storage = open_s3(s3_options(ep, unique_bucket("q1-restore")));
+  const std::string ep = mt::s3_endpoint();
+  auto storage = mt::open_s3(mt::s3_options(ep, mt::unique_bucket("q1-restore"), 10ms));
   mt::TempDir dir("s3-q1");
   const std::string out = dir.str("out");
   mt::Pace pace;
@@ -101,9 +53,7 @@ TEST_CASE("Q1 on RocksDB cut and restored through S3 checkpoints commits the exa
   auto shared = storage->list("shared/");
   REQUIRE(shared.ok());
   CHECK_FALSE(shared->empty());
-  const std::vector<std::int64_t> ids = mt::completed_ids(*storage);
-  REQUIRE(!ids.empty());
-  const std::int64_t resume_at = mt::generator_position(*storage, ids.back());
+  const std::int64_t resume_at = mt::newest_generator_position(*storage);
 
   pace.slow->store(false);
   o.parallelism = 2;
@@ -117,14 +67,15 @@ TEST_CASE("Q1 on RocksDB cut and restored through S3 checkpoints commits the exa
 
 TEST_CASE("checkpoints that fail in a row fail the job, or with a high limit only its final commit",
           "[checkpoint][s3]") {
-  endpoint();  // the same prerequisites: moto_server must be installed
+  mt::s3_endpoint();  // the same prerequisites: moto_server must be installed
   // Two jobs checkpointing into a server of our own, which is killed once
   // they have started (a job lists the storage at start) and before their
   // first checkpoint. Requests then fail fast: connection refused, one
   // attempt each.
   mt::TempDir dir("s3-failures");
   mt::MotoServer moto("checkpoint-failures");
-  ms::S3CheckpointStorageOptions s3 = s3_options(moto.endpoint(), unique_bucket("failing"));
+  ms::S3CheckpointStorageOptions s3 =
+      mt::s3_options(moto.endpoint(), mt::unique_bucket("failing"), 10ms);
   s3.max_attempts = 1;
   s3.request_timeout = 500ms;
   mt::Pace pace;
@@ -134,7 +85,7 @@ TEST_CASE("checkpoints that fail in a row fail the job, or with a high limit onl
     o.prefix = name;
     ms::JobOptions options;
     options.parallelism = 2;
-    options.checkpoint = ms::enable_checkpointing(200ms, open_s3(o));
+    options.checkpoint = ms::enable_checkpointing(200ms, mt::open_s3(o));
     options.checkpoint.max_consecutive_failures = max_failures;
     return mt::build_job(mt::q1_pipeline(row(), pace, dir.str(name)), options);
   };
@@ -151,7 +102,7 @@ TEST_CASE("checkpoints that fail in a row fail the job, or with a high limit onl
     INFO(s.ToString());
     CHECK(s.code() == absl::StatusCode::kUnavailable);
     CHECK_THAT(std::string(s.message()), Catch::Contains("3 checkpoints failed in a row"));
-    check_no_credentials(s);
+    mt::check_no_credentials(s);
     auto m = strict.metrics();
     CHECK(m["checkpoints_failed"] >= 3);
     CHECK(m["checkpoints_completed"] == 0);
@@ -180,7 +131,7 @@ TEST_CASE("checkpoints that fail in a row fail the job, or with a high limit onl
     CHECK(s.code() == absl::StatusCode::kUnavailable);
     CHECK_THAT(std::string(s.message()), Catch::Contains("the final checkpoint"));
     CHECK_THAT(std::string(s.message()), Catch::Contains("not committed"));
-    check_no_credentials(s);
+    mt::check_no_credentials(s);
     auto m = patient.metrics();
     CHECK(m["source_records"] == static_cast<std::int64_t>(row().events));
     CHECK(m["checkpoints_completed"] == 0);
@@ -197,7 +148,7 @@ TEST_CASE("checkpoints that fail in a row fail the job, or with a high limit onl
     INFO(s.ToString());
     CHECK(s.code() == absl::StatusCode::kUnavailable);
     CHECK_THAT(std::string(s.message()), Catch::Contains("ListObjectsV2"));
-    check_no_credentials(s);
+    mt::check_no_credentials(s);
     CHECK(late.metrics()["source_records"] == 0);
   }
 }

@@ -3,13 +3,10 @@
 // The shared moto_server comes from MS_S3_ENDPOINT (scripts/test.sh starts
 // it). That server accepts any signature, so the signing test starts its own
 // moto_server and enforces IAM auth on it (docs/checkpoint_storage.md).
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -21,54 +18,25 @@
 #include <catch2/catch.hpp>
 
 #include "common/moto_server.hpp"
+#include "common/s3_test_util.hpp"
+#include "common/temp_dir.hpp"
 #include "meterstream/checkpoint/checkpoint_storage.hpp"
 
 namespace ms = meterstream;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using meterstream::test::check_no_credentials;
 using meterstream::test::free_port;
+using meterstream::test::kKeyId;
+using meterstream::test::kSecret;
 using meterstream::test::MotoServer;
+using meterstream::test::open_s3;
+using meterstream::test::s3_endpoint;
+using meterstream::test::s3_options;
+using meterstream::test::TempDir;
+using meterstream::test::unique_bucket;
 
 namespace {
-
-// AWS's documented example credentials: easy to recognise in a message.
-constexpr const char* kKeyId = "AKIAIOSFODNN7EXAMPLE";
-constexpr const char* kSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-
-std::string endpoint() {
-  const char* e = std::getenv("MS_S3_ENDPOINT");
-  if (e == nullptr || *e == '\0') {
-    FAIL("MS_S3_ENDPOINT is not set. Run the tests with scripts/test.sh, or start moto: "
-         "`moto_server -H 127.0.0.1 -p 5000 &` then "
-         "`export MS_S3_ENDPOINT=http://127.0.0.1:5000`");
-  }
-  return e;
-}
-
-std::string unique_bucket(const char* what) {
-  static std::atomic<int> n{0};
-  return std::string("ms-") + what + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(n++);
-}
-
-ms::S3CheckpointStorageOptions base_options(const std::string& ep, const std::string& bucket) {
-  ms::S3CheckpointStorageOptions o;
-  o.endpoint = ep;
-  o.bucket = bucket;
-  o.prefix = "jobs/q1";
-  o.access_key_id = kKeyId;
-  o.secret_access_key = kSecret;
-  o.create_bucket_if_missing = true;
-  o.initial_backoff = 20ms;
-  return o;
-}
-
-std::unique_ptr<ms::CheckpointStorage> open_s3(const ms::S3CheckpointStorageOptions& o) {
-  auto s = ms::make_s3_checkpoint_storage(o);
-  INFO(s.status().ToString());
-  REQUIRE(s.ok());
-  return std::move(s).value();
-}
 
 std::string pattern(std::size_t size, unsigned seed) {
   std::string s(size, '\0');
@@ -80,14 +48,6 @@ std::string pattern(std::size_t size, unsigned seed) {
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// Credentials must never leak into a message.
-void check_no_credentials(const ms::Status& s, const std::string& secret = kSecret) {
-  INFO(s.ToString());
-  CHECK(s.ToString().find(secret) == std::string::npos);
-  CHECK(s.ToString().find("Authorization") == std::string::npos);
-  CHECK(s.ToString().find("Signature=") == std::string::npos);
 }
 
 // Runs a shell command, returns its stdout.
@@ -121,7 +81,7 @@ std::string iam_call(const std::string& ep, const std::string& form) {
 }  // namespace
 
 TEST_CASE("s3 storage round trips objects", "[checkpoint][s3]") {
-  auto storage = open_s3(base_options(endpoint(), unique_bucket("rt")));
+  auto storage = open_s3(s3_options(s3_endpoint(), unique_bucket("rt")));
   CHECK(storage->name().find("jobs/q1") != std::string::npos);
   CHECK(storage->name().find(kSecret) == std::string::npos);
 
@@ -152,17 +112,17 @@ TEST_CASE("s3 storage round trips objects", "[checkpoint][s3]") {
 
 TEST_CASE("s3 storage opens from an s3:// uri", "[checkpoint][s3]") {
   const std::string bucket = unique_bucket("uri");
-  auto first = open_s3(base_options(endpoint(), bucket));
+  auto first = open_s3(s3_options(s3_endpoint(), bucket));
   REQUIRE(first->put("chk-1/_metadata", "m").ok());
   auto by_uri = ms::make_checkpoint_storage("s3://" + bucket + "/jobs/q1/",
-                                            base_options(endpoint(), "ignored"));
+                                            s3_options(s3_endpoint(), "ignored"));
   REQUIRE(by_uri.ok());
   CHECK((*by_uri)->name() == "s3://" + bucket + "/jobs/q1");
   CHECK((*by_uri)->get("chk-1/_metadata").value() == "m");
 }
 
 TEST_CASE("s3 storage lists more than 1000 keys across pages", "[checkpoint][s3]") {
-  auto storage = open_s3(base_options(endpoint(), unique_bucket("list")));
+  auto storage = open_s3(s3_options(s3_endpoint(), unique_bucket("list")));
   constexpr int kKeys = 1100;
   std::vector<std::thread> writers;
   std::atomic<int> failed{0};
@@ -189,14 +149,13 @@ TEST_CASE("s3 storage lists more than 1000 keys across pages", "[checkpoint][s3]
 
 TEST_CASE("s3 storage uploads large files in parts and streams them back",
           "[checkpoint][s3]") {
-  auto o = base_options(endpoint(), unique_bucket("mpu"));
+  auto o = s3_options(s3_endpoint(), unique_bucket("mpu"));
   o.multipart_threshold_bytes = std::size_t{5} << 20;
   o.part_size_bytes = std::size_t{5} << 20;
   auto storage = open_s3(o);
 
-  const fs::path dir =
-      fs::path(MS_BINARY_DIR) / "test-tmp" / ("s3-mpu-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  TempDir tmp("s3-mpu");
+  const fs::path& dir = tmp.path;
   const fs::path src = dir / "big.sst";
   {
     std::ofstream out(src, std::ios::binary);
@@ -214,14 +173,13 @@ TEST_CASE("s3 storage uploads large files in parts and streams them back",
   CHECK(storage->get("shared/small.sst").value() == read_file(small));
   CHECK(storage->list("shared/").value() ==
         std::vector<std::string>{"shared/big.sst", "shared/small.sst"});
-  fs::remove_all(dir);
 }
 
 TEST_CASE("s3 storage reports an object overwritten without its checksum as kDataLoss",
           "[checkpoint][s3]") {
-  const std::string ep = endpoint();
+  const std::string ep = s3_endpoint();
   const std::string bucket = unique_bucket("corrupt");
-  auto storage = open_s3(base_options(ep, bucket));
+  auto storage = open_s3(s3_options(ep, bucket));
   REQUIRE(storage->put("chk-4/state.bin", pattern(5000, 4)).ok());
   REQUIRE(storage->get("chk-4/state.bin").ok());
 
@@ -237,7 +195,8 @@ TEST_CASE("s3 storage reports an object overwritten without its checksum as kDat
   auto got = storage->get("chk-4/state.bin");
   REQUIRE(got.status().code() == absl::StatusCode::kDataLoss);
   CHECK(got.status().message().find("chk-4/state.bin") != std::string::npos);
-  const fs::path out = fs::path(MS_BINARY_DIR) / ("s3-corrupt-" + std::to_string(::getpid()));
+  TempDir tmp("s3-corrupt");
+  const fs::path out = tmp.path / "state.bin";
   ms::Status st = storage->get_file("chk-4/state.bin", out.string());
   CHECK(st.code() == absl::StatusCode::kDataLoss);
   CHECK_FALSE(fs::exists(out));
@@ -245,7 +204,7 @@ TEST_CASE("s3 storage reports an object overwritten without its checksum as kDat
 
 TEST_CASE("s3 storage fails with kUnavailable in bounded time when the server is down",
           "[checkpoint][s3]") {
-  auto o = base_options("http://127.0.0.1:" + std::to_string(free_port()), "any");
+  auto o = s3_options("http://127.0.0.1:" + std::to_string(free_port()), "any");
   o.max_attempts = 4;
   o.initial_backoff = 50ms;
   o.request_timeout = 2000ms;
@@ -258,7 +217,7 @@ TEST_CASE("s3 storage fails with kUnavailable in bounded time when the server is
 
 TEST_CASE("s3 storage signs requests that moto verifies with IAM auth enforced",
           "[checkpoint][s3]") {
-  endpoint();  // The same prerequisites: moto_server must be installed.
+  s3_endpoint();  // The same prerequisites: moto_server must be installed.
   MotoServer moto("auth");
   const std::string ep = moto.endpoint();
 
@@ -283,7 +242,7 @@ TEST_CASE("s3 storage signs requests that moto verifies with IAM auth enforced",
               "/moto-api/reset-auth").find("ok") !=
           std::string::npos);
 
-  auto good = base_options(ep, unique_bucket("auth"));
+  auto good = s3_options(ep, unique_bucket("auth"));
   // No key prefix: moto checks a signature against the query string as
   // werkzeug re-renders it, which decodes "%2F", while curl signs the query
   // as sent and AWS wants '/' in a value encoded as "%2F"; so a ListObjectsV2
@@ -299,7 +258,8 @@ TEST_CASE("s3 storage signs requests that moto verifies with IAM auth enforced",
   CHECK(storage->list("").value() == std::vector<std::string>{"chk-1/_metadata"});
   CHECK(storage->exists("chk-1/_metadata").value());
   // A multipart upload: the bare "uploads=" key and the part queries signed.
-  const fs::path big = fs::path(MS_BINARY_DIR) / ("s3-auth-" + std::to_string(::getpid()));
+  TempDir tmp("s3-auth");
+  const fs::path big = tmp.path / "big.sst";
   {
     std::ofstream out(big, std::ios::binary);
     for (unsigned i = 0; i < 11; ++i) out << pattern(std::size_t{1} << 20, 200 + i);
@@ -307,7 +267,6 @@ TEST_CASE("s3 storage signs requests that moto verifies with IAM auth enforced",
   ms::Status mpu = storage->put_file("shared/big.sst", big.string());
   INFO(mpu.ToString());
   CHECK(mpu.ok());
-  fs::remove(big);
   REQUIRE(storage->remove("chk-1/_metadata").ok());
 
   // An unsigned raw request is refused (moto answers 403 or 500): auth is

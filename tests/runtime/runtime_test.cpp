@@ -18,6 +18,7 @@
 
 #include "bench/q1_baseline.hpp"
 #include "bench/q1_pipeline.hpp"
+#include "common/count_sum.hpp"
 #include "common/workload_rows.hpp"
 #include "meterstream/meterstream.hpp"
 
@@ -34,23 +35,7 @@ struct Rec {
   std::int64_t val;
 };
 
-struct CountSum {
-  struct Acc {
-    std::int64_t count = 0;
-    std::int64_t sum = 0;
-  };
-  using accumulator_type = Acc;
-  Acc create() const { return {}; }
-  void add(Acc& a, const Rec& r) const {
-    ++a.count;
-    a.sum += r.val;
-  }
-  void merge(Acc& a, const Acc& b) const {
-    a.count += b.count;
-    a.sum += b.sum;
-  }
-  Acc result(const Acc& a) const { return a; }
-};
+using CountSum = meterstream::test::CountSum<Rec>;
 
 // A per-key stateful step: val' = val * 2 + (the key's running count % 2).
 struct Tag {

@@ -74,7 +74,7 @@ void write_file(const fs::path& path, const std::string& contents) {
 
 TEST_CASE("rocksdb: a path under a regular file is rejected, naming the path",
           "[state][rocksdb]") {
-  TempDir tmp;
+  TempPath tmp;
   fs::create_directories(tmp.path);
   const fs::path file = fs::path(tmp.path) / "a-file";
   write_file(file, "not a directory");
@@ -95,7 +95,7 @@ TEST_CASE("rocksdb: a path under a regular file is rejected, naming the path",
 
 TEST_CASE("rocksdb: a directory in use by another backend of this process is rejected",
           "[state][rocksdb]") {
-  TempDir tmp;
+  TempPath tmp;
   auto first = open_backend(tmp.path);
   const auto before = listing(tmp.path);
   StatusOr<std::shared_ptr<StateBackend>> second =
@@ -111,7 +111,7 @@ TEST_CASE("rocksdb: a directory in use by another backend of this process is rej
 
 TEST_CASE("rocksdb: a directory locked by another process is rejected",
           "[state][rocksdb]") {
-  TempDir tmp;
+  TempPath tmp;
   open_backend(tmp.path).reset();  // create the state dir, then close it
   const std::string lock_file = tmp.path + "/LOCK";
 
@@ -160,7 +160,7 @@ TEST_CASE("rocksdb: a directory locked by another process is rejected",
 
 TEST_CASE("rocksdb: a directory of another layout is rejected, naming both versions",
           "[state][rocksdb]") {
-  TempDir tmp;
+  TempPath tmp;
   open_backend(tmp.path).reset();
   const fs::path marker = fs::path(tmp.path) / "MS_LAYOUT";
   REQUIRE(fs::exists(marker));
@@ -188,7 +188,7 @@ TEST_CASE("rocksdb: a directory of another layout is rejected, naming both versi
     CHECK(listing(tmp.path) == before);
   }
   SECTION("a directory with other files") {
-    TempDir other;
+    TempPath other;
     fs::create_directories(other.path);
     write_file(fs::path(other.path) / "notes.txt", "mine");
     StatusOr<std::shared_ptr<StateBackend>> backend =
@@ -201,7 +201,7 @@ TEST_CASE("rocksdb: a directory of another layout is rejected, naming both versi
 }
 
 TEST_CASE("rocksdb: state of an earlier run is discarded at open", "[state][rocksdb]") {
-  TempDir tmp;
+  TempPath tmp;
   {
     auto backend = open_backend(tmp.path);
     auto store = open_store(*backend, "op", KeyGroupRange{0, 127});
@@ -217,7 +217,7 @@ TEST_CASE("rocksdb: state of an earlier run is discarded at open", "[state][rock
 
 TEST_CASE("rocksdb: stores of one operator share column families and register concurrently",
           "[state][rocksdb]") {
-  TempDir tmp;
+  TempPath tmp;
   auto backend = open_backend(tmp.path);
   CHECK(backend->open_keyed_store("op", KeyGroupRange{0, 3}, 40000).status().code() ==
         absl::StatusCode::kInvalidArgument);
@@ -270,7 +270,7 @@ TEST_CASE("rocksdb: stores of one operator share column families and register co
 
 TEST_CASE("rocksdb: the on-disk size of TTL state shrinks once its entries expire",
           "[state][rocksdb][ttl]") {
-  TempDir tmp;
+  TempPath tmp;
   auto backend = open_backend(tmp.path);
   auto store = open_store(*backend, "op", KeyGroupRange{0, 127});
   KeyContext ctx;
@@ -341,8 +341,8 @@ std::set<std::string> sst_files(const StoreSnapshot& snapshot) {
 
 TEST_CASE("rocksdb: snapshot SST files are shared, and unchanged ones are reused byte for byte",
           "[state][rocksdb][snapshot]") {
-  TempDir tmp;
-  TempDir snapshots("snapshot");
+  TempPath tmp;
+  TempPath snapshots("snapshot");
   auto backend = open_backend(tmp.path);
   auto store = open_store(*backend, "op", KeyGroupRange{0, 127});
   const int a = value_or_fail(store->register_state({"a"}));
@@ -397,8 +397,8 @@ TEST_CASE("rocksdb: snapshot SST files are shared, and unchanged ones are reused
 
 TEST_CASE("rocksdb: stores restore from one snapshot folder concurrently and leave it as it was",
           "[state][rocksdb][snapshot]") {
-  TempDir tmp;
-  TempDir dir("snapshot");
+  TempPath tmp;
+  TempPath dir("snapshot");
   auto backend = open_backend(tmp.path);
   StoreSnapshot snapshot;
   auto other = open_store(*backend, "other", KeyGroupRange{0, 127});
@@ -442,8 +442,8 @@ TEST_CASE("rocksdb: stores restore from one snapshot folder concurrently and lea
 
 TEST_CASE("rocksdb: a corrupt SST file of a snapshot is kDataLoss naming it",
           "[state][rocksdb][snapshot]") {
-  TempDir tmp;
-  TempDir dir("snapshot");
+  TempPath tmp;
+  TempPath dir("snapshot");
   auto backend = open_backend(tmp.path);
   auto store = open_store(*backend, "op", KeyGroupRange{0, 63});
   const int id = value_or_fail(store->register_state({"v"}));
@@ -471,8 +471,8 @@ TEST_CASE("rocksdb: a corrupt SST file of a snapshot is kDataLoss naming it",
 
 TEST_CASE("rocksdb: a snapshot of the memory backend does not restore into RocksDB, nor back",
           "[state][rocksdb][snapshot]") {
-  TempDir tmp;
-  TempDir dir("snapshot");
+  TempPath tmp;
+  TempPath dir("snapshot");
   auto rocksdb = open_backend(tmp.path);
   auto memory = make_memory_state_backend().value();
   auto rocksdb_store = open_store(*rocksdb, "op", KeyGroupRange{0, 127});
@@ -502,7 +502,7 @@ std::uint64_t peak_rss_bytes() {
 // through a 64 MiB budget; prints the peak RSS.
 TEST_CASE("rocksdb: peak RSS stays near the budget while state grows past it",
           "[.][memory][rocksdb]") {
-  TempDir tmp;
+  TempPath tmp;
   RocksDBStateBackendOptions options = options_for(tmp.path);
   options.memory_budget_bytes = std::size_t{64} << 20;
   auto backend = make_rocksdb_state_backend(options).value();

@@ -88,26 +88,6 @@ void restore_or_fail(KeyedStateStore& store, const std::string& dir,
   REQUIRE(s.ok());
 }
 
-// Sets the current key without hashing, to address a chosen key group.
-void set_key(KeyContext& ctx, int key_group, std::string key) {
-  ctx.key_group = key_group;
-  ctx.key = std::move(key);
-}
-
-struct Average {
-  using accumulator_type = std::pair<double, std::int64_t>;  // sum, count
-  accumulator_type create() const { return {0.0, 0}; }
-  void add(accumulator_type& acc, const double& v) const {
-    acc.first += v;
-    ++acc.second;
-  }
-  void merge(accumulator_type& acc, const accumulator_type& other) const {
-    acc.first += other.first;
-    acc.second += other.second;
-  }
-  double result(const accumulator_type& acc) const { return acc.first / acc.second; }
-};
-
 // Writes one value per key group of `range` into state "v" (registered when
 // needed), tagged with `tag`.
 void fill(KeyedStateStore& store, KeyGroupRange range, const std::string& tag) {
@@ -120,7 +100,7 @@ void fill(KeyedStateStore& store, KeyGroupRange range, const std::string& tag) {
 TEST_CASE("a restored snapshot is the state at snapshot time, of every kind, TTLs included",
           "[state][snapshot]") {
   for_each_state_backend([](StateBackend& backend) {
-    TempDir tmp("snapshot");
+    TempPath tmp("snapshot");
     const std::string dir = tmp.path + "/1";
     const Ttl ttl = Ttl(std::chrono::seconds(10)).event_time();
     std::vector<Entry> at_snapshot;
@@ -209,7 +189,7 @@ TEST_CASE("a restored snapshot is the state at snapshot time, of every kind, TTL
 TEST_CASE("restore rescales: snapshots of two ranges into one store, and back into three",
           "[state][snapshot]") {
   for_each_state_backend([](StateBackend& backend) {
-    TempDir tmp("snapshot");
+    TempPath tmp("snapshot");
     const KeyGroupRange low{0, 63};
     const KeyGroupRange high{64, 127};
     StoreSnapshot low_snapshot, high_snapshot, all_snapshot;
@@ -256,7 +236,7 @@ TEST_CASE("restore rescales: snapshots of two ranges into one store, and back in
 TEST_CASE("restore rejects a snapshot of another backend, operator or state declaration",
           "[state][snapshot]") {
   for_each_state_backend([](StateBackend& backend) {
-    TempDir tmp("snapshot");
+    TempPath tmp("snapshot");
     StoreSnapshot snapshot;
     {
       auto store = open_store(backend, "op", kAllGroups);
@@ -291,7 +271,7 @@ TEST_CASE("restore rejects a snapshot of another backend, operator or state decl
 TEST_CASE("restore of a snapshot with a missing or corrupt file is kDataLoss naming it",
           "[state][snapshot]") {
   for_each_state_backend([](StateBackend& backend) {
-    TempDir tmp("snapshot");
+    TempPath tmp("snapshot");
     auto store = open_store(backend, "op", KeyGroupRange{0, 63});
     fill(*store, KeyGroupRange{0, 63}, "x");
     const StoreSnapshot snapshot = snapshot_or_fail(*store, tmp.path + "/0");
@@ -344,7 +324,7 @@ TEST_CASE("restore of a snapshot with a missing or corrupt file is kDataLoss nam
 
 TEST_CASE("stores of one backend snapshot concurrently", "[state][snapshot]") {
   for_each_state_backend([](StateBackend& backend) {
-    TempDir tmp("snapshot");
+    TempPath tmp("snapshot");
     constexpr int kRounds = 5;
     const std::vector<KeyGroupRange> ranges = {{0, 63}, {64, 127}};
     struct Taken {

@@ -1,12 +1,7 @@
 // The backends the state suite (state_suite.hpp) runs against.
-#include <atomic>
-#include <filesystem>
 #include <memory>
 #include <string>
-#include <system_error>
 #include <vector>
-
-#include <unistd.h>
 
 #include "meterstream/state/rocksdb_state_backend.hpp"
 #include "meterstream/state/state_backend.hpp"
@@ -14,23 +9,13 @@
 
 namespace meterstream::testing {
 
-std::string make_temp_dir_path(const std::string& tag) {
-  static std::atomic<int> counter{0};
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() /
-      ("meterstream-" + tag + "-" + std::to_string(::getpid()) + "-" +
-       std::to_string(counter.fetch_add(1)));
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
-  return dir.string();
-}
-
 namespace {
 
 // A RocksDB backend in a fresh temporary directory, removed with the backend.
 std::shared_ptr<StateBackend> make_temp_rocksdb_backend() {
+  auto dir = std::make_shared<TempPath>("state-suite");
   RocksDBStateBackendOptions options;
-  options.path = make_temp_dir_path("state-suite");
+  options.path = dir->path;
   // Small: the suite opens many backends, and exercises no large state.
   options.memory_budget_bytes = std::size_t{32} << 20;
   StatusOr<std::shared_ptr<StateBackend>> backend = make_rocksdb_state_backend(options);
@@ -38,10 +23,9 @@ std::shared_ptr<StateBackend> make_temp_rocksdb_backend() {
   REQUIRE(backend.ok());
   std::shared_ptr<StateBackend> real = std::move(backend).value();
   StateBackend* raw = real.get();
-  return std::shared_ptr<StateBackend>(raw, [real, path = options.path](StateBackend*) mutable {
-    real.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
+  return std::shared_ptr<StateBackend>(raw, [real, dir](StateBackend*) mutable {
+    real.reset();  // closed before its directory is removed
+    dir.reset();
   });
 }
 

@@ -6,17 +6,18 @@
 // A new backend joins the suite with one line in that list.
 #pragma once
 
-#include <filesystem>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "common/temp_dir.hpp"
+#include "meterstream/state/state.hpp"
 #include "meterstream/state/state_backend.hpp"
 
 namespace meterstream::testing {
@@ -30,22 +31,9 @@ struct StateBackendUnderTest {
 // The backends the suite runs against.
 const std::vector<StateBackendUnderTest>& state_backends_under_test();
 
-// A path for a temporary directory, unique in this process, that does not
-// exist yet (tests remove it when done).
-std::string make_temp_dir_path(const std::string& tag);
-
-// A temporary directory path (not created), removed with everything in it at
-// scope exit.
-struct TempDir {
-  explicit TempDir(const std::string& tag = "test") : path(make_temp_dir_path(tag)) {}
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string path;
-};
+// A path that does not exist yet (a backend's or a snapshot's folder), removed
+// with everything in it at scope exit.
+using test::TempPath;
 
 // Runs fn(StateBackend&) once per backend, in a section named after it.
 template <typename Fn>
@@ -79,5 +67,26 @@ T value_or_fail(StatusOr<T> s) {
   REQUIRE(s.ok());
   return std::move(s).value();
 }
+
+// Sets the current key without hashing, to address a chosen key group.
+inline void set_key(KeyContext& ctx, int key_group, std::string key) {
+  ctx.key_group = key_group;
+  ctx.key = std::move(key);
+}
+
+// The mean of the values added: an aggregating state's function.
+struct Average {
+  using accumulator_type = std::pair<double, std::int64_t>;  // sum, count
+  accumulator_type create() const { return {0.0, 0}; }
+  void add(accumulator_type& acc, const double& v) const {
+    acc.first += v;
+    ++acc.second;
+  }
+  void merge(accumulator_type& acc, const accumulator_type& other) const {
+    acc.first += other.first;
+    acc.second += other.second;
+  }
+  double result(const accumulator_type& acc) const { return acc.first / acc.second; }
+};
 
 }  // namespace meterstream::testing

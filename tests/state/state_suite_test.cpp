@@ -22,26 +22,6 @@ using Kind = StateDescriptor::Kind;
 
 constexpr KeyGroupRange kAllGroups{0, 127};
 
-// Sets the current key without hashing, to address a chosen key group.
-void set_key(KeyContext& ctx, int key_group, std::string key) {
-  ctx.key_group = key_group;
-  ctx.key = std::move(key);
-}
-
-struct Average {
-  using accumulator_type = std::pair<double, std::int64_t>;  // sum, count
-  accumulator_type create() const { return {0.0, 0}; }
-  void add(accumulator_type& acc, const double& v) const {
-    acc.first += v;
-    ++acc.second;
-  }
-  void merge(accumulator_type& acc, const accumulator_type& other) const {
-    acc.first += other.first;
-    acc.second += other.second;
-  }
-  double result(const accumulator_type& acc) const { return acc.first / acc.second; }
-};
-
 TEST_CASE("value state is isolated per key, overwritten by update and removed by clear",
           "[state]") {
   for_each_state_backend([](StateBackend& backend) {

@@ -1,10 +1,7 @@
 // Windows and dedup on the RocksDB state backend: identical results to the
 // memory backend, window tables spilled beyond the memory budget.
-#include <stdlib.h>
-
 #include <chrono>
 #include <cstdint>
-#include <filesystem>
 #include <map>
 #include <set>
 #include <memory>
@@ -16,27 +13,16 @@
 
 #include "bench/q1_baseline.hpp"
 #include "bench/q1_pipeline.hpp"
+#include "common/count_sum.hpp"
+#include "common/temp_dir.hpp"
 #include "common/workload_rows.hpp"
 #include "meterstream/meterstream.hpp"
 
 namespace ms = meterstream;
+using meterstream::test::TempDir;
 using namespace std::chrono_literals;
 
 namespace {
-
-struct TempDir {
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "meterstream-window-rocksdb-XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string path;
-};
 
 struct Rec {
   std::uint64_t key;
@@ -44,23 +30,7 @@ struct Rec {
   std::uint64_t val;
 };
 
-struct SumCount {
-  struct Acc {
-    std::uint64_t count = 0;
-    std::uint64_t sum = 0;
-  };
-  using accumulator_type = Acc;
-  Acc create() const { return {}; }
-  void add(Acc& a, const Rec& r) const {
-    ++a.count;
-    a.sum += r.val;
-  }
-  void merge(Acc& a, const Acc& b) const {
-    a.count += b.count;
-    a.sum += b.sum;
-  }
-  Acc result(const Acc& a) const { return a; }
-};
+using SumCount = meterstream::test::CountSum<Rec>;
 
 using Result = ms::WindowResult<std::uint64_t, SumCount::Acc>;
 using Key = std::tuple<std::uint64_t, std::int64_t, std::uint64_t, std::uint64_t>;
@@ -126,7 +96,7 @@ TEST_CASE("windows spilled to RocksDB beyond the budget give the memory backend'
     for (int p : {1, 2, 3}) {
       TempDir dir;
       // 256 KiB in all: far below one window's table, so windows spill.
-      const Run got = run(input, p, rocksdb(dir.path, 256 << 10), lateness);
+      const Run got = run(input, p, rocksdb(dir.str(), 256 << 10), lateness);
       CHECK(got.results == expected.results);
       CHECK(got.metrics.at("window_late_records") == expected.metrics.at("window_late_records"));
       CHECK(got.metrics.at("window_spilled_bytes") > 0);
@@ -137,7 +107,7 @@ TEST_CASE("windows spilled to RocksDB beyond the budget give the memory backend'
 TEST_CASE("a large budget keeps windows in memory on RocksDB", "[window][rocksdb]") {
   const std::vector<Rec> input = make_input();
   TempDir dir;
-  const Run got = run(input, 2, rocksdb(dir.path, std::size_t{256} << 20), 0ms);
+  const Run got = run(input, 2, rocksdb(dir.str(), std::size_t{256} << 20), 0ms);
   CHECK(got.results == run(input, 2, nullptr, 0ms).results);
   CHECK(got.metrics.at("window_spilled_bytes") == 0);
 }
@@ -156,7 +126,7 @@ TEST_CASE("Q1 and Q2 on the RocksDB backend match the workload tables at 1, 2 an
       ms::Status error;
       TempDir dir;
       const ms::Q1Totals got =
-          ms::run_q1_pipeline(events, params, threads, "rocksdb", dir.path, &error);
+          ms::run_q1_pipeline(events, params, threads, "rocksdb", dir.str(), &error);
       REQUIRE(error.ok());
       CHECK(got == expected);
     }
@@ -189,7 +159,7 @@ TEST_CASE("a spilled window with allowed lateness merges in arrival order", "[wi
   };
   const auto expected = run_latest(nullptr);
   TempDir dir;
-  const auto got = run_latest(rocksdb(dir.path, 256 << 10));
+  const auto got = run_latest(rocksdb(dir.str(), 256 << 10));
   CHECK(got.second.at("window_spilled_bytes") > 0);
   CHECK(got.first == expected.first);
 }
@@ -202,7 +172,7 @@ TEST_CASE("Q2 row 2 on the RocksDB backend matches the workload table at 1, 2 an
   for (int threads : {1, 2, 3}) {
     ms::Status error;
     TempDir dir;
-    const ms::Q1Totals got = ms::run_q1_pipeline(events, params, threads, "rocksdb", dir.path, &error);
+    const ms::Q1Totals got = ms::run_q1_pipeline(events, params, threads, "rocksdb", dir.str(), &error);
     REQUIRE(error.ok());
     CHECK(got == row.expected);
   }
@@ -241,7 +211,7 @@ TEST_CASE("dedup_by on RocksDB with a cache smaller than its ids drops the same 
   REQUIRE(expected.second > 0);
   REQUIRE(expected.first.size() > 3000);  // ids came back after their ttl
   TempDir dir;
-  const auto got = run_dedup(rocksdb(dir.path, 64 << 10));  // a cache of 1024 entries a worker
+  const auto got = run_dedup(rocksdb(dir.str(), 64 << 10));  // a cache of 1024 entries a worker
   CHECK(got.first == expected.first);
   CHECK(got.second == expected.second);
 }

@@ -16,6 +16,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/count_sum.hpp"
 #include "meterstream/meterstream.hpp"
 
 namespace ms = meterstream;
@@ -40,23 +41,7 @@ struct Ev {
 std::int64_t ev_key(const Ev& e) { return e.key; }
 std::int64_t ev_ts(const Ev& e) { return e.ts; }
 
-struct CountSum {
-  struct Acc {
-    std::int64_t count = 0;
-    std::int64_t sum = 0;
-  };
-  using accumulator_type = Acc;
-  Acc create() const { return {}; }
-  void add(Acc& a, const Ev& e) const {
-    ++a.count;
-    a.sum += e.val;
-  }
-  void merge(Acc& a, const Acc& b) const {
-    a.count += b.count;
-    a.sum += b.sum;
-  }
-  Acc result(const Acc& a) const { return a; }
-};
+using CountSum = meterstream::test::CountSum<Ev>;
 
 // One emitted window result, flattened, with the record's timestamp.
 struct Row {
