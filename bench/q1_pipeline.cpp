@@ -64,6 +64,71 @@ std::string q1_result_line(const Q1Result& r) {
                                                      r.value.sum_wh, r.value.min_v, r.value.max_v});
 }
 
+namespace {
+
+// The windows as lines through the exactly-once file sink, and what this run
+// wrote folded into Q1Totals per writer (no lock per window), merged at close.
+class Q1OutputSink final : public Sink<Q1Result> {
+ public:
+  explicit Q1OutputSink(const std::string& dir)
+      : files_(exactly_once_file_sink<std::string>(dir, [](const std::string& l) { return l; })) {}
+  std::string name() const override { return files_->name(); }
+  StatusOr<std::unique_ptr<SinkWriter<Q1Result>>> create_writer(int worker,
+                                                                int parallelism) override {
+    MS_ASSIGN_OR_RETURN(auto lines, files_->create_writer(worker, parallelism));
+    return std::unique_ptr<SinkWriter<Q1Result>>(std::make_unique<Writer>(this, std::move(lines)));
+  }
+  Status commit(const std::vector<std::string>& prepared) override {
+    return files_->commit(prepared);
+  }
+  Status recover(std::int64_t restored, const std::vector<std::string>& keep) override {
+    return files_->recover(restored, keep);
+  }
+  Q1Totals totals() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return totals_;
+  }
+
+ private:
+  class Writer final : public SinkWriter<Q1Result> {
+   public:
+    Writer(Q1OutputSink* sink, std::unique_ptr<SinkWriter<std::string>> lines)
+        : sink_(sink), lines_(std::move(lines)) {}
+    Status write(const RecordBatch<Q1Result>& batch) override {
+      text_.clear();
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        const Q1Result& r = batch.values[i];
+        local_.add_window(r.key, r.start, r.value.count, r.value.sum_wh, r.value.min_v,
+                          r.value.max_v);
+        text_.push_back(q1_result_line(r), batch.timestamps[i]);
+      }
+      return lines_->write(text_);
+    }
+    StatusOr<std::string> prepare_commit(std::int64_t epoch) override {
+      return lines_->prepare_commit(epoch);
+    }
+    Status close() override {
+      {
+        std::lock_guard<std::mutex> lock(sink_->mu_);
+        sink_->totals_.merge(local_);
+      }
+      return lines_->close();
+    }
+
+   private:
+    Q1OutputSink* sink_;
+    std::unique_ptr<SinkWriter<std::string>> lines_;
+    RecordBatch<std::string> text_;
+    Q1Totals local_;
+  };
+
+  std::shared_ptr<Sink<std::string>> files_;
+  mutable std::mutex mu_;
+  Q1Totals totals_;
+};
+
+}  // namespace
+
 Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params& params,
                          int threads, const std::string& state, const std::string& state_dir,
                          Status* error, Q1RunInfo* info) {
@@ -106,6 +171,8 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
   // The events stay owned by the caller; the source only reads them.
   std::shared_ptr<const std::vector<MeterReading>> shared(&events, [](const auto*) {});
   auto totals = std::make_shared<Q1TotalsSink>();
+  auto output = params.output_dir.empty() ? nullptr
+                                          : std::make_shared<Q1OutputSink>(params.output_dir);
 
   // Crash-and-resume mode: checkpoints, restore from the newest, and the
   // windows as lines through the exactly-once file sink.
@@ -131,13 +198,6 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
     c.interval = std::chrono::milliseconds(params.checkpoint_interval_ms);
     c.restore = RestoreFrom::latest();
   }
-  // What this run wrote (a resumed run reports its own part only).
-  struct Written {
-    std::mutex mu;
-    Q1Totals totals;
-  };
-  auto written = std::make_shared<Written>();
-
   Pipeline p;
   auto readings = p.source(from_shared_vector(shared))
                       .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(
@@ -152,17 +212,7 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
       results.sink(totals);
       return;
     }
-    results
-        .map([written](const Q1Result& r) {
-          {
-            std::lock_guard<std::mutex> lock(written->mu);
-            written->totals.add_window(r.key, r.start, r.value.count, r.value.sum_wh,
-                                       r.value.min_v, r.value.max_v);
-          }
-          return q1_result_line(r);
-        })
-        .sink(exactly_once_file_sink<std::string>(params.output_dir,
-                                                  [](const std::string& line) { return line; }));
+    results.sink(output);
   };
   if (params.dedup) {
     // Q2: retries dropped per meter by sequence number, before the windows.
@@ -177,7 +227,7 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
     return {};
   }
   *error = job->run();
-  Q1Totals result = params.output_dir.empty() ? totals->totals() : written->totals;
+  Q1Totals result = output ? output->totals() : totals->totals();
   auto metrics = job->metrics();
   result.late_dropped = static_cast<std::uint64_t>(metrics["window_late_records"]);
   result.duplicates_dropped = static_cast<std::uint64_t>(metrics["dedup_dropped"]);

@@ -671,6 +671,17 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
   meta["sinks"] = std::move(sinks);
   meta["files"] = files;
 
+  // Staged output must survive what the metadata survives.
+  for (const SinkRef& s : sinks_) {
+    auto it = by_sink.find(s.name);
+    if (it == by_sink.end()) continue;
+    Status st = s.sink->persist(it->second);
+    if (!st.ok()) {
+      return Status(st.code(), fmt::format("{}: making its staged output durable: {}", s.name,
+                                           std::string(st.message())));
+    }
+  }
+
   // The commit point: a checkpoint exists once its metadata does.
   failpoint("metadata");
   MS_RETURN_IF_ERROR(storage.put(metadata_path(id), meta.dump(1)));

@@ -115,9 +115,9 @@ class SinkWriter {
   // Exactly-once sinks (two-phase commit with checkpoints). Called at the
   // checkpoint barrier of checkpoint `epoch`, and once more at end of input
   // (with the id of the checkpoint that will follow), after every record
-  // before it was written: makes those records durable but not yet visible
-  // (staged) and returns what Sink::commit() needs to publish them, e.g. the
-  // staged file's name; "" when nothing was staged.
+  // before it was written: stages those records (not yet visible; made
+  // durable by SinkBase::persist()) and returns what SinkBase::commit() needs
+  // to publish them, e.g. the staged file's name; "" when nothing was staged.
   // Default: "": records are visible as soon as written (at-least-once).
   virtual StatusOr<std::string> prepare_commit(std::int64_t /*epoch*/) { return std::string(); }
 };
@@ -132,6 +132,12 @@ class SinkBase {
   virtual ~SinkBase() = default;
 
   virtual std::string name() const = 0;
+
+  // Makes what the writers' prepare_commit() returned durable (e.g. fsync),
+  // before the checkpoint that lists it is written. Called from the
+  // checkpoint thread, so prepare_commit(), which runs while its worker waits,
+  // can stay cheap (a flush and a rename). Default: nothing.
+  virtual Status persist(const std::vector<std::string>& /*prepared*/) { return Status(); }
 
   // Publishes what the writers' prepare_commit() returned (the non-empty
   // results) once the checkpoint that holds them is durable. Called from the

@@ -128,8 +128,10 @@ class StagedPartFileImpl final : public StagedPartFile {
           "epochs must increase",
           dir_, epoch, last_epoch_, worker_)));
     }
+    // No fsync here: this runs while the worker waits at a barrier;
+    // persist_part_files() makes the file durable from the checkpoint thread.
     std::FILE* f = std::exchange(file_, nullptr);
-    const bool flushed = std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+    const bool flushed = std::fflush(f) == 0;
     const int error = errno;
     if (std::fclose(f) != 0 || !flushed) {
       return fail(io_error("cannot flush", in_progress_, flushed ? errno : error));
@@ -139,8 +141,6 @@ class StagedPartFileImpl final : public StagedPartFile {
     if (std::rename(in_progress_.c_str(), staged.c_str()) != 0) {
       return fail(io_error("cannot rename '" + in_progress_ + "' to", staged, errno));
     }
-    // The checkpoint that lists `name` must find it after a power loss too.
-    if (Status s = sync_directory(dir_); !s.ok()) return fail(std::move(s));
     last_epoch_ = epoch;
     return name;
   }
@@ -192,6 +192,26 @@ Status make_part_directory(const std::string& dir) {
         fmt::format("exactly-once file sink: '{}' exists and is not a folder", dir));
   }
   return io_error("cannot create folder", dir, ec ? ec.value() : ENOENT);
+}
+
+Status persist_part_files(const std::string& dir, const std::vector<std::string>& prepared) {
+  for (const std::string& name : prepared) {
+    if (name.empty()) continue;
+    std::string path = path_in(dir, name);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+      // Committed already (a restore persisting again): the published file.
+      path = path_in(dir, std::string_view(name).substr(0, name.size() - kStagedSuffix.size()));
+      fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0) return io_error("cannot open", path, errno);
+    const int synced = ::fsync(fd);
+    const int error = errno;
+    ::close(fd);
+    if (synced != 0) return io_error("cannot fsync", path, error);
+  }
+  // The checkpoint that lists the names must find them after a power loss too.
+  return sync_directory(dir);
 }
 
 Status commit_part_files(const std::string& dir, const std::vector<std::string>& prepared) {

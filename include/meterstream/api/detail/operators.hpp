@@ -250,7 +250,10 @@ class SinkOp final : public Collector<T>, public OperatorInstance {
     // (the job's final checkpoint, or one that other workers still take).
     const std::string prepared = stage(last_barrier_ + 1);
     if (!worker_->checkpointing() && !prepared.empty()) {
-      Status s = call_user(name_, [&] { return sink_->commit({prepared}); });
+      Status s = call_user(name_, [&] {
+        Status p = sink_->persist({prepared});
+        return p.ok() ? sink_->commit({prepared}) : p;
+      });
       if (!s.ok()) fail(s);
     }
     Status s = call_user(name_, [&] { return writer_->close(); });

@@ -21,8 +21,11 @@
 //     "part-inprogress-w<worker>.staged", opened at the first record after
 //     the previous checkpoint (no empty files).
 //   - At checkpoint barrier N (SinkWriter::prepare_commit(N)) the worker
-//     flushes and fsyncs that file and renames it to the staged
-//     "part-<N, 10 digits>-w<worker>.csv.staged" ("part-0000000007-w2.csv.staged").
+//     flushes that file and renames it to the staged
+//     "part-<N, 10 digits>-w<worker>.csv.staged" ("part-0000000007-w2.csv.staged");
+//     the checkpoint thread fsyncs it and the folder (SinkBase::persist())
+//     before it writes the checkpoint's metadata, so the worker does not wait
+//     for the disk.
 //   - Once checkpoint N is complete, SinkBase::commit() renames the staged
 //     files to the committed "part-<N>-w<worker>.csv" and fsyncs the folder.
 //     Committing again is a no-op; a file whose staged and committed names
@@ -107,8 +110,8 @@ class StagedPartFile {
   // Appends `text` (complete lines) to the in-progress file, opening it when
   // none is open.
   virtual Status append(const std::string& text) = 0;
-  // Stages what was appended since the last call as epoch `epoch`: flush,
-  // fsync, rename to the staged name, fsync the folder. Returns the staged
+  // Stages what was appended since the last call as epoch `epoch`: flush and
+  // rename to the staged name (persist_part_files() makes it durable). Returns the staged
   // file's name (without the folder), or "" when nothing was appended.
   // `epoch` must be >= 0 and greater than the epoch of every earlier call that
   // staged a file (kInvalidArgument / kFailedPrecondition). After an I/O error
@@ -124,6 +127,10 @@ class StagedPartFile {
 // when it is empty or exists and is not a folder; kUnavailable when it
 // cannot be created.
 Status make_part_directory(const std::string& dir);
+
+// SinkBase::persist() of exactly_once_file_sink(): fsyncs each staged file in
+// `prepared` (its committed file when already committed), then `dir`.
+Status persist_part_files(const std::string& dir, const std::vector<std::string>& prepared);
 
 // SinkBase::commit() of exactly_once_file_sink(): renames each staged name in
 // `prepared` ("" entries are skipped) to its committed name, then fsyncs
@@ -236,6 +243,9 @@ class ExactlyOnceFileSink final : public Sink<T> {
     MS_RETURN_IF_ERROR(make_part_directory(dir_));
     return std::unique_ptr<SinkWriter<T>>(
         std::make_unique<Writer>(StagedPartFile::create(dir_, worker), format_));
+  }
+  Status persist(const std::vector<std::string>& prepared) override {
+    return persist_part_files(dir_, prepared);
   }
   Status commit(const std::vector<std::string>& prepared) override {
     return commit_part_files(dir_, prepared);
