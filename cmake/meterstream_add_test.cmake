@@ -6,8 +6,9 @@
 # TEST_CASE as a ctest test with catch_discover_tests (fmt's add_fmt_test).
 #
 # - Test names are prefixed with "<layer>/"; every test has the label
-#   <layer>, the tests of tests/e2e/ have the label e2e too, and test cases
-#   tagged [slow] have the label slow (excluded by the sanitizer presets).
+#   <layer>, the tests of tests/e2e/ have the label e2e too, test cases
+#   tagged [slow] have the label slow (excluded by the sanitizer presets) and
+#   those tagged [rocksdb] the label rocksdb (excluded by the tsan preset).
 # - Tests run in the build directory and get MS_SOURCE_DIR / MS_BINARY_DIR as
 #   string macros (the source tree and the build tree).
 # - Tests may include bench/ headers ("bench/workload.hpp") and link
@@ -52,25 +53,39 @@ function(meterstream_add_test layer)
     PROPERTIES LABELS "${_labels}")
 
   # Test cases tagged [slow] get the ctest label `slow` too, which the
-  # sanitizer test presets exclude. Catch2 v2's discovery does not turn tags
-  # into labels, so this ctest-time script (run after the discovered tests are
-  # defined) asks the executable which test cases carry the tag.
+  # sanitizer test presets exclude, and those tagged [rocksdb] the label
+  # `rocksdb`, which the tsan preset excludes (Debian's RocksDB is not built
+  # for TSan). Catch2 v2's discovery does not turn tags into labels, so this
+  # ctest-time script (run after the discovered tests are defined) asks the
+  # executable which test cases carry each tag.
   file(
     GENERATE
-    OUTPUT "${CMAKE_CURRENT_BINARY_DIR}/${_target}_slow_labels.cmake"
+    OUTPUT "${CMAKE_CURRENT_BINARY_DIR}/${_target}_tag_labels.cmake"
     CONTENT
       "set(_exe [==[$<TARGET_FILE:${_target}>]==])
 if(EXISTS \"\${_exe}\")
-  execute_process(COMMAND \"\${_exe}\" [slow] --list-test-names-only
-                  OUTPUT_VARIABLE _out RESULT_VARIABLE _rc ERROR_QUIET)
-  string(REPLACE \"\\n\" \";\" _names \"\${_out}\")
-  foreach(_name IN LISTS _names)
-    if(NOT _name STREQUAL \"\")
-      set_tests_properties(\"${layer}/\${_name}\" PROPERTIES LABELS \"${_labels};slow\")
-    endif()
+  set(_tagged \"\")
+  foreach(_tag IN ITEMS slow rocksdb)
+    execute_process(COMMAND \"\${_exe}\" \"[\${_tag}]\" --list-test-names-only
+                    OUTPUT_VARIABLE _out RESULT_VARIABLE _rc ERROR_QUIET)
+    string(REPLACE \"\\n\" \";\" _names \"\${_out}\")
+    foreach(_name IN LISTS _names)
+      if(NOT _name STREQUAL \"\")
+        string(MD5 _key \"\${_name}\")
+        if(NOT DEFINED _labels_\${_key})
+          set(_labels_\${_key} \"${_labels}\")
+          set(_name_\${_key} \"\${_name}\")
+          list(APPEND _tagged \${_key})
+        endif()
+        list(APPEND _labels_\${_key} \${_tag})
+      endif()
+    endforeach()
+  endforeach()
+  foreach(_key IN LISTS _tagged)
+    set_tests_properties(\"${layer}/\${_name_\${_key}}\" PROPERTIES LABELS \"\${_labels_\${_key}}\")
   endforeach()
 endif()
 ")
   set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES
-                                         "${CMAKE_CURRENT_BINARY_DIR}/${_target}_slow_labels.cmake")
+                                         "${CMAKE_CURRENT_BINARY_DIR}/${_target}_tag_labels.cmake")
 endfunction()

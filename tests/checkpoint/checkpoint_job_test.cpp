@@ -104,7 +104,8 @@ TEST_CASE("Q1 restored with another parallelism commits the exact totals", "[che
   cut_and_restore_q1({3, 2, false});
 }
 
-TEST_CASE("Q1 on RocksDB with spilled windows restores exactly, rescaled too", "[checkpoint]") {
+TEST_CASE("Q1 on RocksDB with spilled windows restores exactly, rescaled too",
+          "[checkpoint][rocksdb]") {
   cut_and_restore_q1({1, 1, true});
   cut_and_restore_q1({1, 3, true});
   cut_and_restore_q1({3, 2, true});
@@ -179,14 +180,14 @@ std::string reading_line(const ms::MeterReading& r) {
 }  // namespace
 
 TEST_CASE("Q2 (dedup_by_sequence, then Q1) cut and restored commits the exact totals",
-          "[checkpoint][dedup]") {
+          "[checkpoint][dedup][rocksdb]") {
   for (const Q1Case& c : {Q1Case{1, 1, false, true}, Q1Case{2, 3, true, true}}) {
     cut_and_restore_q1(c);
   }
 }
 
 TEST_CASE("dedup_by_sequence restored drops exactly the duplicates of the uninterrupted run",
-          "[checkpoint][dedup]") {
+          "[checkpoint][dedup][rocksdb]") {
   const mt::WorkloadRow& row = q2_row();
   const MakePipeline make = [&](const mt::Pace& pace, const std::string& out) {
     ms::Pipeline p;
@@ -210,7 +211,7 @@ TEST_CASE("dedup_by_sequence restored drops exactly the duplicates of the uninte
 }
 
 TEST_CASE("dedup_by with a time to live restored keeps exactly the uninterrupted run's records",
-          "[checkpoint][dedup]") {
+          "[checkpoint][dedup][rocksdb]") {
   const mt::WorkloadRow& row = q2_row();
   const MakePipeline make = [&](const mt::Pace& pace, const std::string& out) {
     ms::Pipeline p;
@@ -308,7 +309,7 @@ ms::SourceStream<Rec> paced_rec_source(ms::Pipeline& p, const mt::Pace& pace, in
 }  // namespace
 
 TEST_CASE("keyed process state and pending event-time and processing-time timers survive a restore",
-          "[checkpoint]") {
+          "[checkpoint][rocksdb]") {
   constexpr int kRecords = 100000;
   // Closed while a run is to be cut: its processing-time timers stay pending.
   auto open = std::make_shared<std::atomic<bool>>(true);
