@@ -17,47 +17,6 @@
 
 namespace meterstream {
 
-namespace {
-
-// Folds fired windows into Q1Totals per worker, merged when writers close.
-class Q1TotalsSink final : public Sink<Q1Result> {
- public:
-  std::string name() const override { return "q1-totals"; }
-  StatusOr<std::unique_ptr<SinkWriter<Q1Result>>> create_writer(int, int) override {
-    return std::unique_ptr<SinkWriter<Q1Result>>(std::make_unique<Writer>(this));
-  }
-  Q1Totals totals() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return totals_;
-  }
-
- private:
-  class Writer final : public SinkWriter<Q1Result> {
-   public:
-    explicit Writer(Q1TotalsSink* sink) : sink_(sink) {}
-    Status write(const RecordBatch<Q1Result>& batch) override {
-      for (const Q1Result& r : batch.values) {
-        local_.add_window(r.key, r.start, r.value.count, r.value.sum_wh, r.value.min_v,
-                          r.value.max_v);
-      }
-      return Status();
-    }
-    Status close() override {
-      std::lock_guard<std::mutex> lock(sink_->mu_);
-      sink_->totals_.merge(local_);
-      return Status();
-    }
-
-   private:
-    Q1TotalsSink* sink_;
-    Q1Totals local_;
-  };
-
-  mutable std::mutex mu_;
-  Q1Totals totals_;
-};
-
-}  // namespace
 
 std::string q1_result_line(const Q1Result& r) {
   return bench::q1_output_line(bench::Q1OutputWindow{r.key, r.start, r.value.count,
@@ -66,23 +25,34 @@ std::string q1_result_line(const Q1Result& r) {
 
 namespace {
 
-// The windows as lines through the exactly-once file sink, and what this run
-// wrote folded into Q1Totals per writer (no lock per window), merged at close.
-class Q1OutputSink final : public Sink<Q1Result> {
+// Folds fired windows into Q1Totals per writer (no lock per window), merged
+// when the writers close. With an output folder it also writes them as lines
+// through the exactly-once file sink, whose commit side it passes on.
+class Q1Sink final : public Sink<Q1Result> {
  public:
-  explicit Q1OutputSink(const std::string& dir)
-      : files_(exactly_once_file_sink<std::string>(dir, [](const std::string& l) { return l; })) {}
-  std::string name() const override { return files_->name(); }
+  explicit Q1Sink(const std::string& output_dir) {
+    if (!output_dir.empty()) {
+      files_ = exactly_once_file_sink<std::string>(output_dir,
+                                                   [](const std::string& l) { return l; });
+    }
+  }
+  std::string name() const override { return files_ ? files_->name() : "q1-totals"; }
   StatusOr<std::unique_ptr<SinkWriter<Q1Result>>> create_writer(int worker,
                                                                 int parallelism) override {
-    MS_ASSIGN_OR_RETURN(auto lines, files_->create_writer(worker, parallelism));
+    std::unique_ptr<SinkWriter<std::string>> lines;
+    if (files_) {
+      MS_ASSIGN_OR_RETURN(lines, files_->create_writer(worker, parallelism));
+    }
     return std::unique_ptr<SinkWriter<Q1Result>>(std::make_unique<Writer>(this, std::move(lines)));
   }
+  Status persist(const std::vector<std::string>& prepared) override {
+    return files_ ? files_->persist(prepared) : Status();
+  }
   Status commit(const std::vector<std::string>& prepared) override {
-    return files_->commit(prepared);
+    return files_ ? files_->commit(prepared) : Status();
   }
   Status recover(std::int64_t restored, const std::vector<std::string>& keep) override {
-    return files_->recover(restored, keep);
+    return files_ ? files_->recover(restored, keep) : Status();
   }
   Q1Totals totals() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -92,7 +62,7 @@ class Q1OutputSink final : public Sink<Q1Result> {
  private:
   class Writer final : public SinkWriter<Q1Result> {
    public:
-    Writer(Q1OutputSink* sink, std::unique_ptr<SinkWriter<std::string>> lines)
+    Writer(Q1Sink* sink, std::unique_ptr<SinkWriter<std::string>> lines)
         : sink_(sink), lines_(std::move(lines)) {}
     Status write(const RecordBatch<Q1Result>& batch) override {
       text_.clear();
@@ -100,11 +70,12 @@ class Q1OutputSink final : public Sink<Q1Result> {
         const Q1Result& r = batch.values[i];
         local_.add_window(r.key, r.start, r.value.count, r.value.sum_wh, r.value.min_v,
                           r.value.max_v);
-        text_.push_back(q1_result_line(r), batch.timestamps[i]);
+        if (lines_) text_.push_back(q1_result_line(r), batch.timestamps[i]);
       }
-      return lines_->write(text_);
+      return lines_ ? lines_->write(text_) : Status();
     }
     StatusOr<std::string> prepare_commit(std::int64_t epoch) override {
+      if (!lines_) return std::string();
       return lines_->prepare_commit(epoch);
     }
     Status close() override {
@@ -112,17 +83,17 @@ class Q1OutputSink final : public Sink<Q1Result> {
         std::lock_guard<std::mutex> lock(sink_->mu_);
         sink_->totals_.merge(local_);
       }
-      return lines_->close();
+      return lines_ ? lines_->close() : Status();
     }
 
    private:
-    Q1OutputSink* sink_;
+    Q1Sink* sink_;
     std::unique_ptr<SinkWriter<std::string>> lines_;
     RecordBatch<std::string> text_;
     Q1Totals local_;
   };
 
-  std::shared_ptr<Sink<std::string>> files_;
+  std::shared_ptr<Sink<std::string>> files_;  // null: totals only
   mutable std::mutex mu_;
   Q1Totals totals_;
 };
@@ -170,9 +141,7 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
   } remove_temp{temp_dir};
   // The events stay owned by the caller; the source only reads them.
   std::shared_ptr<const std::vector<MeterReading>> shared(&events, [](const auto*) {});
-  auto totals = std::make_shared<Q1TotalsSink>();
-  auto output = params.output_dir.empty() ? nullptr
-                                          : std::make_shared<Q1OutputSink>(params.output_dir);
+  auto sink = std::make_shared<Q1Sink>(params.output_dir);
 
   // Crash-and-resume mode: checkpoints, restore from the newest, and the
   // windows as lines through the exactly-once file sink.
@@ -206,14 +175,7 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
                                        &MeterReading::ts_ms)
                       .key_by(&MeterReading::meter_id);
   const auto window = tumbling(std::chrono::milliseconds(params.window_ms));
-  auto finish = [&](auto windows) {
-    auto results = windows.aggregate(Q1Aggregate{});
-    if (params.output_dir.empty()) {
-      results.sink(totals);
-      return;
-    }
-    results.sink(output);
-  };
+  auto finish = [&](auto windows) { windows.aggregate(Q1Aggregate{}).sink(sink); };
   if (params.dedup) {
     // Q2: retries dropped per meter by sequence number, before the windows.
     finish(readings.dedup_by_sequence(&MeterReading::seq, params.dedup_horizon).window(window));
@@ -227,7 +189,7 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
     return {};
   }
   *error = job->run();
-  Q1Totals result = output ? output->totals() : totals->totals();
+  Q1Totals result = sink->totals();
   auto metrics = job->metrics();
   result.late_dropped = static_cast<std::uint64_t>(metrics["window_late_records"]);
   result.duplicates_dropped = static_cast<std::uint64_t>(metrics["dedup_dropped"]);
