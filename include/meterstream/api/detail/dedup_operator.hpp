@@ -12,7 +12,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "meterstream/metrics/metrics.hpp"
-#include "meterstream/runtime/detail/snapshot.hpp"
+#include "meterstream/runtime/detail/operator_snapshot.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
@@ -89,62 +89,15 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
  protected:
   virtual void snapshot_state(std::int64_t id, OperatorSnapshot& snap) = 0;
 
-  // Puts the bytes of each key group (grouped by `key_group_of_entry`) into
-  // the snapshot.
-  template <typename Entries, typename Encode>
-  void snapshot_by_key_group(OperatorSnapshot& snap, const Entries& for_each_entry, Encode&& encode) {
-    const KeyGroupRange range = worker_->key_groups();
-    std::vector<std::string> blobs(static_cast<std::size_t>(range.size()));
-    for_each_entry([&](int kg, const auto&... entry) {
-      encode(&blobs[static_cast<std::size_t>(kg - range.first)], entry...);
-    });
-    for (std::size_t g = 0; g < blobs.size(); ++g) {
-      if (!blobs[g].empty()) snap.keyed.emplace_back(range.first + static_cast<int>(g), std::move(blobs[g]));
-    }
-  }
-
-  void snapshot_store(std::int64_t id, OperatorSnapshot& snap) {
-    std::string dir = worker_->store_snapshot_dir(id, name_);
-    StatusOr<StoreSnapshot> taken = store_->snapshot(dir);
-    if (!taken.ok()) throw StatusError{taken.status()};
-    snap.stores.push_back(LocalStoreSnapshot{std::move(dir), *std::move(taken)});
-  }
-
   // This operator's part of the checkpoint being restored, or null; its
   // store snapshots are restored here.
   const RestoredCheckpoint::Operator* restore_stores() {
-    const RestoredCheckpoint* r = worker_->restored();
-    const RestoredCheckpoint::Operator* mine = r != nullptr ? r->find(name_) : nullptr;
-    if (mine == nullptr) return nullptr;
-    for (const LocalStoreSnapshot& s : mine->stores) {
-      Status st = store_->restore(s.local_dir, s.snapshot);
-      if (!st.ok()) throw StatusError{st};
-    }
+    const RestoredCheckpoint::Operator* mine = restored_part(*worker_, name_);
+    if (mine != nullptr) detail::restore_stores(*store_, *mine);
     return mine;
   }
 
-  // Calls fn(bytes) for the restored bytes of each key group this instance owns.
-  template <typename F>
-  void for_each_restored(const RestoredCheckpoint::Operator& mine, F&& fn) const {
-    const KeyGroupRange range = worker_->key_groups();
-    for (const auto& [kg, blobs] : mine.keyed) {
-      if (kg < range.first || kg > range.last) continue;
-      for (const std::string& b : blobs) fn(std::string_view(b));
-    }
-  }
-
-  [[noreturn]] void corrupt() const {
-    throw StatusError{absl::DataLossError(
-        name_ + ": its state in the checkpoint being restored does not decode")};
-  }
-
-  template <typename... Types>
-  void require_codecs() const {
-    if constexpr (!(HasCodec<Types>::value && ...)) {
-      throw StatusError{absl::FailedPreconditionError(
-          name_ + ": checkpointing needs a Codec (core/codec.hpp) for the key/id type")};
-    }
-  }
+  [[noreturn]] void corrupt() const { throw_corrupt(name_, "its state"); }
 
   Worker* worker_ = nullptr;
   // Keeps the records for which keep(i) is true, counts the others.
@@ -194,10 +147,10 @@ class SequenceDedupOp final : public DedupOperatorBase<T> {
     cache_ = std::make_unique<StateCache<K, SeqWindow>>(
         this->in_memory_ ? nullptr : this->store_.get(), this->state_id_,
         this->cache_entries_, this->max_parallelism_);
-    if (worker.checkpointing()) this->template require_codecs<K>();
+    if (worker.checkpointing()) require_codecs<K>(this->name_);
     if constexpr (HasCodec<K>::value) {
       if (const auto* mine = this->restore_stores()) {
-        this->for_each_restored(*mine, [&](std::string_view in) {
+        for_each_restored(*mine, worker.key_groups(), [&](std::string_view in) {
           while (!in.empty()) {
             K key{};
             SeqWindow w;
@@ -236,20 +189,16 @@ class SequenceDedupOp final : public DedupOperatorBase<T> {
     if constexpr (HasCodec<K>::value) {
       if (!this->in_memory_) {
         cache_->flush();
-        this->snapshot_store(id, snap);
+        snapshot_store(*this->worker_, id, this->name_, *this->store_, snap);
         return;
       }
-      this->snapshot_by_key_group(
-          snap,
-          [&](auto&& emit) {
-            cache_->for_each([&](const K& key, const SeqWindow& w) {
-              emit(key_group_of(key, this->max_parallelism_), key, w);
-            });
-          },
-          [](std::string* out, const K& key, const SeqWindow& w) {
-            encode_field<K, KeyCodec<K>>(key, out);
-            encode_field<SeqWindow>(w, out);
-          });
+      KeyGroupBytes bytes(this->worker_->key_groups());
+      cache_->for_each([&](const K& key, const SeqWindow& w) {
+        std::string& out = bytes[key_group_of(key, this->max_parallelism_)];
+        encode_field<K, KeyCodec<K>>(key, &out);
+        encode_field<SeqWindow>(w, &out);
+      });
+      bytes.move_into(snap);
     }
   }
 
@@ -314,10 +263,10 @@ class IdDedupOp final : public DedupOperatorBase<T> {
     cache_ = std::make_unique<StateCache<Id, Timestamp>>(
         this->in_memory_ ? nullptr : this->store_.get(), this->state_id_, this->cache_entries_,
         this->max_parallelism_);
-    if (worker.checkpointing()) this->template require_codecs<Id>();
+    if (worker.checkpointing()) require_codecs<Id>(this->name_);
     if constexpr (HasCodec<Id>::value) {
       if (const auto* mine = this->restore_stores()) {
-        this->for_each_restored(*mine, [&](std::string_view in) {
+        for_each_restored(*mine, worker.key_groups(), [&](std::string_view in) {
           while (!in.empty()) {
             Id id{};
             std::int64_t until = 0;
@@ -330,15 +279,7 @@ class IdDedupOp final : public DedupOperatorBase<T> {
         });
         std::stable_sort(expiries_.begin(), expiries_.end(),
                          [](const auto& a, const auto& b) { return a.first < b.first; });
-        // The old instances' watermarks are equal; the smallest, as elsewhere.
-        Timestamp restored = kMaxTimestamp;
-        for (const auto& [w, bytes] : mine->operator_states) {
-          std::string_view in = bytes;
-          std::int64_t wm = 0;
-          if (!get_i64(&in, &wm)) this->corrupt();
-          restored = std::min(restored, wm);
-        }
-        if (!mine->operator_states.empty()) watermark_ = restored;
+        if (auto wm = restored_watermark(*mine, this->name_)) watermark_ = *wm;
       }
     }
   }
@@ -379,17 +320,13 @@ class IdDedupOp final : public DedupOperatorBase<T> {
     snap.operator_state.clear();
     put_i64(&snap.operator_state, watermark_);
     if constexpr (HasCodec<Id>::value) {
-      this->snapshot_by_key_group(
-          snap,
-          [&](auto&& emit) {
-            for (const auto& [until, id] : expiries_) {
-              emit(key_group_of(id, this->max_parallelism_), id, until);
-            }
-          },
-          [](std::string* out, const Id& id, Timestamp until) {
-            encode_field<Id, KeyCodec<Id>>(id, out);
-            put_i64(out, until);
-          });
+      KeyGroupBytes bytes(this->worker_->key_groups());
+      for (const auto& [until, id] : expiries_) {
+        std::string& out = bytes[key_group_of(id, this->max_parallelism_)];
+        encode_field<Id, KeyCodec<Id>>(id, &out);
+        put_i64(&out, until);
+      }
+      bytes.move_into(snap);
     }
   }
 

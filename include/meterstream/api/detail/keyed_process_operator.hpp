@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "meterstream/api/process_function.hpp"
-#include "meterstream/runtime/detail/snapshot.hpp"
+#include "meterstream/runtime/detail/operator_snapshot.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
@@ -42,9 +42,7 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
     ctx_.event_timers_ = &event_timers_;
     ctx_.processing_timers_ = &processing_timers_;
     worker_ = &worker;
-    if (const RestoredCheckpoint* r = worker.restored()) {
-      if (const RestoredCheckpoint::Operator* mine = r->find(name_)) restore(*mine);
-    }
+    if (const RestoredCheckpoint::Operator* mine = restored_part(worker, name_)) restore(*mine);
   }
 
   // Checkpoint: the store's snapshot, the timers per key group and the
@@ -60,8 +58,7 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
   void snapshot(std::int64_t id, OperatorSnapshot& snap) {
     snap.operator_state.clear();
     put_i64(&snap.operator_state, ctx_.watermark_);
-    const KeyGroupRange range = worker_->key_groups();
-    std::vector<std::string> blobs(static_cast<std::size_t>(range.size()));
+    KeyGroupBytes blobs(worker_->key_groups());
     for (TimerSet* timers : {&event_timers_, &processing_timers_}) {
       const char domain = timers == &event_timers_ ? 0 : 1;
       for (const auto& [time, key_bytes] : *timers) {
@@ -69,20 +66,14 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
         if (!KeyCodec<K>::decode(key_bytes, &key)) {
           throw StatusError{absl::DataLossError(name_ + ": a timer's key does not decode")};
         }
-        std::string& b =
-            blobs[static_cast<std::size_t>(key_group_of(key, max_parallelism_) - range.first)];
+        std::string& b = blobs[key_group_of(key, max_parallelism_)];
         b.push_back(domain);
         put_i64(&b, time);
         encode_field<std::string>(key_bytes, &b);
       }
     }
-    for (std::size_t g = 0; g < blobs.size(); ++g) {
-      if (!blobs[g].empty()) snap.keyed.emplace_back(range.first + static_cast<int>(g), std::move(blobs[g]));
-    }
-    std::string dir = worker_->store_snapshot_dir(id, name_);
-    StatusOr<StoreSnapshot> taken = store_->snapshot(dir);
-    if (!taken.ok()) throw StatusError{taken.status()};
-    snap.stores.push_back(LocalStoreSnapshot{std::move(dir), *std::move(taken)});
+    blobs.move_into(snap);
+    snapshot_store(*worker_, id, name_, *store_, snap);
   }
 
  public:
@@ -154,39 +145,22 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
   }
 
   void restore(const RestoredCheckpoint::Operator& mine) {
-    auto corrupt = [&] {
-      throw StatusError{absl::DataLossError(
-          name_ + ": its state in the checkpoint being restored does not decode")};
-    };
-    for (const LocalStoreSnapshot& s : mine.stores) {
-      Status st = store_->restore(s.local_dir, s.snapshot);
-      if (!st.ok()) throw StatusError{st};
-    }
-    const KeyGroupRange range = worker_->key_groups();
-    for (const auto& [kg, blobs] : mine.keyed) {
-      if (kg < range.first || kg > range.last) continue;
-      for (const std::string& blob : blobs) {
-        std::string_view in = blob;
-        while (!in.empty()) {
-          const char domain = in.front();
-          in.remove_prefix(1);
-          std::int64_t time = 0;
-          std::string key;
-          if (!get_i64(&in, &time) || !decode_field<std::string>(&in, &key)) corrupt();
-          (domain == 0 ? event_timers_ : processing_timers_).emplace(time, std::move(key));
+    restore_stores(*store_, mine);
+    for_each_restored(mine, worker_->key_groups(), [&](std::string_view in) {
+      while (!in.empty()) {
+        const char domain = in.front();
+        in.remove_prefix(1);
+        std::int64_t time = 0;
+        std::string key;
+        if (!get_i64(&in, &time) || !decode_field<std::string>(&in, &key)) {
+          throw_corrupt(name_, "a timer");
         }
+        (domain == 0 ? event_timers_ : processing_timers_).emplace(time, std::move(key));
       }
-    }
-    Timestamp wm = kMaxTimestamp;
-    for (const auto& [w, bytes] : mine.operator_states) {
-      std::string_view in = bytes;
-      std::int64_t v = 0;
-      if (!get_i64(&in, &v)) corrupt();
-      wm = std::min(wm, v);
-    }
-    if (!mine.operator_states.empty()) {
-      ctx_.watermark_ = wm;
-      store_->advance_event_time(wm);
+    });
+    if (auto wm = restored_watermark(mine, name_)) {
+      ctx_.watermark_ = *wm;
+      store_->advance_event_time(*wm);
     }
   }
 

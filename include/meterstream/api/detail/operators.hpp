@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "meterstream/metrics/metrics.hpp"
+#include "meterstream/runtime/detail/operator_snapshot.hpp"
 #include "meterstream/runtime/detail/source_head.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
@@ -167,8 +168,7 @@ class WatermarkAssignerOp final : public Collector<T>, public OperatorInstance {
 
   void open(Worker& worker) override {
     worker_ = &worker;
-    const RestoredCheckpoint* r = worker.restored();
-    const RestoredCheckpoint::Operator* mine = r != nullptr ? r->find(name_) : nullptr;
+    const RestoredCheckpoint::Operator* mine = restored_part(worker, name_);
     if (mine == nullptr) return;
     // Per instance: restored when the same worker index existed before.
     auto it = mine->operator_states.find(worker.index());
@@ -177,7 +177,7 @@ class WatermarkAssignerOp final : public Collector<T>, public OperatorInstance {
     std::int64_t current = 0, max_ts = 0, since = 0, last = 0;
     if (!get_i64(&in, &current) || !get_i64(&in, &max_ts) || !get_i64(&in, &since) ||
         !get_i64(&in, &last)) {
-      throw StatusError{absl::DataLossError(name_ + ": its checkpointed state does not decode")};
+      throw_corrupt(name_, "its generator");
     }
     generator_.reset(current, max_ts);
     since_ = static_cast<std::size_t>(since);

@@ -38,7 +38,7 @@
 #include "meterstream/core/codec.hpp"
 #include "meterstream/core/key_group.hpp"
 #include "meterstream/metrics/metrics.hpp"
-#include "meterstream/runtime/detail/snapshot.hpp"
+#include "meterstream/runtime/detail/operator_snapshot.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
@@ -96,38 +96,16 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
   // watermark, store snapshots).
   virtual void snapshot_windows(std::int64_t id, OperatorSnapshot& snap) = 0;
 
-  // The part of the restored checkpoint for this operator, or null. Sets the
-  // watermark: the smallest of the old instances' (they are equal: every
-  // instance's gate sees the same watermarks before a barrier).
+  // The part of the restored checkpoint for this operator, or null; sets the
+  // restored watermark.
   const RestoredCheckpoint::Operator* restored_part() {
-    const RestoredCheckpoint* r = worker_->restored();
-    const RestoredCheckpoint::Operator* mine = r != nullptr ? r->find(name_) : nullptr;
+    const RestoredCheckpoint::Operator* mine = detail::restored_part(*worker_, name_);
     if (mine == nullptr) return nullptr;
-    Timestamp wm = kMaxTimestamp;
-    for (const auto& [w, bytes] : mine->operator_states) {
-      std::string_view in = bytes;
-      std::int64_t v = 0;
-      if (!get_i64(&in, &v)) corrupt("its operator state");
-      wm = std::min(wm, v);
-    }
-    if (!mine->operator_states.empty()) watermark_ = wm;
+    if (auto wm = restored_watermark(*mine, name_)) watermark_ = *wm;
     return mine;
   }
 
-  [[noreturn]] void corrupt(const std::string& what) const {
-    throw StatusError{absl::DataLossError(name_ + ": " + what +
-                                          " in the checkpoint being restored does not decode")};
-  }
-
-  // Checkpointing needs to write keys and accumulators.
-  template <typename Key, typename Accumulator>
-  void require_codecs() const {
-    if constexpr (!HasCodec<Key>::value || !HasCodec<Accumulator>::value) {
-      throw StatusError{absl::FailedPreconditionError(
-          name_ + ": checkpointing needs a Codec (core/codec.hpp) for the key type and the "
-                  "accumulator type; one of them has none")};
-    }
-  }
+  [[noreturn]] void corrupt(const std::string& what) const { throw_corrupt(name_, what); }
 
   void emit(const K& key, Timestamp start, Timestamp end, const Acc& acc) {
     out_batch_.push_back(Out{key, start, end, agg_.result(acc)}, end - 1);
@@ -213,7 +191,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     }
     // With a backend that keeps state in memory there is nothing to spill to.
     if (budget_ > 0) open_spill_store(worker);
-    if (worker.checkpointing() && !kRawEntries) this->template require_codecs<K, Acc>();
+    if (worker.checkpointing() && !kRawEntries) require_codecs<K, Acc>(this->name_);
     if (const auto* mine = this->restored_part()) call_user(this->name_, [&] { restore(*mine); });
   }
 
@@ -471,10 +449,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
       }
       snap.keyed.emplace_back(kAllKeyGroups, std::move(blob));
       if (store_) {
-        std::string dir = this->worker_->store_snapshot_dir(id, this->name_);
-        auto taken = store_->snapshot(dir);
-        if (!taken.ok()) throw StatusError{taken.status()};
-        snap.stores.push_back(LocalStoreSnapshot{std::move(dir), *std::move(taken)});
+        snapshot_store(*this->worker_, id, this->name_, *store_, snap);
       }
     }
   }
@@ -519,10 +494,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
               this->name_ + ": the checkpoint was taken with a state backend that spills "
                             "windows to disk (RocksDB); restore it with one")};
         }
-        for (const LocalStoreSnapshot& s : mine.stores) {
-          Status st = store_->restore(s.local_dir, s.snapshot);
-          if (!st.ok()) throw StatusError{st};
-        }
+        restore_stores(*store_, mine);
       }
     }
   }
@@ -677,7 +649,7 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
 
   void open(Worker& worker) override {
     Base::open(worker);
-    if (worker.checkpointing()) this->template require_codecs<K, Acc>();
+    if (worker.checkpointing()) require_codecs<K, Acc>(this->name_);
     if (const auto* mine = this->restored_part()) call_user(this->name_, [&] { restore(*mine); });
   }
 
@@ -770,11 +742,9 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
   // timers follow from the sessions.
   void snapshot_windows(std::int64_t, OperatorSnapshot& snap) override {
     if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
-      const KeyGroupRange range = this->worker_->key_groups();
-      std::vector<std::string> blobs(static_cast<std::size_t>(range.size()));
+      KeyGroupBytes blobs(this->worker_->key_groups());
       for (const auto& [key, sessions] : sessions_) {
-        std::string& b = blobs[static_cast<std::size_t>(
-            key_group_of(key, this->worker_->max_parallelism()) - range.first)];
+        std::string& b = blobs[key_group_of(key, this->worker_->max_parallelism())];
         encode_field<K, KeyCodec<K>>(key, &b);
         put_u64(&b, sessions.size());
         for (const Session& x : sessions) {
@@ -784,21 +754,13 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
           encode_field<Acc>(x.acc, &b);
         }
       }
-      for (std::size_t g = 0; g < blobs.size(); ++g) {
-        if (!blobs[g].empty()) {
-          snap.keyed.emplace_back(range.first + static_cast<int>(g), std::move(blobs[g]));
-        }
-      }
+      blobs.move_into(snap);
     }
   }
 
   void restore(const RestoredCheckpoint::Operator& mine) {
     if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
-      const KeyGroupRange range = this->worker_->key_groups();
-      for (const auto& [kg, blobs] : mine.keyed) {
-        if (kg < range.first || kg > range.last) continue;
-        for (const std::string& blob : blobs) {
-          std::string_view in = blob;
+      for_each_restored(mine, this->worker_->key_groups(), [&](std::string_view in) {
           while (!in.empty()) {
             K key{};
             std::uint64_t n = 0;
@@ -819,8 +781,7 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
               sessions.push_back(std::move(x));
             }
           }
-        }
-      }
+      });
     }
   }
 

@@ -1,0 +1,106 @@
+// What stateful operators share to take part in checkpoints: their state
+// bytes per key group, their store snapshots, and reading both back. Not API.
+#pragma once
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "meterstream/core/codec.hpp"
+#include "meterstream/runtime/detail/snapshot.hpp"
+#include "meterstream/runtime/detail/worker.hpp"
+#include "meterstream/state/state_backend.hpp"
+
+namespace meterstream::detail {
+
+// Operator `op`'s part of the checkpoint the job restores, or null.
+inline const RestoredCheckpoint::Operator* restored_part(const Worker& worker,
+                                                         const std::string& op) {
+  const RestoredCheckpoint* r = worker.restored();
+  return r != nullptr ? r->find(op) : nullptr;
+}
+
+[[noreturn]] inline void throw_corrupt(const std::string& op, const std::string& what) {
+  throw StatusError{absl::DataLossError(
+      op + ": " + what + " in the checkpoint being restored does not decode")};
+}
+
+// The smallest of the old instances' watermarks, which start their operator
+// states (they are equal: every instance sees the same watermarks before a
+// barrier); nullopt when the checkpoint has none.
+inline std::optional<Timestamp> restored_watermark(const RestoredCheckpoint::Operator& part,
+                                                   const std::string& op) {
+  std::optional<Timestamp> wm;
+  for (const auto& [worker, bytes] : part.operator_states) {
+    std::string_view in = bytes;
+    std::int64_t v = 0;
+    if (!get_i64(&in, &v)) throw_corrupt(op, "its operator state");
+    wm = wm ? std::min(*wm, v) : v;
+  }
+  return wm;
+}
+
+// Checkpointing writes the state of these types with their Codec.
+template <typename... Types>
+void require_codecs(const std::string& op) {
+  if constexpr (!(HasCodec<Types>::value && ...)) {
+    throw StatusError{absl::FailedPreconditionError(
+        op + ": checkpointing needs a Codec (core/codec.hpp) for the types of its state; one "
+             "has none")};
+  }
+}
+
+// Snapshots `store` (the synchronous part) into a new local folder of
+// checkpoint `id` and adds it to `snap`.
+inline void snapshot_store(Worker& worker, std::int64_t id, const std::string& op,
+                           KeyedStateStore& store, OperatorSnapshot& snap) {
+  std::string dir = worker.store_snapshot_dir(id, op);
+  StatusOr<StoreSnapshot> taken = store.snapshot(dir);
+  if (!taken.ok()) throw StatusError{taken.status()};
+  snap.stores.push_back(LocalStoreSnapshot{std::move(dir), *std::move(taken)});
+}
+
+// Restores into `store` every store snapshot of `part` (the key groups of
+// the store's own range).
+inline void restore_stores(KeyedStateStore& store, const RestoredCheckpoint::Operator& part) {
+  for (const LocalStoreSnapshot& s : part.stores) {
+    Status st = store.restore(s.local_dir, s.snapshot);
+    if (!st.ok()) throw StatusError{st};
+  }
+}
+
+// An instance's state bytes, one string per key group of its range, put into
+// a snapshot (empty ones left out).
+class KeyGroupBytes {
+ public:
+  explicit KeyGroupBytes(KeyGroupRange range)
+      : range_(range), bytes_(static_cast<std::size_t>(range.size())) {}
+  std::string& operator[](int key_group) {
+    return bytes_[static_cast<std::size_t>(key_group - range_.first)];
+  }
+  void move_into(OperatorSnapshot& snap) {
+    for (std::size_t g = 0; g < bytes_.size(); ++g) {
+      if (!bytes_[g].empty()) {
+        snap.keyed.emplace_back(range_.first + static_cast<int>(g), std::move(bytes_[g]));
+      }
+    }
+  }
+
+ private:
+  KeyGroupRange range_;
+  std::vector<std::string> bytes_;
+};
+
+// Calls fn(bytes) for the restored bytes of each key group in `range`.
+template <typename F>
+void for_each_restored(const RestoredCheckpoint::Operator& part, KeyGroupRange range, F&& fn) {
+  for (const auto& [kg, blobs] : part.keyed) {
+    if (kg < range.first || kg > range.last) continue;
+    for (const std::string& b : blobs) fn(std::string_view(b));
+  }
+}
+
+}  // namespace meterstream::detail
