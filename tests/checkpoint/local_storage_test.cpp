@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 
 #include "common/temp_dir.hpp"
+#include "common/test_bytes.hpp"
 #include "meterstream/checkpoint/checkpoint_storage.hpp"
 
 namespace ms = meterstream;
@@ -28,17 +29,8 @@ std::unique_ptr<ms::CheckpointStorage> open_storage(const fs::path& dir) {
   return std::move(storage).value();
 }
 
-std::string pattern(std::size_t size, unsigned seed) {
-  std::string s(size, '\0');
-  std::mt19937 rng(seed);
-  for (char& c : s) c = static_cast<char>(rng());
-  return s;
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using meterstream::test::pattern;
+using meterstream::test::read_file;
 
 }  // namespace
 

@@ -20,6 +20,7 @@
 #include "common/moto_server.hpp"
 #include "common/s3_test_util.hpp"
 #include "common/temp_dir.hpp"
+#include "common/test_bytes.hpp"
 #include "meterstream/checkpoint/checkpoint_storage.hpp"
 
 namespace ms = meterstream;
@@ -38,17 +39,8 @@ using meterstream::test::unique_bucket;
 
 namespace {
 
-std::string pattern(std::size_t size, unsigned seed) {
-  std::string s(size, '\0');
-  std::mt19937 rng(seed);
-  for (char& c : s) c = static_cast<char>(rng());
-  return s;
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using meterstream::test::pattern;
+using meterstream::test::read_file;
 
 // Runs a shell command, returns its stdout.
 std::string run(const std::string& cmd) {

@@ -195,6 +195,16 @@ class FileSource final : public Source<T> {
   Parse parse_;
 };
 
+// format(v) + '\n' for every record of `batch`, into `*text` (replaced).
+template <typename T, typename Format>
+void format_lines(const RecordBatch<T>& batch, Format& format, std::string* text) {
+  text->clear();
+  for (const T& v : batch.values) {
+    *text += format(v);
+    *text += '\n';
+  }
+}
+
 template <typename T, typename Format>
 class FileSink final : public Sink<T> {
  public:
@@ -213,11 +223,7 @@ class FileSink final : public Sink<T> {
     Writer(std::shared_ptr<SharedLineFile> file, Format format)
         : file_(std::move(file)), format_(std::move(format)) {}
     Status write(const RecordBatch<T>& batch) override {
-      text_.clear();
-      for (const T& v : batch.values) {
-        text_ += format_(v);
-        text_ += '\n';
-      }
+      format_lines(batch, format_, &text_);
       return file_->append(text_);
     }
     Status close() override { return file_->flush(); }
@@ -260,11 +266,7 @@ class ExactlyOnceFileSink final : public Sink<T> {
     Writer(std::unique_ptr<StagedPartFile> file, Format format)
         : file_(std::move(file)), format_(std::move(format)) {}
     Status write(const RecordBatch<T>& batch) override {
-      text_.clear();
-      for (const T& v : batch.values) {
-        text_ += format_(v);
-        text_ += '\n';
-      }
+      format_lines(batch, format_, &text_);
       return file_->append(text_);
     }
     StatusOr<std::string> prepare_commit(std::int64_t epoch) override {

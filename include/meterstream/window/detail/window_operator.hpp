@@ -761,26 +761,26 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
   void restore(const RestoredCheckpoint::Operator& mine) {
     if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
       for_each_restored(mine, this->worker_->key_groups(), [&](std::string_view in) {
-          while (!in.empty()) {
-            K key{};
-            std::uint64_t n = 0;
-            if (!decode_field<K, KeyCodec<K>>(&in, &key) || !get_u64(&in, &n)) {
+        while (!in.empty()) {
+          K key{};
+          std::uint64_t n = 0;
+          if (!decode_field<K, KeyCodec<K>>(&in, &key) || !get_u64(&in, &n)) {
+            this->corrupt("a session");
+          }
+          std::vector<Session>& sessions = sessions_[key];
+          for (std::uint64_t i = 0; i < n; ++i) {
+            Session x{0, 0, false, Acc{}, timers_.end()};
+            if (!get_i64(&in, &x.start) || !get_i64(&in, &x.end) || in.empty()) {
               this->corrupt("a session");
             }
-            std::vector<Session>& sessions = sessions_[key];
-            for (std::uint64_t i = 0; i < n; ++i) {
-              Session x{0, 0, false, Acc{}, timers_.end()};
-              if (!get_i64(&in, &x.start) || !get_i64(&in, &x.end) || in.empty()) {
-                this->corrupt("a session");
-              }
-              x.fired = in.front() != 0;
-              in.remove_prefix(1);
-              if (!decode_field<Acc>(&in, &x.acc)) this->corrupt("a session");
-              const Timestamp at = x.fired ? x.end - 1 + this->lateness_ : x.end - 1;
-              x.timer = timers_.emplace(at, std::make_pair(key, x.end));
-              sessions.push_back(std::move(x));
-            }
+            x.fired = in.front() != 0;
+            in.remove_prefix(1);
+            if (!decode_field<Acc>(&in, &x.acc)) this->corrupt("a session");
+            const Timestamp at = x.fired ? x.end - 1 + this->lateness_ : x.end - 1;
+            x.timer = timers_.emplace(at, std::make_pair(key, x.end));
+            sessions.push_back(std::move(x));
           }
+        }
       });
     }
   }
