@@ -767,11 +767,15 @@ Status Coordinator::retain() {
     }
     live.insert(it->second.begin(), it->second.end());
   }
-  MS_ASSIGN_OR_RETURN(std::vector<std::string> shared, storage.list("shared/"));
-  for (const std::string& p : shared) {
-    if (live.count(p) != 0) continue;
-    MS_RETURN_IF_ERROR(storage.remove(p));
-    shared_files_.erase(p);
+  // shared_files_ is the storage's shared/ as listed at start, plus what this
+  // run uploaded, less what it removed: no need to list it again.
+  for (auto it = shared_files_.begin(); it != shared_files_.end();) {
+    if (live.count(*it) != 0) {
+      ++it;
+      continue;
+    }
+    MS_RETURN_IF_ERROR(storage.remove(*it));
+    it = shared_files_.erase(it);
   }
   return Status();
 }
