@@ -38,6 +38,8 @@ class JobState {
       cancel();
       join();
     }
+    if (coordinator_ && !coordinator_done_) coordinator_->stop();
+    close_sinks();
   }
 
   Status start() {
@@ -55,6 +57,7 @@ class JobState {
       MS_ASSIGN_OR_RETURN(shared_.state_backend, make_memory_state_backend());
     }
     const int p = o.parallelism;
+    MS_RETURN_IF_ERROR(open_sinks());
     MS_RETURN_IF_ERROR(start_checkpoints());
     for (const auto& node : nodes()) {
       MS_RETURN_IF_ERROR(node->prepare(p));
@@ -96,7 +99,11 @@ class JobState {
 
   Status wait() {
     if (!started_) return absl::FailedPreconditionError("Job::wait(): the job was not started");
-    if (!start_error_.ok()) return start_error_;
+    if (!start_error_.ok()) {
+      if (coordinator_) coordinator_->stop();
+      close_sinks();
+      return start_error_;
+    }
     join();
     Status s = shared_.first_error();
     if (s.ok() && cancelled_by_user_) s = absl::CancelledError("the job was cancelled");
@@ -108,6 +115,7 @@ class JobState {
         coordinator_->stop();
       }
     }
+    close_sinks();
     return s;
   }
 
@@ -165,6 +173,30 @@ class JobState {
       }
     }
     return Status();
+  }
+
+  // SinkBase::open() of every sink, in node order.
+  Status open_sinks() {
+    SinkContext context;
+    context.checkpoint_interval = std::chrono::duration_cast<std::chrono::milliseconds>(
+        shared_.options.checkpoint.interval);
+    context.parallelism = shared_.options.parallelism;
+    context.metrics = &shared_.metrics;
+    for (const Node* node : nodes()) {
+      if (!node->sink) continue;
+      opened_sinks_.push_back(node->sink);
+      Status s = node->sink->open(context);
+      if (!s.ok()) {
+        return Status(s.code(), fmt::format("{}: {}", node->name, std::string(s.message())));
+      }
+    }
+    return Status();
+  }
+
+  // SinkBase::close() of every opened sink, once.
+  void close_sinks() {
+    for (const auto& sink : opened_sinks_) sink->close();
+    opened_sinks_.clear();
   }
 
   // The coordinator, when the job checkpoints or restores; loads the
@@ -248,6 +280,7 @@ class JobState {
   JobShared shared_;
   std::unique_ptr<Coordinator> coordinator_;
   std::shared_ptr<const RestoredCheckpoint> restored_;
+  std::vector<std::shared_ptr<SinkBase>> opened_sinks_;
   bool coordinator_done_ = false;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;

@@ -9,6 +9,7 @@
 // thread that runs the job before workers start.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <cstdint>
@@ -156,6 +157,18 @@ class SinkWriter {
   virtual StatusOr<std::string> prepare_commit(std::int64_t /*epoch*/) { return std::string(); }
 };
 
+class MetricRegistry;
+
+// What a sink learns about the job that runs it (SinkBase::open()).
+struct SinkContext {
+  // JobOptions::checkpoint.interval; 0 when the job takes no checkpoints.
+  std::chrono::milliseconds checkpoint_interval{0};
+  // JobOptions::parallelism: the number of writers.
+  int parallelism = 1;
+  // The job's metrics, for counters the sink registers (Job::metrics()).
+  MetricRegistry* metrics = nullptr;
+};
+
 // The part of a sink that does not depend on its record type: the commit side
 // of exactly-once output.
 class SinkBase {
@@ -166,6 +179,18 @@ class SinkBase {
   virtual ~SinkBase() = default;
 
   virtual std::string name() const = 0;
+
+  // Called when a job that uses the sink starts (Job::start()), before
+  // committed_checkpoint(), recover() and any writer: checks the sink's
+  // options against the job and connects. An error fails the start.
+  // Default: nothing.
+  virtual Status open(const SinkContext& /*context*/) { return Status(); }
+
+  // Called once the job that open() started has ended (Job::wait(), after
+  // the final checkpoint, or when the job failed or was cancelled; also from
+  // the job's destructor): releases connections, so that another job may use
+  // the sink's resources (e.g. its Kafka lease). Default: nothing.
+  virtual void close() {}
 
   // Makes what the writers' prepare_commit() returned durable (e.g. fsync),
   // before the checkpoint that lists it is written. Called from the
