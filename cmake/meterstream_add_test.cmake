@@ -32,6 +32,9 @@ function(meterstream_add_test layer)
   if(TARGET meterstream_bench_lib)
     target_link_libraries(${_target} PRIVATE meterstream_bench_lib)
   endif()
+  # Kafka tests talk to the broker with librdkafka directly (topics, and
+  # read_committed reads independent of the library's own code).
+  target_link_libraries(${_target} PRIVATE PkgConfig::rdkafka)
   target_include_directories(${_target} PRIVATE "${PROJECT_SOURCE_DIR}"
                                                 "${PROJECT_SOURCE_DIR}/tests")
   target_compile_definitions(
