@@ -42,7 +42,8 @@ constexpr const char* kUsage =
     "         [--threads T] [--state memory|rocksdb] [--state-dir DIR]\n"
     "         [--state-memory-mb M] [--source-threads 0|1]\n"
     "         [--checkpoint-dir DIR --checkpoint-interval-ms N [--output OUTDIR]\n"
-    "          [--checkpoint-storage s3://BUCKET/PREFIX --s3-endpoint URL]]\n"
+    "          [--checkpoint-storage s3://BUCKET/PREFIX --s3-endpoint URL]\n"
+    "          [--brokers B --output-topic O --transactional-id-prefix X]]\n"
     "Prints one JSON line: events, windows, late_dropped, total_count, sum_wh,\n"
     "digest, proc_s, events_per_s, peak_rss_mb.\n"
     "dedup and dedup-baseline run query Q2 (drop retried (meter, seq), then Q1;\n"
@@ -52,7 +53,9 @@ constexpr const char* kUsage =
     "--checkpoint-storage; DIR is then the local working folder), resumes from\n"
     "the newest checkpoint found, and with --output writes each window exactly\n"
     "once as 'meter_id,start,count,sum_wh,min_v,max_v' into OUTDIR/*.csv; the\n"
-    "JSON then covers this run only.\n"
+    "JSON then covers this run only. With --output-topic (instead of --output)\n"
+    "each window is one message of the Kafka topic O at B, exactly once (Kafka\n"
+    "transactions; read it with isolation.level=read_committed).\n"
     "       meterstream-bench check-output --output DIR\n"
     "Reads the committed files DIR/*.csv (lines meter_id,start,count,sum_wh,min_v,max_v)\n"
     "and prints one JSON line: windows, total_count, sum_wh, digest, repeated,\n"
@@ -62,7 +65,7 @@ const std::set<std::string> kQ1Flags = {
     "seed",     "meters",    "events",   "late-ppm", "dup-ppm", "anomaly-ppm", "hot-factor",
     "window-ms", "bound-ms", "wm-every", "threads",  "state",   "state-dir",
     "state-memory-mb", "source-threads", "checkpoint-dir", "checkpoint-interval-ms", "output",
-    "checkpoint-storage", "s3-endpoint"};
+    "checkpoint-storage", "s3-endpoint", "brokers", "output-topic", "transactional-id-prefix"};
 
 // Q2 (dedup) takes Q1's flags and the dedup operator's own.
 std::set<std::string> q2_flags() {
@@ -133,9 +136,20 @@ ms::StatusOr<Q1Config> parse_q1(const std::string& command,
   MS_ASSIGN_OR_RETURN(c.params.output_dir, flags.get_string("output", ""));
   MS_ASSIGN_OR_RETURN(c.params.checkpoint_storage, flags.get_string("checkpoint-storage", ""));
   MS_ASSIGN_OR_RETURN(c.params.s3_endpoint, flags.get_string("s3-endpoint", ""));
+  MS_ASSIGN_OR_RETURN(c.params.brokers, flags.get_string("brokers", ""));
+  MS_ASSIGN_OR_RETURN(c.params.output_topic, flags.get_string("output-topic", ""));
+  MS_ASSIGN_OR_RETURN(c.params.transactional_id_prefix,
+                      flags.get_string("transactional-id-prefix", ""));
+  if (!c.params.output_topic.empty() &&
+      (c.params.brokers.empty() || c.params.transactional_id_prefix.empty() ||
+       !c.params.output_dir.empty())) {
+    return absl::InvalidArgumentError(
+        "--output-topic needs --brokers and --transactional-id-prefix, and excludes --output");
+  }
   const bool any_checkpoint_flag = !c.params.checkpoint_dir.empty() ||
                                    c.params.checkpoint_interval_ms > 0 ||
                                    !c.params.output_dir.empty() ||
+                                   !c.params.output_topic.empty() ||
                                    !c.params.checkpoint_storage.empty();
   if (any_checkpoint_flag &&
       (c.params.checkpoint_dir.empty() || c.params.checkpoint_interval_ms <= 0)) {

@@ -55,6 +55,11 @@ struct Q1Params {
   std::string output_dir;
   std::string checkpoint_storage;
   std::string s3_endpoint;
+  // Instead of output_dir: the windows as messages of output_topic at
+  // brokers, exactly once (Kafka transactions with transactional_id_prefix).
+  std::string brokers;
+  std::string output_topic;
+  std::string transactional_id_prefix;
 
   // Returns kInvalidArgument naming the first field out of range, else OK.
   Status validate() const;

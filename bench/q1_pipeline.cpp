@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <system_error>
@@ -12,6 +13,7 @@
 #include <mutex>
 
 #include "meterstream/connectors/files/files.hpp"
+#include "meterstream/connectors/kafka/kafka_sink.hpp"
 #include "meterstream/meterstream.hpp"
 #include "meterstream/state/rocksdb_state_backend.hpp"
 
@@ -30,11 +32,33 @@ namespace {
 // through the exactly-once file sink, whose commit side it passes on.
 class Q1Sink final : public Sink<Q1Result> {
  public:
-  explicit Q1Sink(const std::string& output_dir) {
-    if (!output_dir.empty()) {
-      files_ = exactly_once_file_sink<std::string>(output_dir,
+  explicit Q1Sink(const Q1Params& params) {
+    if (!params.output_topic.empty()) {
+      // The windows as messages of a topic, exactly once (Kafka transactions).
+      KafkaSinkOptions o;
+      o.brokers = params.brokers;
+      o.topic = params.output_topic;
+      o.delivery = KafkaDelivery::kExactlyOnce;
+      o.transactional_id_prefix = params.transactional_id_prefix;
+      o.transaction_timeout = std::max<std::chrono::milliseconds>(
+          std::chrono::seconds(20), std::chrono::milliseconds(3 * params.checkpoint_interval_ms));
+      files_ = kafka_sink<std::string>(o, [](const std::string& l) -> const std::string& {
+        return l;
+      });
+    } else if (!params.output_dir.empty()) {
+      files_ = exactly_once_file_sink<std::string>(params.output_dir,
                                                    [](const std::string& l) { return l; });
     }
+  }
+  Status open(const SinkContext& context) override {
+    return files_ ? files_->open(context) : Status();
+  }
+  void close() override {
+    if (files_) files_->close();
+  }
+  bool commit_point() const override { return files_ && files_->commit_point(); }
+  StatusOr<std::int64_t> committed_checkpoint() override {
+    return files_ ? files_->committed_checkpoint() : StatusOr<std::int64_t>(std::int64_t{0});
   }
   std::string name() const override { return files_ ? files_->name() : "q1-totals"; }
   StatusOr<std::unique_ptr<SinkWriter<Q1Result>>> create_writer(int worker,
@@ -142,7 +166,7 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
   } remove_temp{temp_dir};
   // The events stay owned by the caller; the source only reads them.
   std::shared_ptr<const std::vector<MeterReading>> shared(&events, [](const auto*) {});
-  auto sink = std::make_shared<Q1Sink>(params.output_dir);
+  auto sink = std::make_shared<Q1Sink>(params);
 
   // Crash-and-resume mode: checkpoints, restore from the newest, and the
   // windows as lines through the exactly-once file sink.
