@@ -13,6 +13,7 @@
 #   string macros (the source tree and the build tree).
 # - Tests may include bench/ headers ("bench/workload.hpp") and link
 #   meterstream_bench_lib when it exists.
+# - Tests may include <librdkafka/rdkafka.h> (linked with PkgConfig::rdkafka).
 # - A folder without .cpp files is skipped.
 
 include_guard(GLOBAL)
@@ -31,6 +32,11 @@ function(meterstream_add_test layer)
                        meterstream_warnings)
   if(TARGET meterstream_bench_lib)
     target_link_libraries(${_target} PRIVATE meterstream_bench_lib)
+  endif()
+  # Tests may use librdkafka directly (tests/common/kafka_broker.hpp), to
+  # prepare and check topics independently of the library's connectors.
+  if(TARGET PkgConfig::rdkafka)
+    target_link_libraries(${_target} PRIVATE PkgConfig::rdkafka)
   endif()
   target_include_directories(${_target} PRIVATE "${PROJECT_SOURCE_DIR}"
                                                 "${PROJECT_SOURCE_DIR}/tests")
