@@ -8,7 +8,9 @@
 # - Test names are prefixed with "<layer>/"; every test has the label
 #   <layer>, the tests of tests/e2e/ have the label e2e too, test cases
 #   tagged [slow] have the label slow (excluded by the sanitizer presets) and
-#   those tagged [rocksdb] the label rocksdb (excluded by the tsan preset).
+#   those tagged [rocksdb] the label rocksdb (excluded by the tsan preset),
+#   those tagged [kafka] the label kafka (`ctest -L kafka`: the tests that
+#   use a Kafka broker or Kafka's conventions).
 # - Tests run in the build directory and get MS_SOURCE_DIR / MS_BINARY_DIR as
 #   string macros (the source tree and the build tree).
 # - Tests may include bench/ headers ("bench/workload.hpp") and link
@@ -59,11 +61,12 @@ function(meterstream_add_test layer)
     PROPERTIES LABELS "${_labels}")
 
   # Test cases tagged [slow] get the ctest label `slow` too, which the
-  # sanitizer test presets exclude, and those tagged [rocksdb] the label
+  # sanitizer test presets exclude, those tagged [rocksdb] the label
   # `rocksdb`, which the tsan preset excludes (Debian's RocksDB is not built
-  # for TSan). Catch2 v2's discovery does not turn tags into labels, so this
-  # ctest-time script (run after the discovered tests are defined) asks the
-  # executable which test cases carry each tag.
+  # for TSan), and those tagged [kafka] the label `kafka`. Catch2 v2's
+  # discovery does not turn tags into labels, so this ctest-time script (run
+  # after the discovered tests are defined) asks the executable which test
+  # cases carry each tag.
   file(
     GENERATE
     OUTPUT "${CMAKE_CURRENT_BINARY_DIR}/${_target}_tag_labels.cmake"
@@ -71,7 +74,7 @@ function(meterstream_add_test layer)
       "set(_exe [==[$<TARGET_FILE:${_target}>]==])
 if(EXISTS \"\${_exe}\")
   set(_tagged \"\")
-  foreach(_tag IN ITEMS slow rocksdb)
+  foreach(_tag IN ITEMS slow rocksdb kafka)
     execute_process(COMMAND \"\${_exe}\" \"[\${_tag}]\" --list-test-names-only
                     OUTPUT_VARIABLE _out RESULT_VARIABLE _rc ERROR_QUIET)
     string(REPLACE \"\\n\" \";\" _names \"\${_out}\")
