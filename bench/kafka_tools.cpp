@@ -353,9 +353,16 @@ StatusOr<KafkaOutputCheck> verify_kafka_output(const VerifyOptions& o) {
   PartitionList assignment(rd_kafka_topic_partition_list_new(s.partitions));
   for (std::int32_t p = 0; p < s.partitions; ++p) {
     int64_t low = 0, high = 0;
-    const rd_kafka_resp_err_t err =
-        rd_kafka_query_watermark_offsets(probe.get(), o.topic.c_str(), p, &low,
-                                         &high, timeout_ms(o.connect_timeout));
+    // Retried until connect_timeout: a broker that has just restarted
+    // answers "not leader" for a moment.
+    rd_kafka_resp_err_t err;
+    const auto query_deadline = Clock::now() + o.connect_timeout;
+    while ((err = rd_kafka_query_watermark_offsets(
+                probe.get(), o.topic.c_str(), p, &low, &high,
+                timeout_ms(o.connect_timeout))) != RD_KAFKA_RESP_ERR_NO_ERROR &&
+           Clock::now() < query_deadline) {
+      rd_kafka_poll(probe.get(), 200);
+    }
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return absl::UnavailableError(absl::StrCat(
           "end offset of ", o.topic, "[", p, "]: ", rd_kafka_err2str(err)));

@@ -293,34 +293,55 @@ struct KafkaReadRecord {
 
 enum class KafkaIsolation { kReadCommitted, kReadUncommitted };
 
-// Reads every partition of `topic` from its beginning to its end, as found
-// at the call (the last stable offset under read_committed, the high
-// watermark otherwise), and returns the records in partition order, then
-// offset order. Fails the test when the end is not reached within
-// `timeout` (an open transaction holds read_committed readers back).
+// Where consume_kafka_topic() stops: at the high watermark found at the
+// call, waiting under read_committed until open transactions end (their
+// commit markers are written after commit_transaction() returns, and again
+// by the coordinator after a broker restart), or at the end as the
+// consumer's isolation level sees it at the call (the last stable offset
+// under read_committed: an open transaction's records are not read).
+enum class KafkaReadUntil { kHighWatermark, kLastStable };
+
+// Reads every partition of `topic` from its beginning to the end chosen by
+// `until` and returns the records in partition order, then offset order.
+// Fails the test when the end is not reached within `timeout`.
 inline std::vector<KafkaReadRecord> consume_kafka_topic(
     const std::string& brokers, const std::string& topic,
     KafkaIsolation isolation,
+    KafkaReadUntil until = KafkaReadUntil::kHighWatermark,
     std::chrono::milliseconds timeout = std::chrono::milliseconds(60000)) {
-  KafkaHandle rk = make_kafka(
-      RD_KAFKA_CONSUMER, brokers,
-      {{"group.id", unique_kafka_name("reader")},
-       {"enable.auto.commit", "false"},
-       {"enable.partition.eof", "true"},
-       {"isolation.level", isolation == KafkaIsolation::kReadCommitted
-                               ? "read_committed"
-                               : "read_uncommitted"}});
+  const char* level = isolation == KafkaIsolation::kReadCommitted
+                          ? "read_committed"
+                          : "read_uncommitted";
+  KafkaHandle rk = make_kafka(RD_KAFKA_CONSUMER, brokers,
+                              {{"group.id", unique_kafka_name("reader")},
+                               {"enable.auto.commit", "false"},
+                               {"enable.partition.eof", "true"},
+                               {"isolation.level", level}});
   const int partitions = kafka_partition_count(rk.get(), topic);
   if (partitions < 0)
     FAIL("topic " << topic << " does not exist (or has no leader)");
 
-  // The end of each partition now, under this consumer's isolation level.
+  // The end offsets are asked under read_uncommitted for the high
+  // watermark, under the consumer's level for the last stable offset.
+  KafkaHandle probe = make_kafka(
+      RD_KAFKA_CONSUMER, brokers,
+      {{"isolation.level",
+        until == KafkaReadUntil::kHighWatermark ? "read_uncommitted" : level}});
   std::map<std::int32_t, std::int64_t> end;
   PartitionList assignment(rd_kafka_topic_partition_list_new(partitions));
   for (std::int32_t p = 0; p < partitions; ++p) {
     int64_t low = 0, high = 0;
-    const rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-        rk.get(), topic.c_str(), p, &low, &high, 10000);
+    // Retried: a broker that has just restarted answers "not leader" for a
+    // moment.
+    rd_kafka_resp_err_t err;
+    const auto query_deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while ((err = rd_kafka_query_watermark_offsets(probe.get(), topic.c_str(),
+                                                   p, &low, &high, 10000)) !=
+               RD_KAFKA_RESP_ERR_NO_ERROR &&
+           std::chrono::steady_clock::now() < query_deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       FAIL("end offset of " << topic << "[" << p
                             << "]: " << rd_kafka_err2str(err));
@@ -329,6 +350,7 @@ inline std::vector<KafkaReadRecord> consume_kafka_topic(
     rd_kafka_topic_partition_list_add(assignment.get(), topic.c_str(), p)
         ->offset = RD_KAFKA_OFFSET_BEGINNING;
   }
+  probe.reset();
   REQUIRE(rd_kafka_assign(rk.get(), assignment.get()) ==
           RD_KAFKA_RESP_ERR_NO_ERROR);
 
@@ -360,9 +382,14 @@ inline std::vector<KafkaReadRecord> consume_kafka_topic(
       // (or equal), since the end only grows.
       if (m->offset >= end[p]) at_end[p] = true;
     } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      // Transient errors (a broker restarting) are retried by librdkafka
+      // until `timeout`; these are not.
+      const bool fatal = m->err == RD_KAFKA_RESP_ERR__FATAL ||
+                         m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
       const std::string msg = rd_kafka_message_errstr(m);
       rd_kafka_message_destroy(m);
-      FAIL("reading " << topic << ": " << msg);
+      if (fatal) FAIL("reading " << topic << ": " << msg);
+      continue;
     } else {
       if (m->offset < end[p]) {
         KafkaReadRecord r;

@@ -8,13 +8,17 @@
 
 #include "common/kafka_broker.hpp"
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "common/temp_dir.hpp"
 #include <catch2/catch.hpp>
+#include <sys/wait.h>
 
 namespace t = meterstream::test;
 
@@ -124,7 +128,8 @@ TEST_CASE(
   // The end under read_committed is the last stable offset (before "open"),
   // under read_uncommitted the high watermark (after it).
   CHECK(values(t::consume_kafka_topic(brokers, topic,
-                                      t::KafkaIsolation::kReadCommitted)) ==
+                                      t::KafkaIsolation::kReadCommitted,
+                                      t::KafkaReadUntil::kLastStable)) ==
         std::vector<std::string>{"plain"});
   CHECK(values(t::consume_kafka_topic(brokers, topic,
                                       t::KafkaIsolation::kReadUncommitted)) ==
@@ -250,4 +255,81 @@ TEST_CASE("a second producer with the same transactional id fences the first",
   CHECK(values(t::consume_kafka_topic(brokers, topic,
                                       t::KafkaIsolation::kReadCommitted)) ==
         std::vector<std::string>{"fresh"});
+}
+
+namespace {
+
+// Runs `scripts/kafka-broker ARGS`; returns its stdout (trailing newline
+// removed) and sets `*rc` to its exit status.
+std::string broker_script(const std::string& args, int* rc) {
+  const std::string cmd =
+      std::string(MS_SOURCE_DIR) + "/scripts/kafka-broker " + args;
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int status = ::pclose(p);
+  *rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+// Stops the broker of a folder whatever the test did.
+struct StopBroker {
+  std::string dir;
+  ~StopBroker() {
+    int rc = 0;
+    broker_script("stop " + dir, &rc);
+  }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "the broker script keeps the address and the data across kill and restart",
+    "[e2e][kafka][slow]") {
+  // A broker of this test's own: killing the shared one would disturb the
+  // tests that run beside this one.
+  t::TempDir dir("kafka-broker");
+  StopBroker stop{dir.str()};
+  int rc = 0;
+  const std::string brokers = broker_script("start " + dir.str(), &rc);
+  REQUIRE(rc == 0);
+  REQUIRE(brokers.rfind("127.0.0.1:", 0) == 0);
+  CHECK(broker_script("status " + dir.str(), &rc) == brokers);
+  CHECK(rc == 0);
+
+  const std::string topic = t::unique_kafka_name("restart");
+  t::create_kafka_topic(brokers, topic, 2);
+  t::produce_kafka_records(brokers, topic, {{"", "one", 0}, {"", "two", 1}});
+  t::produce_kafka_transaction(brokers, t::unique_kafka_name("txid"), topic,
+                               {{"", "three", 0}}, t::KafkaTxnEnd::kCommit);
+
+  broker_script("kill " + dir.str(), &rc);
+  REQUIRE(rc == 0);
+  broker_script("status " + dir.str(), &rc);
+  CHECK(rc == 3);
+
+  CHECK(broker_script("restart " + dir.str(), &rc) == brokers);
+  REQUIRE(rc == 0);
+  // The commit of "three" may not be marked in its partition yet when the
+  // broker was killed: the restarted coordinator writes the marker again,
+  // and the read (up to the high watermark) waits for it.
+  auto read = values(t::consume_kafka_topic(brokers, topic,
+                                            t::KafkaIsolation::kReadCommitted));
+  std::sort(read.begin(), read.end());
+  CHECK(read == std::vector<std::string>{"one", "three", "two"});
+  // Transactions work after the crash.
+  t::produce_kafka_transaction(brokers, t::unique_kafka_name("txid"), topic,
+                               {{"", "four", 1}}, t::KafkaTxnEnd::kCommit);
+  CHECK(
+      t::consume_kafka_topic(brokers, topic, t::KafkaIsolation::kReadCommitted)
+          .size() == 4);
+
+  broker_script("stop " + dir.str(), &rc);
+  CHECK(rc == 0);
+  broker_script("status " + dir.str(), &rc);
+  CHECK(rc == 3);
 }

@@ -75,7 +75,8 @@ def parse_line(value):
 
 
 def read_topic(brokers, topic, timeout_s):
-    from confluent_kafka import Consumer, KafkaError, TopicPartition, OFFSET_BEGINNING
+    from confluent_kafka import (Consumer, KafkaError, KafkaException, TopicPartition,
+                                 OFFSET_BEGINNING)
 
     common = {"bootstrap.servers": brokers, "group.id": "meterstream-kafka-verify-py",
               "enable.auto.commit": False}
@@ -87,8 +88,19 @@ def read_topic(brokers, topic, timeout_s):
     partitions = sorted(md.topics[topic].partitions)
     end = {}
     for p in partitions:
-        low, high = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30,
-                                                cached=False)
+        # Retried: a broker that has just restarted answers "not leader" for
+        # a moment.
+        query_deadline = time.monotonic() + 30
+        while True:
+            try:
+                low, high = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10,
+                                                        cached=False)
+                break
+            except KafkaException:
+                if time.monotonic() > query_deadline:
+                    probe.close()
+                    raise
+                time.sleep(0.2)
         end[p] = high if high > low else None  # None: nothing to read
     probe.close()
 
