@@ -6,6 +6,11 @@
 //   meterstream-bench check-output --output DIR
 //                                           Q1's results from the committed
 //                                           output of a crash-and-resume run
+//   meterstream-bench produce --brokers B --topic T --partitions P [workload]
+//                                           the workload's events into Kafka
+//   meterstream-bench verify --brokers B --topic O
+//                                           Q1's results from a Kafka topic
+//                                           of output windows (read_committed)
 //
 // The events are generated into memory first; only the query run is timed.
 // Usage errors (unknown sub-command or flag, bad value) print a message on
@@ -21,6 +26,7 @@
 #include <vector>
 
 #include "bench_util.hpp"
+#include "kafka_tools.hpp"
 #include "output_check.hpp"
 #include "q1_baseline.hpp"
 #include "q1_pipeline.hpp"
@@ -59,7 +65,20 @@ constexpr const char* kUsage =
     "       meterstream-bench check-output --output DIR\n"
     "Reads the committed files DIR/*.csv (lines meter_id,start,count,sum_wh,min_v,max_v)\n"
     "and prints one JSON line: windows, total_count, sum_wh, digest, repeated,\n"
-    "malformed, files.\n";
+    "malformed, files.\n"
+    "       meterstream-bench produce --brokers B --topic T [--partitions P] [--seed S]\n"
+    "         [--meters K] [--events N] [--late-ppm P] [--dup-ppm P] [--anomaly-ppm P]\n"
+    "         [--hot-factor H]\n"
+    "Writes the workload's events in generator order to topic T (created with P\n"
+    "partitions, default 1, when missing): key = meter id (8 bytes big-endian),\n"
+    "value = the 26-byte MeterReading encoding, timestamp = ts_ms, partition =\n"
+    "Kafka's default (murmur2 of the key). Prints one JSON line: events, topic,\n"
+    "partitions, proc_s, events_per_s.\n"
+    "       meterstream-bench verify --brokers B --topic O [--timeout-s S]\n"
+    "Reads O under read_committed up to the end offsets found at start (waiting up\n"
+    "to S seconds, default 120, for open transactions), each value a line\n"
+    "meter_id,start,count,sum_wh,min_v,max_v, and prints one JSON line: windows,\n"
+    "total_count, sum_wh, digest, repeated, undecodable, records, partitions.\n";
 
 const std::set<std::string> kQ1Flags = {
     "seed",     "meters",    "events",   "late-ppm", "dup-ppm", "anomaly-ppm", "hot-factor",
@@ -237,6 +256,106 @@ int run_check_output(const std::vector<std::string>& args) {
   return std::cout ? 0 : kExitFailure;
 }
 
+// Usage errors exit 2; a broker that does not answer or a failed write 1.
+int exit_code(const ms::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kNotFound:
+      return kExitUsage;
+    default:
+      return kExitFailure;
+  }
+}
+
+// The workload flags as in q1, into `w`.
+ms::Status parse_workload(const ms::bench::Flags& flags, ms::SmartMeterWorkload* w) {
+  constexpr std::uint64_t kPpm = 1000000;
+  MS_ASSIGN_OR_RETURN(w->seed, flags.get_uint("seed", w->seed));
+  MS_ASSIGN_OR_RETURN(w->meters, flags.get_uint("meters", w->meters, 2, std::uint64_t{1} << 40));
+  MS_ASSIGN_OR_RETURN(w->events, flags.get_uint("events", w->events));
+  MS_ASSIGN_OR_RETURN(w->hot_factor,
+                      flags.get_uint("hot-factor", w->hot_factor, 1, std::uint64_t{1} << 40));
+  MS_ASSIGN_OR_RETURN(std::uint64_t late, flags.get_uint("late-ppm", w->late_ppm, 0, kPpm));
+  MS_ASSIGN_OR_RETURN(std::uint64_t dup, flags.get_uint("dup-ppm", w->dup_ppm, 0, kPpm));
+  MS_ASSIGN_OR_RETURN(std::uint64_t anomaly,
+                      flags.get_uint("anomaly-ppm", w->anomaly_ppm, 0, kPpm));
+  w->late_ppm = static_cast<std::uint32_t>(late);
+  w->dup_ppm = static_cast<std::uint32_t>(dup);
+  w->anomaly_ppm = static_cast<std::uint32_t>(anomaly);
+  return w->validate();
+}
+
+ms::StatusOr<ms::bench::ProduceOptions> parse_produce(const std::vector<std::string>& args) {
+  MS_ASSIGN_OR_RETURN(ms::bench::Flags flags,
+                      ms::bench::Flags::parse(args, {"brokers", "topic", "partitions", "seed",
+                                                     "meters", "events", "late-ppm", "dup-ppm",
+                                                     "anomaly-ppm", "hot-factor"}));
+  ms::bench::ProduceOptions o;
+  for (const char* required : {"brokers", "topic"}) {
+    if (!flags.has(required)) {
+      return absl::InvalidArgumentError(std::string("flag --") + required + " is required");
+    }
+  }
+  MS_ASSIGN_OR_RETURN(o.brokers, flags.get_string("brokers", ""));
+  MS_ASSIGN_OR_RETURN(o.topic, flags.get_string("topic", ""));
+  MS_ASSIGN_OR_RETURN(std::int64_t partitions, flags.get_int("partitions", 1, 1, 1 << 20));
+  o.partitions = static_cast<std::int32_t>(partitions);
+  MS_RETURN_IF_ERROR(parse_workload(flags, &o.workload));
+  return o;
+}
+
+int run_produce(const std::vector<std::string>& args) {
+  ms::StatusOr<ms::bench::ProduceOptions> o = parse_produce(args);
+  if (!o.ok()) {
+    std::cerr << "meterstream-bench produce: " << o.status().message() << "\n" << kUsage;
+    return kExitUsage;
+  }
+  ms::StatusOr<ms::bench::ProduceResult> result = ms::bench::produce_workload(*o);
+  if (!result.ok()) {
+    std::cerr << "meterstream-bench produce: " << result.status() << "\n";
+    return exit_code(result.status());
+  }
+  std::cout << ms::bench::json_line(ms::bench::produce_json(*o, *result));
+  std::cout.flush();
+  return std::cout ? 0 : kExitFailure;
+}
+
+// verify: exit 0 when the topic could be read, whatever it holds (repeated
+// and undecodable say whether the output is right).
+int run_verify(const std::vector<std::string>& args) {
+  ms::StatusOr<ms::bench::Flags> flags =
+      ms::bench::Flags::parse(args, {"brokers", "topic", "timeout-s"});
+  ms::Status error = flags.status();
+  ms::bench::VerifyOptions o;
+  if (error.ok()) {
+    for (const char* required : {"brokers", "topic"}) {
+      if (error.ok() && !flags->has(required)) {
+        error = absl::InvalidArgumentError(std::string("flag --") + required + " is required");
+      }
+    }
+  }
+  if (error.ok()) {
+    o.brokers = flags->get_string("brokers", "").value_or("");
+    o.topic = flags->get_string("topic", "").value_or("");
+    ms::StatusOr<std::int64_t> timeout = flags->get_int("timeout-s", 120, 1, 86400);
+    error = timeout.status();
+    if (timeout.ok()) o.timeout = std::chrono::seconds(*timeout);
+  }
+  if (!error.ok()) {
+    std::cerr << "meterstream-bench verify: " << error.message() << "\n" << kUsage;
+    return kExitUsage;
+  }
+  ms::StatusOr<ms::bench::KafkaOutputCheck> check = ms::bench::verify_kafka_output(o);
+  if (!check.ok()) {
+    std::cerr << "meterstream-bench verify: " << check.status() << "\n";
+    return exit_code(check.status());
+  }
+  std::cout << ms::bench::json_line(ms::bench::kafka_verify_json(*check));
+  std::cout.flush();
+  return std::cout ? 0 : kExitFailure;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -252,6 +371,8 @@ int main(int argc, char** argv) {
   }
   if (command == "q1" || command == "q1-baseline" || is_q2(command)) return run_q1(command, args);
   if (command == "check-output") return run_check_output(args);
+  if (command == "produce") return run_produce(args);
+  if (command == "verify") return run_verify(args);
   std::cerr << "meterstream-bench: unknown sub-command '" << command << "'\n" << kUsage;
   return kExitUsage;
 }

@@ -8,11 +8,16 @@
 # - Test names are prefixed with "<layer>/"; every test has the label
 #   <layer>, the tests of tests/e2e/ have the label e2e too, test cases
 #   tagged [slow] have the label slow (excluded by the sanitizer presets) and
-#   those tagged [rocksdb] the label rocksdb (excluded by the tsan preset).
+#   those tagged [rocksdb] the label rocksdb (excluded by the tsan preset),
+#   those tagged [kafka] the label kafka (`ctest -L kafka`: the tests that
+#   use a Kafka broker or Kafka's conventions), and those tagged [serial]
+#   the label serial and RUN_SERIAL (no other test runs beside them: e.g.
+#   a chaos test that kills the shared Kafka broker).
 # - Tests run in the build directory and get MS_SOURCE_DIR / MS_BINARY_DIR as
 #   string macros (the source tree and the build tree).
 # - Tests may include bench/ headers ("bench/workload.hpp") and link
 #   meterstream_bench_lib when it exists.
+# - Tests may include <librdkafka/rdkafka.h> (linked with PkgConfig::rdkafka).
 # - A folder without .cpp files is skipped.
 
 include_guard(GLOBAL)
@@ -32,9 +37,11 @@ function(meterstream_add_test layer)
   if(TARGET meterstream_bench_lib)
     target_link_libraries(${_target} PRIVATE meterstream_bench_lib)
   endif()
-  # Kafka tests talk to the broker with librdkafka directly (topics, and
-  # read_committed reads independent of the library's own code).
-  target_link_libraries(${_target} PRIVATE PkgConfig::rdkafka)
+  # Tests may use librdkafka directly (tests/common/kafka_broker.hpp), to
+  # prepare and check topics independently of the library's connectors.
+  if(TARGET PkgConfig::rdkafka)
+    target_link_libraries(${_target} PRIVATE PkgConfig::rdkafka)
+  endif()
   target_include_directories(${_target} PRIVATE "${PROJECT_SOURCE_DIR}"
                                                 "${PROJECT_SOURCE_DIR}/tests")
   target_compile_definitions(
@@ -56,11 +63,13 @@ function(meterstream_add_test layer)
     PROPERTIES LABELS "${_labels}")
 
   # Test cases tagged [slow] get the ctest label `slow` too, which the
-  # sanitizer test presets exclude, and those tagged [rocksdb] the label
+  # sanitizer test presets exclude, those tagged [rocksdb] the label
   # `rocksdb`, which the tsan preset excludes (Debian's RocksDB is not built
-  # for TSan). Catch2 v2's discovery does not turn tags into labels, so this
-  # ctest-time script (run after the discovered tests are defined) asks the
-  # executable which test cases carry each tag.
+  # for TSan), those tagged [kafka] the label `kafka`, and those tagged
+  # [serial] the label `serial` and RUN_SERIAL. Catch2 v2's
+  # discovery does not turn tags into labels, so this ctest-time script (run
+  # after the discovered tests are defined) asks the executable which test
+  # cases carry each tag.
   file(
     GENERATE
     OUTPUT "${CMAKE_CURRENT_BINARY_DIR}/${_target}_tag_labels.cmake"
@@ -68,7 +77,7 @@ function(meterstream_add_test layer)
       "set(_exe [==[$<TARGET_FILE:${_target}>]==])
 if(EXISTS \"\${_exe}\")
   set(_tagged \"\")
-  foreach(_tag IN ITEMS slow rocksdb)
+  foreach(_tag IN ITEMS slow rocksdb kafka serial)
     execute_process(COMMAND \"\${_exe}\" \"[\${_tag}]\" --list-test-names-only
                     OUTPUT_VARIABLE _out RESULT_VARIABLE _rc ERROR_QUIET)
     string(REPLACE \"\\n\" \";\" _names \"\${_out}\")
@@ -86,6 +95,11 @@ if(EXISTS \"\${_exe}\")
   endforeach()
   foreach(_key IN LISTS _tagged)
     set_tests_properties(\"${layer}/\${_name_\${_key}}\" PROPERTIES LABELS \"\${_labels_\${_key}}\")
+    # list(FIND), not IN_LIST: this script runs without a policy version.
+    list(FIND _labels_\${_key} serial _serial)
+    if(_serial GREATER -1)
+      set_tests_properties(\"${layer}/\${_name_\${_key}}\" PROPERTIES RUN_SERIAL TRUE)
+    endif()
   endforeach()
 endif()
 ")

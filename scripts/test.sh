@@ -3,8 +3,10 @@
 #
 # The whole test run, as CI runs it (.ci/run):
 #   1. scripts/deps.sh --test (build and test dependencies, idempotent);
-#   2. starts redis-server and moto_server on free loopback ports and exports
-#      MS_REDIS_HOST, MS_REDIS_PORT and MS_S3_ENDPOINT for the e2e tests
+#   2. starts redis-server, moto_server and one Kafka broker
+#      (scripts/kafka-broker) on free loopback ports and exports
+#      MS_REDIS_HOST, MS_REDIS_PORT, MS_S3_ENDPOINT, MS_KAFKA_BROKERS,
+#      MS_KAFKA_BROKER_DIR and MS_KAFKA_BROKER_SCRIPT for the e2e tests
 #      (stopped again when this script exits, whatever happens);
 #   3. the `dev` preset: configure, build, ctest;
 #   4. the `asan` preset (ASan + UBSan): configure, build, ctest (label `slow`
@@ -22,8 +24,15 @@ cd "$root"
 work="$(mktemp -d "${TMPDIR:-/tmp}/meterstream-test.XXXXXX")"
 redis_pid=""
 moto_pid=""
+kafka_dir=""
 
 stop_servers() {
+  # The chaos tests may have killed or restarted the broker: stop whatever
+  # runs on its folder now (nothing when it is down).
+  if [[ -n "$kafka_dir" ]]; then
+    scripts/kafka-broker stop "$kafka_dir" || true
+    kafka_dir=""
+  fi
   local pid
   for pid in "$redis_pid" "$moto_pid"; do
     if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
@@ -99,10 +108,25 @@ start_servers() {
   fi
   moto_pid=$!
 
+  # The Kafka broker starts while the others come up; it prints its
+  # bootstrap address once it answers (it waits itself, ~5 s).
+  kafka_dir="$work/kafka"
+  export MS_KAFKA_BROKER_DIR="$kafka_dir"
+  export MS_KAFKA_BROKER_SCRIPT="$root/scripts/kafka-broker"
+  local brokers kafka_ok=1
+  if brokers="$(scripts/kafka-broker start "$kafka_dir")"; then
+    export MS_KAFKA_BROKERS="$brokers"
+  else
+    echo "test.sh: the Kafka broker did not start (see above)" >&2
+    kafka_ok=0
+  fi
+
   wait_for redis 30 redis_answers || return 1
   wait_for moto 60 moto_answers || return 1
+  ((kafka_ok)) || return 1
   echo "test.sh: redis-server on $MS_REDIS_HOST:$MS_REDIS_PORT (pid $redis_pid)," \
-    "moto_server on $MS_S3_ENDPOINT (pid $moto_pid)"
+    "moto_server on $MS_S3_ENDPOINT (pid $moto_pid)," \
+    "Kafka on $MS_KAFKA_BROKERS ($MS_KAFKA_BROKER_DIR)"
 }
 
 # ---- Steps ------------------------------------------------------------------
@@ -154,7 +178,7 @@ preset() {
 }
 
 step "deps" scripts/deps.sh --test || true
-step "start redis-server and moto_server" start_servers || true
+step "start redis-server, moto_server and Kafka" start_servers || true
 
 dev_built=0
 preset dev && dev_built=1
