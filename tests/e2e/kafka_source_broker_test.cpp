@@ -176,3 +176,36 @@ TEST_CASE("offsets are committed to the consumer group after checkpoints", "[e2e
   rd_kafka_topic_partition_list_destroy(list);
   rd_kafka_destroy(consumer);
 }
+
+TEST_CASE("start at a timestamp reads the records from that time on", "[e2e][kafka]") {
+  const std::string topic = fresh_topic("time");
+  create_topic(topic, 2);
+  rd_kafka_t* rk = client(RD_KAFKA_PRODUCER, {});
+  const std::int64_t t0 = 1700000000000;
+  for (int i = 0; i < 40; ++i) {
+    const std::string value = std::to_string(i);
+    REQUIRE(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(i % 2),
+                              RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                              RD_KAFKA_V_TIMESTAMP(t0 + i * 1000),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  REQUIRE(rd_kafka_flush(rk, 30000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_destroy(rk);
+
+  ms::KafkaSourceOptions o;
+  o.brokers = brokers();
+  o.topics = {topic};
+  o.bounded = true;
+  o.start = ms::KafkaStartOffset::timestamp(std::chrono::milliseconds(t0 + 25000));
+  const auto records = read_all(o, 2);
+  std::set<int> got;
+  for (const auto& r : records) {
+    got.insert(std::stoi(r.value));
+    CHECK(r.timestamp_ms >= t0 + 25000);
+  }
+  std::set<int> want;
+  for (int i = 25; i < 40; ++i) want.insert(i);
+  CHECK(records.size() == 15);
+  CHECK((got == want));
+}

@@ -280,7 +280,8 @@ class KafkaSource final : public Source<T> {
         if (v.ok()) {
           self->out_->push_back(*std::move(v));
         } else {
-          self->undecodable_->push_back(describe_undecodable(record, std::string(v.status().message())));
+          self->undecodable_->push_back(
+              describe_undecodable(record, std::string(v.status().message())));
         }
       } catch (const std::exception& e) {
         self->undecodable_->push_back(
