@@ -1,6 +1,7 @@
-// The Kafka source's consumer: one librdkafka consumer per source, manually
-// assigned every partition of the job, with a queue per partition so that each
-// split reader polls its own partition on its own worker thread.
+// The Kafka source's consumer: one librdkafka consumer per source, with a
+// queue per partition so that each split reader polls its own partition on its
+// own worker thread. Each reader adds its partition to the consumer's manual
+// assignment at its first read and removes it when the partition ends.
 #include "meterstream/connectors/kafka/kafka_source.hpp"
 
 #include <librdkafka/rdkafka.h>
@@ -122,6 +123,8 @@ class Reader final : public KafkaPartitionReader {
   Result end_split() {
     ended_ = true;
     p_->final_next.store(p_->next);
+    // Best effort: an ended partition that stays assigned only costs fetches.
+    if (assigned_) (void)consumer_->unassign(*p_);
     return Result::kEnd;
   }
   Status message_error(const rd_kafka_message_t* m) const;
@@ -129,6 +132,7 @@ class Reader final : public KafkaPartitionReader {
   std::shared_ptr<Consumer> consumer_;
   PartitionState* p_;
   bool ended_ = false;
+  bool assigned_ = false;
   std::vector<rd_kafka_message_t*> batch_;
 };
 
@@ -166,12 +170,12 @@ class Consumer final : public KafkaConsumerCore,
 
   Status commit(const std::vector<CheckpointCommit::Split>& splits, bool wait) override;
 
-  // Assigns every partition at its next offset, once, when the first reader
-  // reads (after every seek() of a restore).
-  Status ensure_assigned() {
-    std::call_once(assigned_, [this] { assign_status_ = assign(); });
-    return assign_status_;
-  }
+  // Adds the partition to the assignment at its next offset: at its reader's
+  // first read, after every seek() of a restore. Partitions that a restored
+  // checkpoint says ended are never read, so never fetched.
+  Status assign(const PartitionState& p) { return change_assignment(p, true); }
+  // Removes an ended partition from the assignment: no more fetching.
+  Status unassign(const PartitionState& p) { return change_assignment(p, false); }
 
   // Serves the consumer queue (errors that concern no single partition);
   // returns a fatal error, if any. Cheap when another thread is at it.
@@ -182,7 +186,7 @@ class Consumer final : public KafkaConsumerCore,
   const std::string& group() const { return options_.group_id; }
 
  private:
-  Status assign();
+  Status change_assignment(const PartitionState& p, bool add);
   Status resolve_partitions(const rd_kafka_metadata_t& md);
   Status resolve_offsets();
   StatusOr<PartitionListPtr> list_offsets(std::int64_t timestamp_or_logical);
@@ -192,8 +196,6 @@ class Consumer final : public KafkaConsumerCore,
   std::string what_;
   rd_kafka_t* rk_ = nullptr;
   std::vector<std::unique_ptr<PartitionState>> parts_;
-  std::once_flag assigned_;
-  Status assign_status_;
   std::mutex serve_mu_;
   QueuePtr commit_queue_;
   std::mutex commit_mu_;
@@ -406,15 +408,17 @@ Status Consumer::resolve_offsets() {
   return Status();
 }
 
-Status Consumer::assign() {
-  PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(parts_.size())));
-  for (const auto& p : parts_) {
-    rd_kafka_topic_partition_list_add(list.get(), p->topic.c_str(), p->partition)->offset = p->next;
-  }
-  const rd_kafka_resp_err_t err = rd_kafka_assign(rk_, list.get());
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return absl::InternalError(
-        fmt::format("{}: cannot assign the partitions: {}", what_, err_text(err)));
+Status Consumer::change_assignment(const PartitionState& p, bool add) {
+  PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition)->offset = p.next;
+  rd_kafka_error_t* error = add ? rd_kafka_incremental_assign(rk_, list.get())
+                                : rd_kafka_incremental_unassign(rk_, list.get());
+  if (error != nullptr) {
+    const std::string text = rd_kafka_error_string(error);
+    rd_kafka_error_destroy(error);
+    return absl::InternalError(fmt::format("{}: cannot {} partition {}: {}", what_,
+                                           add ? "assign" : "unassign",
+                                           split_name(p.topic, p.partition), text));
   }
   return Status();
 }
@@ -586,7 +590,10 @@ Status Reader::message_error(const rd_kafka_message_t* m) const {
 StatusOr<KafkaPartitionReader::Result> Reader::read(std::size_t max, Visit visit, void* context) {
   if (ended_) return Result::kEnd;
   if (p_->end >= 0 && p_->next >= p_->end) return end_split();
-  MS_RETURN_IF_ERROR(consumer_->ensure_assigned());
+  if (!assigned_) {
+    MS_RETURN_IF_ERROR(consumer_->assign(*p_));
+    assigned_ = true;
+  }
   MS_RETURN_IF_ERROR(consumer_->serve_consumer_queue());
   batch_.resize(std::max<std::size_t>(1, std::min<std::size_t>(max, 4096)));
   const ssize_t n = rd_kafka_consume_batch_queue(p_->queue.get(), 0, batch_.data(), batch_.size());
