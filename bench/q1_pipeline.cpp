@@ -48,8 +48,9 @@ class Q1Sink final : public Sink<Q1Result> {
   Status persist(const std::vector<std::string>& prepared) override {
     return files_ ? files_->persist(prepared) : Status();
   }
-  Status commit(const std::vector<std::string>& prepared) override {
-    return files_ ? files_->commit(prepared) : Status();
+  Status commit(const CheckpointCommit& checkpoint,
+                const std::vector<std::string>& prepared) override {
+    return files_ ? files_->commit(checkpoint, prepared) : Status();
   }
   Status recover(std::int64_t restored, const std::vector<std::string>& keep) override {
     return files_ ? files_->recover(restored, keep) : Status();

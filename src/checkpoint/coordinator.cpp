@@ -140,7 +140,8 @@ std::int64_t now_ms() {
 
 StatusOr<std::unique_ptr<Coordinator>> Coordinator::create(const CheckpointOptions& options,
                                                            JobShared& shared,
-                                                           std::vector<SinkRef> sinks) {
+                                                           std::vector<SinkRef> sinks,
+                                                           std::vector<SourceRef> sources) {
   if (!options.storage) {
     return absl::InvalidArgumentError(
         "JobOptions.checkpoint.storage is required with checkpoints or a restore");
@@ -157,7 +158,18 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::create(const CheckpointOptio
         fmt::format("JobOptions.checkpoint.max_consecutive_failures must be >= 1, got {}",
                     options.max_consecutive_failures));
   }
-  std::unique_ptr<Coordinator> c(new Coordinator(options, shared, std::move(sinks)));
+  std::vector<std::string> commit_points;
+  for (const SinkRef& s : sinks) {
+    if (s.sink->commit_point()) commit_points.push_back(s.name);
+  }
+  if (commit_points.size() > 1) {
+    // Each would be the checkpoint's commit point, and two commits are not atomic.
+    return absl::InvalidArgumentError(fmt::format(
+        "a job can have one transactional (commit-point) sink, this one has {}: {}",
+        commit_points.size(), fmt::join(commit_points, ", ")));
+  }
+  std::unique_ptr<Coordinator> c(
+      new Coordinator(options, shared, std::move(sinks), std::move(sources)));
   std::error_code ec;
   if (options.local_dir.empty()) {
     std::string tmpl = (fs::temp_directory_path(ec) / "meterstream-chk-XXXXXX").string();
@@ -182,11 +194,15 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::create(const CheckpointOptio
 }
 
 Coordinator::Coordinator(const CheckpointOptions& options, JobShared& shared,
-                         std::vector<SinkRef> sinks)
-    : options_(options), shared_(shared), sinks_(std::move(sinks)) {
+                         std::vector<SinkRef> sinks, std::vector<SourceRef> sources)
+    : options_(options), shared_(shared), sinks_(std::move(sinks)), sources_(std::move(sources)) {
+  for (const SinkRef& s : sinks_) {
+    if (s.sink->commit_point()) commit_point_ = &s;
+  }
   completed_ = shared_.metrics.counter("checkpoints_completed");
   failed_ = shared_.metrics.counter("checkpoints_failed");
   uploaded_bytes_ = shared_.metrics.counter("checkpoint_uploaded_bytes");
+  source_commit_errors_ = shared_.metrics.counter("source_commit_errors");
   last_id_ = shared_.metrics.gauge("checkpoint_last_id", GaugeMerge::kMax, 0);
   last_duration_ms_ = shared_.metrics.gauge("checkpoint_last_duration_ms", GaugeMerge::kMax, 0);
   last_sync_ms_ = shared_.metrics.gauge("checkpoint_last_sync_ms", GaugeMerge::kMax, 0);
@@ -218,7 +234,40 @@ StatusOr<std::shared_ptr<const RestoredCheckpoint>> Coordinator::restore() {
 
   std::shared_ptr<RestoredCheckpoint> restored;
   const RestoreFrom& from = options_.restore;
-  if (from.kind == RestoreFrom::Kind::kLatest) {
+  if (commit_point_ != nullptr && from.kind != RestoreFrom::Kind::kNone) {
+    // The commit-point sink knows which checkpoint committed: only that one
+    // matches the output it published, whatever newer metadata exists.
+    StatusOr<std::int64_t> committed = commit_point_->sink->committed_checkpoint();
+    if (!committed.ok()) {
+      return Status(committed.status().code(),
+                    fmt::format("{}: reading its last committed checkpoint: {}",
+                                commit_point_->name, std::string(committed.status().message())));
+    }
+    const std::int64_t id = *committed;
+    if (from.kind != RestoreFrom::Kind::kLatest) {
+      MS_ASSIGN_OR_RETURN(const std::int64_t asked, restore_id(completed));
+      if (asked != id) {
+        return absl::FailedPreconditionError(fmt::format(
+            "cannot restore checkpoint {}: {} committed the output of checkpoint {}, so only "
+            "that checkpoint matches it (use RestoreFrom::latest())",
+            asked, commit_point_->name, id));
+      }
+    }
+    if (id > 0) {
+      if (std::find(completed.begin(), completed.end(), id) == completed.end()) {
+        return absl::DataLossError(fmt::format(
+            "{} committed checkpoint {}, but {} has no {}", commit_point_->name, id,
+            storage.name(), metadata_path(id)));
+      }
+      StatusOr<std::shared_ptr<RestoredCheckpoint>> r = load(id);
+      if (!r.ok()) {
+        return Status(r.status().code(),
+                      fmt::format("checkpoint {}, which {} committed: {}", id, commit_point_->name,
+                                  std::string(r.status().message())));
+      }
+      restored = *std::move(r);
+    }
+  } else if (from.kind == RestoreFrom::Kind::kLatest) {
     std::vector<std::string> failures;
     for (auto it = completed.rbegin(); it != completed.rend() && !restored; ++it) {
       StatusOr<std::shared_ptr<RestoredCheckpoint>> r = load(*it);
@@ -242,21 +291,7 @@ StatusOr<std::shared_ptr<const RestoredCheckpoint>> Coordinator::restore() {
                                              fmt::join(failures, "; ")));
     }
   } else if (from.kind == RestoreFrom::Kind::kId || from.kind == RestoreFrom::Kind::kPath) {
-    std::int64_t id = from.checkpoint_id;
-    if (from.kind == RestoreFrom::Kind::kPath) {
-      id = checkpoint_id_of(from.metadata_path + "/");
-      if (id < 0 || (from.metadata_path != checkpoint_dir(id) &&
-                     from.metadata_path != metadata_path(id))) {
-        return absl::InvalidArgumentError(fmt::format(
-            "RestoreFrom::path('{}'): not a checkpoint's path (expected 'chk-<id>' or "
-            "'chk-<id>/_metadata')",
-            from.metadata_path));
-      }
-    }
-    if (std::find(completed.begin(), completed.end(), id) == completed.end()) {
-      return absl::NotFoundError(
-          fmt::format("checkpoint {} is not in {} (no {})", id, storage.name(), metadata_path(id)));
-    }
+    MS_ASSIGN_OR_RETURN(const std::int64_t id, restore_id(completed));
     MS_ASSIGN_OR_RETURN(restored, load(id));
   }
 
@@ -264,6 +299,8 @@ StatusOr<std::shared_ptr<const RestoredCheckpoint>> Coordinator::restore() {
   if (restored) {
     splits_.insert(restored->splits.begin(), restored->splits.end());
     next_id_ = std::max(next_id_, restored_id + 1);
+  }
+  if (from.kind != RestoreFrom::Kind::kNone) {
     // Checkpoints after the restored one belong to a history that the sinks
     // are about to discard (their output goes): they must never be restored.
     for (std::int64_t id : completed) {
@@ -289,6 +326,26 @@ StatusOr<std::shared_ptr<const RestoredCheckpoint>> Coordinator::restore() {
   }
   triggered.store(restored_id);
   return std::shared_ptr<const RestoredCheckpoint>(std::move(restored));
+}
+
+StatusOr<std::int64_t> Coordinator::restore_id(const std::vector<std::int64_t>& completed) {
+  const RestoreFrom& from = options_.restore;
+  std::int64_t id = from.checkpoint_id;
+  if (from.kind == RestoreFrom::Kind::kPath) {
+    id = checkpoint_id_of(from.metadata_path + "/");
+    if (id < 0 ||
+        (from.metadata_path != checkpoint_dir(id) && from.metadata_path != metadata_path(id))) {
+      return absl::InvalidArgumentError(fmt::format(
+          "RestoreFrom::path('{}'): not a checkpoint's path (expected 'chk-<id>' or "
+          "'chk-<id>/_metadata')",
+          from.metadata_path));
+    }
+  }
+  if (std::find(completed.begin(), completed.end(), id) == completed.end()) {
+    return absl::NotFoundError(fmt::format("checkpoint {} is not in {} (no {})", id,
+                                           options_.storage->name(), metadata_path(id)));
+  }
+  return id;
 }
 
 StatusOr<std::shared_ptr<RestoredCheckpoint>> Coordinator::load(std::int64_t id) {
@@ -461,6 +518,16 @@ void Coordinator::run() {
     std::vector<WorkerSnapshot> parts;
     if (!collect(id, &parts)) return;
     Status s = complete(id, std::move(parts), /*final=*/false);
+    if (!s.ok() && commit_point_ != nullptr) {
+      // Its output is in an open transaction of the commit-point sink, which
+      // cannot be carried into the next checkpoint's: restart from the last.
+      failed_->add();
+      shared_.fail(Status(s.code(), fmt::format("checkpoint {} failed, and {} cannot carry its "
+                                                "output into a later checkpoint: {}",
+                                                id, commit_point_->name,
+                                                std::string(s.message()))));
+      return;
+    }
     if (!s.ok()) record_failure(id, s);
     const auto took = Clock::now() - started;
     last_duration_ms_->set(std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
@@ -691,10 +758,18 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
   last_id_->set(id);
 
   failpoint("commit");
-  Status committed = commit_sinks(uncommitted_);
+  CheckpointCommit checkpoint;
+  checkpoint.id = id;
+  checkpoint.final = final;
+  for (const auto& [key, split] : splits_) {
+    checkpoint.splits.push_back({split.source, split.split, split.position, split.ended});
+  }
+  Status committed = commit_sinks(std::move(checkpoint), uncommitted_);
   if (!committed.ok()) {
-    // The checkpoint stands: a restore from it commits again. This run
-    // cannot go on with output it failed to publish.
+    // Without a commit-point sink the checkpoint stands: a restore from it
+    // commits again. With one, it did not commit, and a restore goes back to
+    // the one before. Either way this run cannot go on with output it failed
+    // to publish.
     shared_.fail(committed);
     return Status();
   }
@@ -708,17 +783,45 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
   return Status();
 }
 
-Status Coordinator::commit_sinks(const std::vector<SinkPrepared>& prepared) {
+Status Coordinator::commit_sinks(CheckpointCommit checkpoint,
+                                 const std::vector<SinkPrepared>& prepared) {
+  // The commit-point sink commits every checkpoint, with output or not: its
+  // commit records which checkpoint the job restores.
+  std::vector<const SinkRef*> order;
+  if (commit_point_ != nullptr) order.push_back(commit_point_);
   for (const SinkRef& s : sinks_) {
+    if (&s != commit_point_) order.push_back(&s);
+  }
+  for (const SinkRef* s : order) {
     std::vector<std::string> mine;
     for (const SinkPrepared& p : prepared) {
-      if (p.sink == s.name) mine.push_back(p.prepared);
+      if (p.sink == s->name) mine.push_back(p.prepared);
     }
-    if (mine.empty()) continue;
-    Status st = s.sink->commit(mine);
+    if (mine.empty() && s != commit_point_) continue;
+    Status st = s->sink->commit(checkpoint, mine);
     if (!st.ok()) {
-      return Status(st.code(), fmt::format("{}: committing its output: {}", s.name,
-                                           std::string(st.message())));
+      return Status(st.code(), fmt::format("{}: committing checkpoint {}: {}", s->name,
+                                           checkpoint.id, std::string(st.message())));
+    }
+    if (s == commit_point_) {
+      checkpoint.transactional = true;
+      failpoint("committed");
+    }
+  }
+  // Sources hear of it last; what they do with it (a Kafka source commits
+  // its offsets for consumer lag) never decides what is restored.
+  for (const SourceRef& src : sources_) {
+    CheckpointCommit mine = checkpoint;
+    mine.splits.clear();
+    for (const CheckpointCommit::Split& split : checkpoint.splits) {
+      if (split.source == src.name) mine.splits.push_back(split);
+    }
+    Status st = src.source->checkpoint_committed(mine);
+    if (!st.ok()) {
+      source_commit_errors_->add();
+      std::fprintf(stderr, "meterstream: checkpoint %lld: %s: %s\n",
+                   static_cast<long long>(checkpoint.id), src.name.c_str(),
+                   std::string(st.message()).c_str());
     }
   }
   return Status();

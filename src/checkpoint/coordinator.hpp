@@ -33,12 +33,17 @@ class Coordinator final : public CheckpointHub {
     std::string name;  // the sink node's name
     std::shared_ptr<SinkBase> sink;
   };
+  struct SourceRef {
+    std::string name;  // the source node's name
+    std::shared_ptr<SourceBase> source;
+  };
 
-  // Checks the options (storage present, retained and failure limit >= 1)
-  // and prepares the local working folder.
+  // Checks the options (storage present, retained and failure limit >= 1,
+  // at most one commit-point sink) and prepares the local working folder.
   static StatusOr<std::unique_ptr<Coordinator>> create(const CheckpointOptions& options,
                                                        JobShared& shared,
-                                                       std::vector<SinkRef> sinks);
+                                                       std::vector<SinkRef> sinks,
+                                                       std::vector<SourceRef> sources);
   ~Coordinator() override;
 
   // Loads the checkpoint that options.restore names (null: start without
@@ -58,14 +63,20 @@ class Coordinator final : public CheckpointHub {
   std::string store_snapshot_dir(std::int64_t id, const std::string& op, int worker) override;
 
  private:
-  Coordinator(const CheckpointOptions& options, JobShared& shared, std::vector<SinkRef> sinks);
+  Coordinator(const CheckpointOptions& options, JobShared& shared, std::vector<SinkRef> sinks,
+              std::vector<SourceRef> sources);
 
   void run();
   // Waits for every unit's part of checkpoint `id`; false when stopped.
   bool collect(std::int64_t id, std::vector<WorkerSnapshot>* parts);
   // Uploads, writes the metadata, commits the sinks, applies retention.
   Status complete(std::int64_t id, std::vector<WorkerSnapshot> parts, bool final);
-  Status commit_sinks(const std::vector<SinkPrepared>& prepared);
+  // Commits checkpoint `checkpoint`: the commit-point sink first (its commit
+  // is the checkpoint's), then the other sinks, then tells the sources.
+  Status commit_sinks(CheckpointCommit checkpoint, const std::vector<SinkPrepared>& prepared);
+  // The id that options.restore names, given the completed checkpoints in
+  // the storage (0: start without state).
+  StatusOr<std::int64_t> restore_id(const std::vector<std::int64_t>& completed);
   Status retain();
   StatusOr<std::shared_ptr<RestoredCheckpoint>> load(std::int64_t id);
   StatusOr<std::string> upload_shared(const std::string& local_file, const std::string& name);
@@ -74,6 +85,8 @@ class Coordinator final : public CheckpointHub {
   CheckpointOptions options_;
   JobShared& shared_;
   std::vector<SinkRef> sinks_;
+  std::vector<SourceRef> sources_;
+  const SinkRef* commit_point_ = nullptr;  // the sink whose commit is the checkpoint's
   std::string local_dir_;
   bool owns_local_dir_ = false;
 
@@ -103,6 +116,7 @@ class Coordinator final : public CheckpointHub {
   Counter* completed_ = nullptr;
   Counter* failed_ = nullptr;
   Counter* uploaded_bytes_ = nullptr;
+  Counter* source_commit_errors_ = nullptr;
   Gauge* last_id_ = nullptr;
   Gauge* last_duration_ms_ = nullptr;
   Gauge* last_sync_ms_ = nullptr;

@@ -173,10 +173,13 @@ class JobState {
     const CheckpointOptions& c = shared_.options.checkpoint;
     if (c.interval.count() == 0 && c.restore.kind == RestoreFrom::Kind::kNone) return Status();
     std::vector<Coordinator::SinkRef> sinks;
+    std::vector<Coordinator::SourceRef> sources;
     for (const Node* node : nodes()) {
       if (node->sink) sinks.push_back({node->name, node->sink});
+      if (node->source) sources.push_back({node->name, node->source});
     }
-    MS_ASSIGN_OR_RETURN(coordinator_, Coordinator::create(c, shared_, std::move(sinks)));
+    MS_ASSIGN_OR_RETURN(coordinator_,
+                        Coordinator::create(c, shared_, std::move(sinks), std::move(sources)));
     MS_ASSIGN_OR_RETURN(restored_, coordinator_->restore());
     if (restored_) {
       for (const auto& [op, part] : restored_->operators) {

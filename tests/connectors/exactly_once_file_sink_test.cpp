@@ -86,13 +86,13 @@ TEST_CASE("staged records are invisible until commit, and commit is idempotent",
   CHECK(committed_in(dir.path).empty());
   CHECK(content(dir.path / name) == "v1\nv2\nv3\n");
 
-  REQUIRE(sink->commit({name}).ok());
+  REQUIRE(sink->commit(ms::CheckpointCommit(), {name}).ok());
   CHECK(files_in(dir.path) == std::set<std::string>{"part-0000000001-w0.csv"});
   CHECK(content(dir.path / "part-0000000001-w0.csv") == "v1\nv2\nv3\n");
 
   // Again, e.g. on restore of the same checkpoint: nothing changes.
-  REQUIRE(sink->commit({name}).ok());
-  REQUIRE(sink->commit({"", name}).ok());
+  REQUIRE(sink->commit(ms::CheckpointCommit(), {name}).ok());
+  REQUIRE(sink->commit(ms::CheckpointCommit(), {"", name}).ok());
   CHECK(files_in(dir.path) == std::set<std::string>{"part-0000000001-w0.csv"});
   CHECK(content(dir.path / "part-0000000001-w0.csv") == "v1\nv2\nv3\n");
   REQUIRE(w->close().ok());
@@ -111,7 +111,7 @@ TEST_CASE("records after a barrier go to the file of the next prepare_commit",
   CHECK(prepare(*w, 6) == "part-0000000006-w1.csv.staged");
   CHECK(content(dir.path / "part-0000000004-w1.csv.staged") == "v1\n");
   CHECK(content(dir.path / "part-0000000006-w1.csv.staged") == "v2\nv3\n");
-  REQUIRE(sink->commit({"part-0000000004-w1.csv.staged", "part-0000000006-w1.csv.staged"}).ok());
+  REQUIRE(sink->commit(ms::CheckpointCommit(), {"part-0000000004-w1.csv.staged", "part-0000000006-w1.csv.staged"}).ok());
   CHECK(committed_in(dir.path) ==
         std::set<std::string>{"part-0000000004-w1.csv", "part-0000000006-w1.csv"});
   REQUIRE(w->close().ok());
@@ -145,7 +145,7 @@ TEST_CASE("writers of different workers never share a file", "[checkpoint][sink]
   const std::string n0 = prepare(*w0, 1);
   const std::string n1 = prepare(*w1, 1);
   CHECK(n0 != n1);
-  REQUIRE(sink->commit({n0, n1}).ok());
+  REQUIRE(sink->commit(ms::CheckpointCommit(), {n0, n1}).ok());
   CHECK(content(dir.path / "part-0000000001-w0.csv") == "v1\nv2\n");
   CHECK(content(dir.path / "part-0000000001-w1.csv") == "v100\nv200\n");
   REQUIRE(w0->close().ok());
@@ -158,7 +158,7 @@ TEST_CASE("commit of a file that is neither staged nor committed is data loss na
   auto sink = int_sink(dir.path);
   touch(dir.path / "part-0000000002-w0.csv.staged", "v2\n");
   const ms::Status s =
-      sink->commit({"part-0000000001-w0.csv.staged", "part-0000000002-w0.csv.staged"});
+      sink->commit(ms::CheckpointCommit(), {"part-0000000001-w0.csv.staged", "part-0000000002-w0.csv.staged"});
   CHECK(s.code() == absl::StatusCode::kDataLoss);
   CHECK_THAT(std::string(s.message()), Catch::Contains("part-0000000001-w0.csv.staged"));
   // The other name is committed anyway.
@@ -167,7 +167,7 @@ TEST_CASE("commit of a file that is neither staged nor committed is data loss na
   for (const char* bad : {"../part-0000000001-w0.csv.staged", "part-0000000001-w0.csv",
                           "notes.staged", "part-x-w0.csv.staged", "part-1-w.csv.staged"}) {
     INFO(bad);
-    const ms::Status b = sink->commit({bad});
+    const ms::Status b = sink->commit(ms::CheckpointCommit(), {bad});
     CHECK(b.code() == absl::StatusCode::kInvalidArgument);
     CHECK_THAT(std::string(b.message()), Catch::Contains(bad));
   }
@@ -189,8 +189,8 @@ TEST_CASE("recover discards what the restored checkpoint does not keep, then com
       write(*w1, {100 + v});
       const std::string n0 = prepare(*w0, epoch);
       const std::string n1 = prepare(*w1, epoch);
-      if (epoch <= 2) REQUIRE(sink->commit({n0, n1}).ok());
-      if (epoch == 3) REQUIRE(sink->commit({n0}).ok());
+      if (epoch <= 2) REQUIRE(sink->commit(ms::CheckpointCommit(), {n0, n1}).ok());
+      if (epoch == 3) REQUIRE(sink->commit(ms::CheckpointCommit(), {n0}).ok());
     }
     write(*w0, {5});
     // The crash: the writers go away without staging epoch 5.

@@ -168,7 +168,7 @@ TEST_CASE("the check reads what the exactly-once file sink committed", "[bench][
   }
   // Staged, not committed: not output yet.
   CHECK(check(dir.path).totals.windows == 0);
-  REQUIRE(sink->commit(staged).ok());
+  REQUIRE(sink->commit(ms::CheckpointCommit(), staged).ok());
   const ms::bench::OutputCheck c = check(dir.path);
   CHECK(c.totals == totals_of(all));
   CHECK(c.repeated == 0);

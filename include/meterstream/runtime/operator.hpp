@@ -82,16 +82,50 @@ class SplitReader {
   }
 };
 
-// A logical source: a factory of splits, assigned round-robin to workers.
-template <typename T>
-class Source {
+// A checkpoint whose state is durable, as sinks and sources see it when it
+// commits (SinkBase::commit(), SourceBase::checkpoint_committed()).
+struct CheckpointCommit {
+  struct Split {
+    std::string source;    // the source node's name, as in the checkpoint metadata
+    int split = 0;         // the split's index in its source
+    std::string position;  // SplitReader::position() at the barrier
+    bool ended = false;    // the split had ended
+  };
+
+  std::int64_t id = 0;
+  // The job's last checkpoint, taken at the end of its input.
+  bool final = false;
+  // The position of every split in the checkpoint; for a source's
+  // checkpoint_committed(), only that source's splits.
+  std::vector<Split> splits;
+  // A commit-point sink (SinkBase::commit_point()) committed this checkpoint,
+  // and with it the positions of the job's Kafka sources inside its
+  // transaction: sources must not commit them again.
+  bool transactional = false;
+};
+
+// The part of a source that does not depend on its record type.
+class SourceBase {
  public:
-  Source() = default;
-  Source(const Source&) = delete;
-  Source& operator=(const Source&) = delete;
-  virtual ~Source() = default;
+  SourceBase() = default;
+  SourceBase(const SourceBase&) = delete;
+  SourceBase& operator=(const SourceBase&) = delete;
+  virtual ~SourceBase() = default;
 
   virtual std::string name() const = 0;
+
+  // Called from the checkpoint thread once checkpoint `checkpoint.id` is
+  // committed, with this source's split positions (e.g. a Kafka source
+  // commits them to its consumer group, so that consumer lag is visible).
+  // An error is logged and counted ("source_commit_errors"); it never fails
+  // the job. Default: nothing.
+  virtual Status checkpoint_committed(const CheckpointCommit& /*checkpoint*/) { return Status(); }
+};
+
+// A logical source: a factory of splits, assigned round-robin to workers.
+template <typename T>
+class Source : public SourceBase {
+ public:
   // Creates the splits; called once when the job starts. Errors (a missing
   // file) fail the job before any record flows.
   virtual StatusOr<std::vector<std::unique_ptr<SplitReader<T>>>> create_splits() = 0;
@@ -140,11 +174,31 @@ class SinkBase {
   virtual Status persist(const std::vector<std::string>& /*prepared*/) { return Status(); }
 
   // Publishes what the writers' prepare_commit() returned (the non-empty
-  // results) once the checkpoint that holds them is durable. Called from the
+  // results) once `checkpoint`, which holds them, is durable. Called from the
   // checkpoint thread; called again on restore for the checkpoint restored,
   // so it must be idempotent (already published output stays as it is).
+  // Without checkpointing, called at the end of input with id 0.
   // Default: nothing.
-  virtual Status commit(const std::vector<std::string>& /*prepared*/) { return Status(); }
+  virtual Status commit(const CheckpointCommit& /*checkpoint*/,
+                        const std::vector<std::string>& /*prepared*/) {
+    return Status();
+  }
+
+  // True for a sink whose commit() is the checkpoint's commit point: a
+  // transactional Kafka sink, whose output cannot be published later from a
+  // file (a prepared Kafka transaction does not survive its producer). The
+  // coordinator then calls its commit() for every checkpoint, right after
+  // the metadata is written and before other sinks commit, even with nothing
+  // prepared; a failed commit() fails the job (the checkpoint is not
+  // committed), and so does a checkpoint that fails after its barrier. At
+  // most one per job. Default: false.
+  virtual bool commit_point() const { return false; }
+
+  // For a commit-point sink: the id of the newest checkpoint whose commit()
+  // succeeded (0: none), read from where commit() records it. Called when a
+  // checkpointed job starts, before recover(); RestoreFrom::latest() then
+  // restores exactly that checkpoint. Default: 0.
+  virtual StatusOr<std::int64_t> committed_checkpoint() { return std::int64_t{0}; }
 
   // Called when a checkpointed job starts, before any writer is created:
   // discards output staged by an earlier run that `keep` (what the restored

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -120,13 +121,7 @@ class Reader final : public KafkaPartitionReader {
   Status seek(std::string_view position) override;
 
  private:
-  Result end_split() {
-    ended_ = true;
-    p_->final_next.store(p_->next);
-    // Best effort: an ended partition that stays assigned only costs fetches.
-    if (assigned_) (void)consumer_->unassign(*p_);
-    return Result::kEnd;
-  }
+  Result end_split();
   Status message_error(const rd_kafka_message_t* m) const;
 
   std::shared_ptr<Consumer> consumer_;
@@ -488,8 +483,8 @@ Status Consumer::commit(const std::vector<CheckpointCommit::Split>& splits, bool
       if (s.ended || s.position.empty()) {
         next = p.final_next.load();
       } else {
-        StatusOr<KafkaPosition> pos = KafkaPosition::decode(s.position);
-        if (pos.ok()) next = pos->next_offset;
+        std::optional<KafkaPosition> pos = decode_kafka_position(s.position);
+        if (pos) next = pos->next_offset;
       }
       if (next < 0) continue;
       rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition)->offset = next;
@@ -533,6 +528,14 @@ Status Consumer::commit(const std::vector<CheckpointCommit::Split>& splits, bool
   return Status();
 }
 
+KafkaPartitionReader::Result Reader::end_split() {
+  ended_ = true;
+  p_->final_next.store(p_->next);
+  // Best effort: an ended partition that stays assigned only costs fetches.
+  if (assigned_) (void)consumer_->unassign(*p_);
+  return Result::kEnd;
+}
+
 std::string Reader::position() const {
   KafkaPosition pos;
   pos.group = consumer_->group();
@@ -540,12 +543,12 @@ std::string Reader::position() const {
   pos.partition = p_->partition;
   pos.next_offset = p_->next;
   pos.end_offset = p_->end;
-  return pos.encode();
+  return encode_kafka_position(pos);
 }
 
 Status Reader::seek(std::string_view position) {
-  StatusOr<KafkaPosition> pos = KafkaPosition::decode(position);
-  if (!pos.ok()) return bad_position(name(), position, std::string(pos.status().message()));
+  std::optional<KafkaPosition> pos = decode_kafka_position(position);
+  if (!pos) return bad_position(name(), position, "not a Kafka position");
   if (pos->topic != p_->topic || pos->partition != p_->partition) {
     return bad_position(name(), position,
                         fmt::format("it is a position of partition {}",

@@ -35,7 +35,9 @@ class FnNode final : public Node {
 template <typename T>
 class SourceNode final : public Node {
  public:
-  explicit SourceNode(std::shared_ptr<Source<T>> source) : source_(std::move(source)) {}
+  explicit SourceNode(std::shared_ptr<Source<T>> source) : source_(std::move(source)) {
+    this->source = source_;
+  }
 
   Status prepare(int /*parallelism*/) override {
     MS_ASSIGN_OR_RETURN(splits_, source_->create_splits());

@@ -252,7 +252,7 @@ class SinkOp final : public Collector<T>, public OperatorInstance {
     if (!worker_->checkpointing() && !prepared.empty()) {
       Status s = call_user(name_, [&] {
         Status p = sink_->persist({prepared});
-        return p.ok() ? sink_->commit({prepared}) : p;
+        return p.ok() ? sink_->commit(CheckpointCommit(), {prepared}) : p;
       });
       if (!s.ok()) fail(s);
     }

@@ -253,7 +253,8 @@ class ExactlyOnceFileSink final : public Sink<T> {
   Status persist(const std::vector<std::string>& prepared) override {
     return persist_part_files(dir_, prepared);
   }
-  Status commit(const std::vector<std::string>& prepared) override {
+  Status commit(const CheckpointCommit& /*checkpoint*/,
+                const std::vector<std::string>& prepared) override {
     return commit_part_files(dir_, prepared);
   }
   Status recover(std::int64_t restored_checkpoint, const std::vector<std::string>& keep) override {

@@ -16,7 +16,7 @@
 // transactional sink committed the offsets already, the source commits its
 // partitions' next offsets to `options.group_id`, so that consumer lag is
 // visible (asynchronously; errors are logged and counted in
-// "kafka_source_commit_failed", never fatal).
+// "source_commit_errors", never fatal).
 //
 // Bounded mode (Flink's setBounded): the end offset of each partition is the
 // latest offset found when the job first starts (the last stable offset under

@@ -64,6 +64,7 @@ class Node {
   bool event_time = false;          // port 0 carries timestamps and watermarks
   bool stateful = false;            // keeps keyed state: shares the operator memory budget
   std::shared_ptr<SinkBase> sink;   // for sink nodes: commits their staged output
+  std::shared_ptr<SourceBase> source;  // for source nodes: told when checkpoints commit
   int stage = 0;
 };
 
