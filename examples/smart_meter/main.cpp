@@ -349,7 +349,7 @@ ms::Status fill_mock_cluster(const ms::SmartMeterWorkload& workload,
     batch.clear();
     while (batch.size() < 50000 && (more = gen.next(&r))) {
       ms::KafkaMessage m;
-      m.key = std::to_string(r.meter_id);
+      m.key = ms::encode_meter_key(r.meter_id);
       m.value = ms::encode_meter_reading(r);
       m.partition = static_cast<std::int32_t>(r.meter_id % kPartitions);
       m.timestamp_ms = r.ts_ms;

@@ -34,16 +34,15 @@ inline std::vector<MeterReading> kafka_workload(std::uint64_t seed, std::uint64_
   return out;
 }
 
-// The events as messages: key = meter id (8 bytes little-endian), value = the
-// codec's 26 bytes, partition = meter id % partitions, timestamp = ts_ms.
+// The events as messages: key = meter id (the codec's 8-byte key), value =
+// the codec's 26 bytes, partition = meter id % partitions, timestamp = ts_ms.
 inline std::vector<KafkaMessage> as_messages(const std::vector<MeterReading>& events,
                                              int partitions) {
   std::vector<KafkaMessage> out;
   out.reserve(events.size());
   for (const MeterReading& r : events) {
     KafkaMessage m;
-    m.key.resize(8);
-    detail::put_le<std::uint64_t>(m.key.data(), r.meter_id);
+    m.key = encode_meter_key(r.meter_id);
     m.value = encode_meter_reading(r);
     m.partition = static_cast<std::int32_t>(r.meter_id % static_cast<std::uint64_t>(partitions));
     m.timestamp_ms = r.ts_ms;

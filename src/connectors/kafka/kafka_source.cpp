@@ -26,7 +26,12 @@
 namespace meterstream {
 
 StatusOr<MeterReading> decode_kafka_meter_reading(const KafkaRecordView& record) {
-  return decode_meter_reading(record.value);
+  MeterReading r;
+  if (!decode_meter_reading(record.value, &r)) {
+    return absl::InvalidArgumentError(fmt::format("a MeterReading is {} bytes, got {}",
+                                                  kMeterReadingSize, record.value.size()));
+  }
+  return r;
 }
 
 namespace detail {

@@ -1,19 +1,26 @@
-// The wire format of a MeterReading: a fixed 26-byte little-endian layout,
-// shared by the Kafka source and sink, the benchmark's producer and its
-// verifier.
+// The binary encoding of a MeterReading as a Kafka record value (and of the
+// meter id as its key), shared by every producer and consumer of workload
+// topics: `meterstream-bench produce` writes it, the Kafka source's
+// MeterReading deserializer reads it (docs/kafka.md "Value encodings").
+//
+// Value: exactly kMeterReadingSize = 26 bytes, little-endian, no padding:
 //
 //   offset  size  field
-//        0     8  meter_id    (u64)
-//        8     8  ts_ms       (i64, two's complement)
-//       16     4  seq         (u32)
-//       20     4  wh          (u32)
-//       24     2  voltage_dv  (u16)
+//        0     8  meter_id    uint64
+//        8     8  ts_ms       int64 (two's complement)
+//       16     4  seq         uint32
+//       20     4  wh          uint32
+//       24     2  voltage_dv  uint16
 //
-// Test vector: {meter_id 1, ts_ms 1700000000000, seq 2, wh 3, voltage_dv 2300}
-// encodes as 01 00 00 00 00 00 00 00 | 00 68 e5 cf 8b 01 00 00 | 02 00 00 00 |
-// 03 00 00 00 | fc 08.
+// Key: the meter id as 8 bytes big-endian (kMeterKeySize), so that keys sort
+// by meter id byte-wise, as Kafka tools show them.
 //
-// Thread-safety: free functions without shared state.
+// Test vector: {meter_id 1, ts_ms 1700000006428, seq 0, wh 124, voltage_dv
+// 2293} encodes as
+//   01 00 00 00 00 00 00 00  1c 81 e5 cf 8b 01 00 00  00 00 00 00  7c 00 00 00
+//   f5 08
+//
+// Thread-safety: pure functions.
 #pragma once
 
 #include <cstddef>
@@ -22,64 +29,81 @@
 #include <string_view>
 
 #include "meterstream/connectors/generator/smart_meter.hpp"
-#include "meterstream/core/status.hpp"
 
 namespace meterstream {
 
-// The size of an encoded MeterReading.
+// The size of an encoded MeterReading value.
 inline constexpr std::size_t kMeterReadingSize = 26;
+
+// The size of an encoded meter key.
+inline constexpr std::size_t kMeterKeySize = 8;
 
 namespace detail {
 
-template <typename U>
-void put_le(char* out, U v) {
-  for (std::size_t i = 0; i < sizeof(U); ++i) {
-    out[i] = static_cast<char>(static_cast<unsigned char>(v >> (8 * i)));
-  }
+inline void put_le(char* out, std::uint64_t v, std::size_t bytes) {
+  for (std::size_t i = 0; i < bytes; ++i)
+    out[i] = static_cast<char>(v >> (8 * i) & 0xff);
 }
 
-template <typename U>
-U get_le(const char* in) {
-  U v = 0;
-  for (std::size_t i = 0; i < sizeof(U); ++i) {
-    v = static_cast<U>(v | (static_cast<U>(static_cast<unsigned char>(in[i])) << (8 * i)));
+inline std::uint64_t get_le(const char* in, std::size_t bytes) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < bytes; ++i) {
+    v |= static_cast<std::uint64_t>(static_cast<unsigned char>(in[i]))
+         << (8 * i);
   }
   return v;
 }
 
 }  // namespace detail
 
-// Writes the kMeterReadingSize bytes of `r` to `out`.
+// Writes the 26-byte encoding of `r` into `out[0..26)`.
 inline void encode_meter_reading(const MeterReading& r, char* out) {
-  detail::put_le<std::uint64_t>(out, r.meter_id);
-  detail::put_le<std::uint64_t>(out + 8, static_cast<std::uint64_t>(r.ts_ms));
-  detail::put_le<std::uint32_t>(out + 16, r.seq);
-  detail::put_le<std::uint32_t>(out + 20, r.wh);
-  detail::put_le<std::uint16_t>(out + 24, r.voltage_dv);
+  detail::put_le(out, r.meter_id, 8);
+  detail::put_le(out + 8, static_cast<std::uint64_t>(r.ts_ms), 8);
+  detail::put_le(out + 16, r.seq, 4);
+  detail::put_le(out + 20, r.wh, 4);
+  detail::put_le(out + 24, r.voltage_dv, 2);
 }
 
-// The encoding of `r` as a string of kMeterReadingSize bytes.
+// The 26-byte encoding of `r`.
 inline std::string encode_meter_reading(const MeterReading& r) {
   std::string out(kMeterReadingSize, '\0');
   encode_meter_reading(r, out.data());
   return out;
 }
 
-// Decodes exactly kMeterReadingSize bytes; kInvalidArgument saying the size
-// otherwise.
-inline StatusOr<MeterReading> decode_meter_reading(std::string_view bytes) {
-  if (bytes.size() != kMeterReadingSize) {
-    return absl::InvalidArgumentError("a MeterReading is " + std::to_string(kMeterReadingSize) +
-                                      " bytes, got " + std::to_string(bytes.size()));
-  }
+// Decodes `bytes` into `*out`; false, leaving `*out` untouched, when `bytes`
+// is not exactly kMeterReadingSize long (the encoding has no invalid values
+// otherwise: every field takes its whole range).
+inline bool decode_meter_reading(std::string_view bytes, MeterReading* out) {
+  if (bytes.size() != kMeterReadingSize) return false;
   const char* p = bytes.data();
-  MeterReading r;
-  r.meter_id = detail::get_le<std::uint64_t>(p);
-  r.ts_ms = static_cast<std::int64_t>(detail::get_le<std::uint64_t>(p + 8));
-  r.seq = detail::get_le<std::uint32_t>(p + 16);
-  r.wh = detail::get_le<std::uint32_t>(p + 20);
-  r.voltage_dv = detail::get_le<std::uint16_t>(p + 24);
-  return r;
+  out->meter_id = detail::get_le(p, 8);
+  out->ts_ms = static_cast<std::int64_t>(detail::get_le(p + 8, 8));
+  out->seq = static_cast<std::uint32_t>(detail::get_le(p + 16, 4));
+  out->wh = static_cast<std::uint32_t>(detail::get_le(p + 20, 4));
+  out->voltage_dv = static_cast<std::uint16_t>(detail::get_le(p + 24, 2));
+  return true;
+}
+
+// The 8-byte big-endian key of `meter_id`.
+inline std::string encode_meter_key(std::uint64_t meter_id) {
+  std::string out(kMeterKeySize, '\0');
+  for (std::size_t i = 0; i < kMeterKeySize; ++i) {
+    out[i] =
+        static_cast<char>(meter_id >> (8 * (kMeterKeySize - 1 - i)) & 0xff);
+  }
+  return out;
+}
+
+// Decodes an 8-byte big-endian key into `*meter_id`; false, leaving it
+// untouched, when `bytes` is not exactly 8 bytes long.
+inline bool decode_meter_key(std::string_view bytes, std::uint64_t* meter_id) {
+  if (bytes.size() != kMeterKeySize) return false;
+  std::uint64_t v = 0;
+  for (char c : bytes) v = v << 8 | static_cast<unsigned char>(c);
+  *meter_id = v;
+  return true;
 }
 
 }  // namespace meterstream
