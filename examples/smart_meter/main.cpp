@@ -25,7 +25,18 @@
 //
 // Usage: smart_meter [--meters N] [--events N] [--threads N] [--dedup]
 //                    [--checkpoint-dir DIR [--checkpoint-interval-ms N] --output OUT]
+//                    [--kafka | --brokers B --topic T]
 //   defaults: 100000 meters, 20000000 events, one thread per core.
+//
+//   With --kafka the readings come from Kafka instead of the generator, with
+//   no setup: the demo starts librdkafka's in-process mock cluster, produces
+//   the workload into a 4-partition topic (key = meter id, value = the 26-byte
+//   MeterReading encoding; 200000 events unless --events says otherwise, at
+//   most 320000 since the mock keeps ~100000 messages per partition), then
+//   runs the query from it with a bounded kafka_source (one split per
+//   partition, watermarks per partition). With --brokers B --topic T it reads
+//   the topic T of a real cluster instead (written by `meterstream-bench
+//   produce`), bounded to the end offsets found at start.
 //
 //   With --checkpoint-dir the job checkpoints into DIR (every second by
 //   default), resumes from the newest checkpoint there, and writes every window
@@ -160,12 +171,16 @@ struct Flags {
   std::string checkpoint_dir;
   std::uint64_t checkpoint_interval_ms = 1000;
   std::string output;
+  bool kafka_mock = false;
+  bool events_given = false;
+  std::string brokers;
+  std::string topic;
 };
 
 constexpr const char* kUsage =
     "usage: smart_meter [--meters N (>= 2)] [--events N (>= 1)] [--threads N (1..128)]\n"
     "                   [--dedup] [--checkpoint-dir DIR [--checkpoint-interval-ms N]\n"
-    "                   --output OUT]\n";
+    "                   --output OUT] [--kafka | --brokers B --topic T]\n";
 
 bool parse_uint(std::string_view text, std::uint64_t* out) {
   if (text.empty()) return false;
@@ -182,6 +197,10 @@ bool parse_flags(int argc, char** argv, Flags* flags) {
       flags->dedup = true;
       continue;
     }
+    if (arg == "--kafka") {
+      flags->kafka_mock = true;
+      continue;
+    }
     std::string_view value;
     std::string_view name = arg;
     if (const auto eq = arg.find('='); eq != std::string_view::npos) {
@@ -189,7 +208,7 @@ bool parse_flags(int argc, char** argv, Flags* flags) {
       value = arg.substr(eq + 1);
     } else if (arg == "--meters" || arg == "--events" || arg == "--threads" ||
                arg == "--checkpoint-dir" || arg == "--checkpoint-interval-ms" ||
-               arg == "--output") {
+               arg == "--output" || arg == "--brokers" || arg == "--topic") {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "smart_meter: %s needs a value\n%s", argv[i], kUsage);
         return false;
@@ -212,6 +231,7 @@ bool parse_flags(int argc, char** argv, Flags* flags) {
         return false;
       }
       flags->events = v;
+      flags->events_given = true;
     } else if (name == "--threads") {
       if (!number || v < 1 || v > static_cast<std::uint64_t>(ms::kDefaultMaxParallelism)) {
         std::fprintf(stderr,
@@ -228,6 +248,13 @@ bool parse_flags(int argc, char** argv, Flags* flags) {
         return false;
       }
       (name == "--output" ? flags->output : flags->checkpoint_dir) = std::string(value);
+    } else if (name == "--brokers" || name == "--topic") {
+      if (value.empty()) {
+        std::fprintf(stderr, "smart_meter: %.*s: expected a value\n%s",
+                     static_cast<int>(name.size()), name.data(), kUsage);
+        return false;
+      }
+      (name == "--brokers" ? flags->brokers : flags->topic) = std::string(value);
     } else if (name == "--checkpoint-interval-ms") {
       if (!number || v < 1) {
         std::fprintf(stderr,
@@ -241,6 +268,22 @@ bool parse_flags(int argc, char** argv, Flags* flags) {
       std::fprintf(stderr, "smart_meter: unknown argument '%s'\n%s", argv[i], kUsage);
       return false;
     }
+  }
+  if (flags->brokers.empty() != flags->topic.empty()) {
+    std::fprintf(stderr, "smart_meter: --brokers and --topic go together\n%s", kUsage);
+    return false;
+  }
+  if (flags->kafka_mock && !flags->brokers.empty()) {
+    std::fprintf(stderr, "smart_meter: --kafka (in-process mock) or --brokers, not both\n%s",
+                 kUsage);
+    return false;
+  }
+  if (flags->kafka_mock && !flags->events_given) flags->events = 200000;
+  if (flags->kafka_mock && flags->events > 320000) {
+    std::fprintf(stderr,
+                 "smart_meter: --kafka: at most 320000 events (the mock cluster keeps about "
+                 "100000 messages per partition; use --brokers for more)\n");
+    return false;
   }
   if (flags->checkpoint_dir.empty() != flags->output.empty()) {
     std::fprintf(stderr, "smart_meter: --checkpoint-dir and --output go together\n%s", kUsage);
@@ -285,6 +328,38 @@ std::string to_csv(const ms::MeterReading& r) {
          std::to_string(r.voltage_dv);
 }
 
+constexpr const char* kMockTopic = "readings";
+
+// Starts the in-process mock cluster and produces the workload's events into
+// a 4-partition topic, partitioned by meter id.
+ms::Status fill_mock_cluster(const ms::SmartMeterWorkload& workload,
+                             std::unique_ptr<ms::KafkaMockCluster>* cluster) {
+  constexpr int kPartitions = 4;
+  MS_ASSIGN_OR_RETURN(*cluster, ms::KafkaMockCluster::start());
+  MS_RETURN_IF_ERROR((*cluster)->create_topic(kMockTopic, kPartitions));
+  std::printf("kafka: mock cluster at %s, producing %llu events into '%s' (%d partitions)\n",
+              (*cluster)->bootstrap_servers().c_str(),
+              static_cast<unsigned long long>(workload.events), kMockTopic, kPartitions);
+  std::fflush(stdout);
+  ms::SmartMeterGenerator gen(workload);
+  std::vector<ms::KafkaMessage> batch;
+  ms::MeterReading r;
+  bool more = true;
+  while (more) {
+    batch.clear();
+    while (batch.size() < 50000 && (more = gen.next(&r))) {
+      ms::KafkaMessage m;
+      m.key = ms::encode_meter_key(r.meter_id);
+      m.value = ms::encode_meter_reading(r);
+      m.partition = static_cast<std::int32_t>(r.meter_id % kPartitions);
+      m.timestamp_ms = r.ts_ms;
+      batch.push_back(std::move(m));
+    }
+    MS_RETURN_IF_ERROR((*cluster)->produce(kMockTopic, batch));
+  }
+  return ms::Status();
+}
+
 double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -322,11 +397,35 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(workload.meters), flags.threads);
   std::printf("late readings -> %s\n", late_path.c_str());
 
+  // With --kafka: a mock cluster holding the workload.
+  std::unique_ptr<ms::KafkaMockCluster> cluster;
+  ms::KafkaSourceOptions kafka;
+  if (flags.kafka_mock) {
+    ms::Status s = fill_mock_cluster(workload, &cluster);
+    if (!s.ok()) return fail("mock cluster", s);
+    kafka.brokers = cluster->bootstrap_servers();
+    kafka.topics = {kMockTopic};
+  } else if (!flags.brokers.empty()) {
+    kafka.brokers = flags.brokers;
+    kafka.topics = {flags.topic};
+    std::printf("reading topic %s from %s (bounded: up to the end offsets at start)\n",
+                flags.topic.c_str(), flags.brokers.c_str());
+  }
+  kafka.bounded = true;
+  const bool from_kafka = !kafka.brokers.empty();
+
   // The pipeline.
   auto totals = std::make_shared<Q1TotalsSink>();
   ms::Pipeline p;
-  auto readings = p.source(ms::smart_meter_source(workload))
-                      .with_watermarks(ms::bounded_out_of_orderness(5min), &ms::MeterReading::ts_ms)
+  auto source = from_kafka
+                    ? ms::kafka_source<ms::MeterReading>(kafka, ms::kafka_meter_reading())
+                    : ms::smart_meter_source(workload);
+  auto from = p.source(source);
+  if (from_kafka) {
+    from.undecodable().sink(ms::file_sink(tmpl + "/undecodable.txt"));
+    std::printf("undecodable records -> %s/undecodable.txt\n", tmpl.c_str());
+  }
+  auto readings = from.with_watermarks(ms::bounded_out_of_orderness(5min), &ms::MeterReading::ts_ms)
                       .key_by(&ms::MeterReading::meter_id);
   // dedup_by_sequence keeps the stream keyed: the window after it needs no
   // second exchange, and both branches have the same type.

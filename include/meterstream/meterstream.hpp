@@ -35,7 +35,8 @@
 //   checkpoint/checkpoint.hpp enable_checkpointing, RestoreFrom: crash recovery, rescaling
 //   checkpoint/checkpoint_storage.hpp  a local folder or S3 for checkpoints
 //   connectors/...            memory, files (and the exactly-once file sink), smart-meter
-//                             generator
+//                             generator and its 26-byte codec, kafka (kafka_source, the
+//                             in-process mock cluster; kafka/kafka_json.hpp: JSON records)
 #pragma once
 
 #include "meterstream/api/keyed_stream.hpp"
@@ -46,8 +47,11 @@
 #include "meterstream/checkpoint/checkpoint.hpp"
 #include "meterstream/checkpoint/checkpoint_storage.hpp"
 #include "meterstream/connectors/files/files.hpp"
+#include "meterstream/connectors/generator/meter_reading_codec.hpp"
 #include "meterstream/connectors/generator/smart_meter.hpp"
 #include "meterstream/connectors/generator/smart_meter_source.hpp"
+#include "meterstream/connectors/kafka/kafka_mock_cluster.hpp"
+#include "meterstream/connectors/kafka/kafka_source.hpp"
 #include "meterstream/connectors/memory/memory.hpp"
 #include "meterstream/core/key_group.hpp"
 #include "meterstream/core/status.hpp"
