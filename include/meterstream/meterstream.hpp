@@ -35,8 +35,9 @@
 //   checkpoint/checkpoint.hpp enable_checkpointing, RestoreFrom: crash recovery, rescaling
 //   checkpoint/checkpoint_storage.hpp  a local folder or S3 for checkpoints
 //   connectors/...            memory, files (and the exactly-once file sink), smart-meter
-//                             generator and its 26-byte codec, kafka (kafka_source, the
-//                             in-process mock cluster; kafka/kafka_json.hpp: JSON records)
+//                             generator and its 26-byte codec, kafka (kafka_source,
+//                             kafka_sink with exactly-once, the in-process mock cluster;
+//                             kafka/kafka_json.hpp: JSON records)
 #pragma once
 
 #include "meterstream/api/keyed_stream.hpp"
@@ -51,6 +52,7 @@
 #include "meterstream/connectors/generator/smart_meter.hpp"
 #include "meterstream/connectors/generator/smart_meter_source.hpp"
 #include "meterstream/connectors/kafka/kafka_mock_cluster.hpp"
+#include "meterstream/connectors/kafka/kafka_sink.hpp"
 #include "meterstream/connectors/kafka/kafka_source.hpp"
 #include "meterstream/connectors/memory/memory.hpp"
 #include "meterstream/core/key_group.hpp"

@@ -69,26 +69,13 @@
 #include <utility>
 #include <vector>
 
+#include "meterstream/connectors/kafka/kafka_record.hpp"
 #include "meterstream/runtime/operator.hpp"
 
 namespace meterstream {
 
 // What the sink guarantees about its output (see the file comment).
 enum class KafkaDelivery { kNone, kAtLeastOnce, kExactlyOnce };
-
-struct KafkaHeader {
-  std::string name;
-  std::string value;
-};
-
-// One output message, as a serializer may return it.
-struct KafkaRecord {
-  // The message key; ignored when has_key is false (a keyless message).
-  std::string key;
-  bool has_key = false;
-  std::string value;
-  std::vector<KafkaHeader> headers;
-};
 
 struct KafkaSinkOptions {
   // Bootstrap servers, "host:port[,host:port...]". Required.
