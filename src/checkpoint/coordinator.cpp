@@ -1,6 +1,5 @@
 #include "checkpoint/coordinator.hpp"
 
-#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -14,6 +13,7 @@
 #include <utility>
 
 #include "checkpoint/storage_util.hpp"
+#include "core/failpoint.hpp"
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
 
@@ -122,27 +122,6 @@ json text_list(const std::vector<std::string>& list) {
   json out = json::array();
   for (const std::string& s : list) out.push_back(text_json(s));
   return out;
-}
-
-// Test hook: MS_CHECKPOINT_KILL_AT="<point>:<n>" kills the process with
-// SIGKILL at the n-th time it passes <point> ("snapshot", "upload",
-// "metadata", "commit", "retention"), so that crash tests can hit each phase
-// of a checkpoint. Unset: nothing.
-void failpoint(const char* point) {
-  static const std::string spec = [] {
-    const char* v = std::getenv("MS_CHECKPOINT_KILL_AT");
-    return std::string(v == nullptr ? "" : v);
-  }();
-  static std::atomic<int> hits{0};
-  if (spec.empty()) return;
-  const std::size_t colon = spec.find(':');
-  if (spec.compare(0, colon, point) != 0) return;
-  const int n = colon == std::string::npos ? 1 : std::atoi(spec.c_str() + colon + 1);
-  if (hits.fetch_add(1) + 1 == n) {
-    std::fprintf(stderr, "meterstream: MS_CHECKPOINT_KILL_AT=%s: killing the process\n",
-                 spec.c_str());
-    ::kill(::getpid(), SIGKILL);
-  }
 }
 
 // An operator instance's keyed bytes and operator-wide bytes as one object.
