@@ -1,6 +1,7 @@
 #include "checkpoint/coordinator.hpp"
 
 #include <stdlib.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -178,6 +179,28 @@ std::int64_t now_ms() {
       .count();
 }
 
+// Writes, reads back and removes an object, so that a storage that cannot be
+// written (or read) fails Job::start() with the storage's own error code.
+Status probe(CheckpointStorage& storage) {
+  const std::string path = fmt::format("_probe-{}-{}", ::getpid(), now_ms());
+  const std::string bytes = "meterstream checkpoint storage probe";
+  auto fail = [&](const Status& s, const char* what) {
+    return Status(s.code(), fmt::format("checkpoint storage {} is not usable: {} the probe "
+                                        "object '{}': {}",
+                                        storage.name(), what, path, std::string(s.message())));
+  };
+  Status s = storage.put(path, bytes);
+  if (!s.ok()) return fail(s, "writing");
+  StatusOr<std::string> got = storage.get(path);
+  if (!got.ok() || *got != bytes) {
+    (void)storage.remove(path);
+    return fail(got.ok() ? absl::DataLossError("read back other bytes") : got.status(), "reading");
+  }
+  s = storage.remove(path);
+  if (!s.ok()) return fail(s, "removing");
+  return Status();
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<Coordinator>> Coordinator::create(const CheckpointOptions& options,
@@ -200,6 +223,12 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::create(const CheckpointOptio
                     options.max_consecutive_failures));
   }
   std::unique_ptr<Coordinator> c(new Coordinator(options, shared, std::move(sinks)));
+  // Problems with the storage show at start, not at the first checkpoint: a
+  // second job on the same folder, a folder that cannot be written.
+  if (auto* exclusive = dynamic_cast<ExclusiveStorage*>(options.storage.get())) {
+    MS_ASSIGN_OR_RETURN(c->storage_lock_, exclusive->lock_for_writer());
+  }
+  MS_RETURN_IF_ERROR(probe(*options.storage));
   std::error_code ec;
   if (options.local_dir.empty()) {
     std::string tmpl = (fs::temp_directory_path(ec) / "meterstream-chk-XXXXXX").string();
@@ -212,7 +241,8 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::create(const CheckpointOptio
   } else {
     c->local_dir_ = options.local_dir;
     fs::create_directories(c->local_dir_, ec);
-    if (ec || !fs::is_directory(c->local_dir_)) {
+    std::error_code dir_ec;
+    if (ec || !fs::is_directory(c->local_dir_, dir_ec)) {
       return absl::PermissionDeniedError(fmt::format(
           "JobOptions.checkpoint.local_dir '{}' cannot be created: {}", c->local_dir_,
           ec ? ec.message() : "not a directory"));

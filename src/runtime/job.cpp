@@ -107,6 +107,7 @@ class JobState {
       } else {
         coordinator_->stop();
       }
+      coordinator_->release_storage();
     }
     return s;
   }
