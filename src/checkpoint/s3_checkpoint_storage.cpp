@@ -14,7 +14,13 @@
 //     metadata (x-amz-meta-ms-sha256) and checked on every read. In-memory
 //     puts also sign that hash as the payload hash, so S3 checks the bytes it
 //     receives; streamed uploads hash the file in a first pass (the metadata
-//     must be sent before the bytes), then send it unsigned.
+//     must be sent before the bytes), with the SHA-256 of each part, which
+//     each UploadPart signs as its payload hash and sends as
+//     x-amz-checksum-sha256 (as single puts do): S3 refuses a part or a put
+//     whose bytes do not match, so corruption on the way fails the upload.
+//   - CompleteMultipartUpload may answer 200 with an <Error> body (S3 sends
+//     the status before it has finished): that is retried like a 5xx unless
+//     the error is one that a retry cannot fix.
 //   - Credentials live in this object only: they go to curl as user name and
 //     password, are never put in a URL, and every error message is scrubbed
 //     of them before it leaves (the server's message could echo them).
@@ -44,6 +50,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "checkpoint/storage_util.hpp"
@@ -55,7 +62,8 @@ namespace {
 using detail::Sha256;
 
 constexpr std::string_view kChecksumHeader = "x-amz-meta-ms-sha256";
-constexpr std::string_view kUnsignedPayload = "UNSIGNED-PAYLOAD";
+// S3 verifies this SHA-256 of a request's body (a put, a part) on arrival.
+constexpr std::string_view kSha256ChecksumHeader = "x-amz-checksum-sha256";
 constexpr std::size_t kMinPartSize = std::size_t{5} << 20;
 constexpr std::uint64_t kMaxParts = 10000;
 constexpr std::size_t kMaxErrorBody = 64 << 10;
@@ -408,6 +416,18 @@ bool retriable_curl(CURLcode c) {
   }
 }
 
+// A 2xx response of a POST (CompleteMultipartUpload) whose body is an error.
+bool embedded_error(const Response& r) {
+  return r.http >= 200 && r.http < 300 && r.body.find("<Error>") != std::string::npos;
+}
+
+// Errors of CompleteMultipartUpload that the same request will meet again.
+bool permanent_embedded_error(const std::string& code) {
+  return code == "InvalidPart" || code == "InvalidPartOrder" || code == "NoSuchUpload" ||
+         code == "EntityTooSmall" || code == "InvalidRequest" || code == "AccessDenied" ||
+         code == "InvalidArgument";
+}
+
 bool retriable_http(const Response& r) {
   if (r.http >= 500 || r.http == 429) return true;
   std::string code = xml_value(r.body, "Code");
@@ -480,6 +500,7 @@ class S3CheckpointStorage final : public CheckpointStorage {
     req.body = &body;
     req.payload_hash = hash;
     req.headers.push_back(detail::cat(kChecksumHeader, ": ", hash));
+    add_checksum_headers(&req, detail::sha256(bytes));
     return to_status(req, perform(req));
   }
 
@@ -650,10 +671,12 @@ class S3CheckpointStorage final : public CheckpointStorage {
     }
     if (r.http >= 200 && r.http < 300) {
       // CompleteMultipartUpload may fail with a 200 and an error body.
-      if (req.method == "POST" && r.body.find("<Error>") != std::string::npos) {
-        return absl::UnavailableError(scrub(detail::cat(prefix, "error in a 200 response: ",
-                                                         xml_value(r.body, "Code"), ": ",
-                                                         xml_value(r.body, "Message"))));
+      if (req.method == "POST" && embedded_error(r)) {
+        const std::string code = xml_value(r.body, "Code");
+        std::string msg = scrub(detail::cat(prefix, "error in a 200 response: ", code, ": ",
+                                            xml_value(r.body, "Message"), tries));
+        if (permanent_embedded_error(code)) return absl::FailedPreconditionError(msg);
+        return absl::UnavailableError(msg);
       }
       return absl::OkStatus();
     }
@@ -734,6 +757,9 @@ class S3CheckpointStorage final : public CheckpointStorage {
       attempt_once(req, &r);
       bool transient = r.curl != CURLE_OK ? (retriable_curl(r.curl) && !r.sink_failed)
                                           : (r.http < 200 || r.http >= 300) && retriable_http(r);
+      if (r.curl == CURLE_OK && req.method == "POST" && embedded_error(r)) {
+        transient = !permanent_embedded_error(xml_value(r.body, "Code"));
+      }
       if (!transient || attempt >= options_.max_attempts) return r;
       std::this_thread::sleep_for(backoff(attempt));
     }
@@ -823,32 +849,73 @@ class S3CheckpointStorage final : public CheckpointStorage {
     }
   }
 
+  // S3 checks a body against x-amz-checksum-sha256 and refuses it with
+  // BadDigest when they differ, so corruption on the way is found at upload,
+  // not at read-back (x-amz-sdk-checksum-algorithm names the algorithm, as
+  // the AWS SDKs send it).
+  static void add_checksum_headers(Request* req, const detail::Sha256Digest& digest) {
+    req->headers.push_back(detail::cat(kSha256ChecksumHeader, ": ", base64(digest)));
+    req->headers.push_back("x-amz-sdk-checksum-algorithm: SHA256");
+  }
+
+  static std::string base64(const detail::Sha256Digest& digest) {
+    return absl::Base64Escape(
+        absl::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
+  }
+
+  // A server that echoes a checksum (S3 does) must echo ours.
+  Status check_echo(const Request& req, const Response& r,
+                    const detail::Sha256Digest& digest) const {
+    auto it = r.headers.find(std::string(kSha256ChecksumHeader));
+    if (it == r.headers.end() || it->second == base64(digest)) return absl::OkStatus();
+    return absl::DataLossError(scrub(detail::cat("S3 ", req.op, " ", where(req),
+                                                 ": the server computed another SHA-256 (",
+                                                 it->second, ") than the one sent")));
+  }
+
   Status put_fd(std::string_view path, int fd, const std::string& local_file) {
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
       return absl::ErrnoToStatus(errno, detail::cat("S3 checkpoint storage: stat of ", local_file));
     }
     auto size = static_cast<std::uint64_t>(st.st_size);
-    // First pass: the checksum, which the metadata carries.
+    const bool multipart = size > options_.multipart_threshold_bytes;
+    std::uint64_t part_size = multipart ? options_.part_size_bytes : std::max<std::uint64_t>(size, 1);
+    if ((size + part_size - 1) / part_size > kMaxParts) part_size = (size + kMaxParts - 1) / kMaxParts;
+    // First pass: the checksum, which the metadata carries, and that of each
+    // part (of the whole file when it goes in one PUT), which S3 verifies.
     Sha256 hash;
+    Sha256 part_hash;
+    std::vector<detail::Sha256Digest> part_digests;
     {
       std::vector<char> buf(std::size_t{1} << 20);
       std::uint64_t done = 0;
+      std::uint64_t part_left = std::min(part_size, size);
       while (done < size) {
-        ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(done));
+        const std::size_t want =
+            static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), part_left));
+        ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(done));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
           return absl::AbortedError(detail::cat("S3 checkpoint storage: put_file of \"", path,
                                                  "\": reading ", local_file, " failed"));
         }
         hash.update(buf.data(), static_cast<std::size_t>(n));
+        part_hash.update(buf.data(), static_cast<std::size_t>(n));
         done += static_cast<std::uint64_t>(n);
+        part_left -= static_cast<std::uint64_t>(n);
+        if (part_left == 0) {
+          part_digests.push_back(part_hash.finish());
+          part_hash.reset();
+          part_left = std::min(part_size, size - done);
+        }
       }
     }
+    if (part_digests.empty()) part_digests.push_back(detail::sha256(""));
     const std::string checksum = detail::to_hex(hash.finish());
     const std::string meta = detail::cat(kChecksumHeader, ": ", checksum);
 
-    if (size <= options_.multipart_threshold_bytes) {
+    if (!multipart) {
       Body body;
       body.from_file = true;
       body.fd = fd;
@@ -857,17 +924,20 @@ class S3CheckpointStorage final : public CheckpointStorage {
       req.body = &body;
       req.payload_hash = checksum;  // S3 checks the bytes it receives.
       req.headers.push_back(meta);
+      add_checksum_headers(&req, part_digests[0]);
       req.stream = true;
-      return to_status(req, perform(req));
+      Response r = perform(req);
+      MS_RETURN_IF_ERROR(to_status(req, r));
+      return check_echo(req, r, part_digests[0]);
     }
 
-    std::uint64_t part_size = options_.part_size_bytes;
-    if ((size + part_size - 1) / part_size > kMaxParts) part_size = (size + kMaxParts - 1) / kMaxParts;
     const std::string key = full_key(path);
 
     Request create = object_request("CreateMultipartUpload", "POST", path);
     create.query = make_query({{"uploads", ""}});
     create.headers.push_back(meta);
+    // Every part then carries its SHA-256, which S3 checks on arrival.
+    create.headers.push_back("x-amz-checksum-algorithm: SHA256");
     Response cr = perform(create);
     MS_RETURN_IF_ERROR(to_status(create, cr));
     const std::string upload_id = xml_value(cr.body, "UploadId");
@@ -898,10 +968,13 @@ class S3CheckpointStorage final : public CheckpointStorage {
       up.key = key;
       up.query = make_query({{"partNumber", std::to_string(part)}, {"uploadId", upload_id}});
       up.body = &body;
-      up.payload_hash = std::string(kUnsignedPayload);
+      const detail::Sha256Digest& digest = part_digests[static_cast<std::size_t>(part - 1)];
+      up.payload_hash = detail::to_hex(digest);  // signed, and checked by S3
+      add_checksum_headers(&up, digest);
       up.stream = true;
       Response ur = perform(up);
       Status s = to_status(up, ur);
+      if (s.ok()) s = check_echo(up, ur, digest);
       if (!s.ok()) return abort_upload(s);
       auto etag = ur.headers.find("etag");
       if (etag == ur.headers.end() || etag->second.empty()) {
@@ -909,7 +982,8 @@ class S3CheckpointStorage final : public CheckpointStorage {
             detail::cat("S3 UploadPart ", where(up), ": no ETag for part ", part)));
       }
       detail::append(&complete, "<Part><PartNumber>", part, "</PartNumber><ETag>",
-                      xml_escape(etag->second), "</ETag></Part>");
+                      xml_escape(etag->second), "</ETag><ChecksumSHA256>", base64(digest),
+                      "</ChecksumSHA256></Part>");
       offset += body.length;
     }
     detail::append(&complete, "</CompleteMultipartUpload>");
