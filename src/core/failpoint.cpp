@@ -3,14 +3,14 @@
 #include "core/failpoint.hpp"
 
 #if MS_FAULT_INJECTION
-#include <signal.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+
+#include <signal.h>
+#include <unistd.h>
 #endif
 
 namespace meterstream::detail {
@@ -28,9 +28,11 @@ void failpoint(const char* point) {
   if (spec.empty()) return;
   const std::size_t colon = spec.find(':');
   if (spec.compare(0, colon, point) != 0) return;
-  const int n = colon == std::string::npos ? 1 : std::atoi(spec.c_str() + colon + 1);
+  const int n =
+      colon == std::string::npos ? 1 : std::atoi(spec.c_str() + colon + 1);
   if (hits.fetch_add(1) + 1 == n) {
-    std::fprintf(stderr, "meterstream: MS_CHECKPOINT_KILL_AT=%s: killing the process\n",
+    std::fprintf(stderr,
+                 "meterstream: MS_CHECKPOINT_KILL_AT=%s: killing the process\n",
                  spec.c_str());
     ::kill(::getpid(), SIGKILL);
   }

@@ -1,14 +1,11 @@
 // How checkpointed jobs handle awkward inputs and broken storage: names that
 // are not UTF-8, unusable checkpoint folders, a folder another job holds.
 // Each case asserts the Status a user gets (never a crash or an exception).
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cstdlib>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -17,11 +14,13 @@
 #include <thread>
 #include <vector>
 
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
-
 #include "common/checkpoint_jobs.hpp"
 #include "common/temp_dir.hpp"
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "meterstream/connectors/files/files.hpp"
 #include "meterstream/meterstream.hpp"
 
@@ -46,8 +45,10 @@ std::vector<std::string> write_lines(const std::string& path, int lines) {
 
 }  // namespace
 
-TEST_CASE("a source and a sink named by paths that are not UTF-8 checkpoint and restore",
-          "[checkpoint][files]") {
+TEST_CASE(
+    "a source and a sink named by paths that are not UTF-8 checkpoint and "
+    "restore",
+    "[checkpoint][files]") {
   constexpr int kLines = 40000;
   mt::TempDir dir("non-utf8");
   // Latin-1 file names, as an older system writes them: not valid UTF-8.
@@ -58,8 +59,10 @@ TEST_CASE("a source and a sink named by paths that are not UTF-8 checkpoint and 
   auto make = [&] {
     ms::Pipeline p;
     auto parse = [pace](std::string_view line) -> std::optional<std::string> {
-      const std::int64_t i = std::stoll(std::string(line.substr(0, line.find(','))));
-      if (i % 100 == 0 && pace.slow->load()) std::this_thread::sleep_for(pace.pause);
+      const std::int64_t i =
+          std::stoll(std::string(line.substr(0, line.find(','))));
+      if (i % 100 == 0 && pace.slow->load())
+        std::this_thread::sleep_for(pace.pause);
       return std::string(line);
     };
     p.source(ms::file_source(input, parse)).sink(mt::line_sink(out));
@@ -92,19 +95,21 @@ namespace {
 // A pipeline that reads an endless source, slowly, into a line sink.
 ms::Pipeline endless(const std::string& out, std::atomic<std::int64_t>* read) {
   ms::Pipeline p;
-  p.source(ms::from_generator([read](std::uint64_t i) -> std::optional<std::string> {
+  p.source(ms::from_generator([read](std::uint64_t i)
+                                  -> std::optional<std::string> {
      ++*read;
      if (i % 100 == 0) std::this_thread::sleep_for(1ms);
      return std::to_string(i);
-   }))
-      .sink(mt::line_sink(out));
+   })).sink(mt::line_sink(out));
   return p;
 }
 
 }  // namespace
 
-TEST_CASE("a checkpoint folder that cannot be written fails Job::start before any record",
-          "[checkpoint]") {
+TEST_CASE(
+    "a checkpoint folder that cannot be written fails Job::start before any "
+    "record",
+    "[checkpoint]") {
   mt::TempDir dir("readonly-chk");
   // Root writes anywhere it has permission bits for; sysfs refuses new files
   // to root too.
@@ -121,8 +126,8 @@ TEST_CASE("a checkpoint folder that cannot be written fails Job::start before an
   REQUIRE(storage.ok());  // the folder exists: opening it reads nothing
   std::atomic<std::int64_t> read{0};
   ms::JobOptions o;
-  o.checkpoint = ms::enable_checkpointing(50ms, std::shared_ptr<ms::CheckpointStorage>(
-                                                    std::move(storage).value()));
+  o.checkpoint = ms::enable_checkpointing(
+      50ms, std::shared_ptr<ms::CheckpointStorage>(std::move(storage).value()));
   ms::Job job = mt::build_job(endless(dir.str("out"), &read), o);
   const ms::Status s = job.start();
   if (s.ok()) job.cancel();
@@ -133,25 +138,30 @@ TEST_CASE("a checkpoint folder that cannot be written fails Job::start before an
   CHECK(read.load() == 0);
 }
 
-TEST_CASE("a second job on a checkpoint folder in use is refused naming the holder's pid",
-          "[checkpoint]") {
+TEST_CASE(
+    "a second job on a checkpoint folder in use is refused naming the holder's "
+    "pid",
+    "[checkpoint]") {
   mt::TempDir dir("locked-chk");
   std::atomic<std::int64_t> read1{0};
   std::atomic<std::int64_t> read2{0};
   ms::JobOptions o;
-  o.checkpoint = ms::enable_checkpointing(50ms, mt::local_storage(dir.str("chk")));
+  o.checkpoint =
+      ms::enable_checkpointing(50ms, mt::local_storage(dir.str("chk")));
   ms::Job first = mt::build_job(endless(dir.str("out1"), &read1), o);
   REQUIRE(first.start().ok());
 
   // Another storage object on the same folder, as another process would open.
   ms::JobOptions o2;
-  o2.checkpoint = ms::enable_checkpointing(50ms, mt::local_storage(dir.str("chk")));
+  o2.checkpoint =
+      ms::enable_checkpointing(50ms, mt::local_storage(dir.str("chk")));
   {
     ms::Job second = mt::build_job(endless(dir.str("out2"), &read2), o2);
     const ms::Status s = second.start();
     INFO(s.ToString());
     CHECK(s.code() == absl::StatusCode::kFailedPrecondition);
-    CHECK(s.message().find("process " + std::to_string(::getpid())) != std::string::npos);
+    CHECK(s.message().find("process " + std::to_string(::getpid())) !=
+          std::string::npos);
     CHECK(s.message().find(dir.str("chk")) != std::string::npos);
     CHECK(read2.load() == 0);
   }
@@ -189,11 +199,13 @@ TEST_CASE("lock child: a job on MS_TEST_LOCKED_DIR/chk is refused", "[.]") {
   std::ofstream(std::string(dir) + "/child-ran") << "ran";
   std::atomic<std::int64_t> read{0};
   ms::JobOptions o;
-  o.checkpoint =
-      ms::enable_checkpointing(50ms, mt::local_storage(std::string(dir) + "/chk"));
-  ms::Job job = mt::build_job(endless(std::string(dir) + "/out-child", &read), o);
+  o.checkpoint = ms::enable_checkpointing(
+      50ms, mt::local_storage(std::string(dir) + "/chk"));
+  ms::Job job =
+      mt::build_job(endless(std::string(dir) + "/out-child", &read), o);
   const ms::Status s = job.start();
   INFO(s.ToString());
   CHECK(s.code() == absl::StatusCode::kFailedPrecondition);
-  CHECK(s.message().find("process " + std::to_string(::getppid())) != std::string::npos);
+  CHECK(s.message().find("process " + std::to_string(::getppid())) !=
+        std::string::npos);
 }

@@ -1,13 +1,12 @@
 // Fault injection (src/core/failpoint.hpp) exists only in builds configured
 // with MS_FAULT_INJECTION=ON: elsewhere MS_CHECKPOINT_KILL_AT is ignored.
-#include <sys/wait.h>
-#include <unistd.h>
+#include "src/core/failpoint.hpp"
 
 #include <cstdlib>
 
 #include <catch2/catch.hpp>
-
-#include "src/core/failpoint.hpp"
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace {
 
@@ -37,11 +36,15 @@ TEST_CASE("failpoint child: passes test-point twice", "[.]") {
   meterstream::detail::failpoint("test-point");
 }
 
-TEST_CASE("fault injection is compiled in exactly when MS_FAULT_INJECTION is ON", "[core]") {
-  CHECK(meterstream::detail::fault_injection_enabled() == bool(MS_FAULT_INJECTION_CONFIGURED));
+TEST_CASE(
+    "fault injection is compiled in exactly when MS_FAULT_INJECTION is ON",
+    "[core]") {
+  CHECK(meterstream::detail::fault_injection_enabled() ==
+        bool(MS_FAULT_INJECTION_CONFIGURED));
 }
 
-TEST_CASE("MS_CHECKPOINT_KILL_AT kills only in a fault injection build", "[core]") {
+TEST_CASE("MS_CHECKPOINT_KILL_AT kills only in a fault injection build",
+          "[core]") {
   // Another point, or a count not reached: never a kill.
   int status = run_child("other-point:1");
   REQUIRE(WIFEXITED(status));
