@@ -46,7 +46,8 @@ function(meterstream_add_test layer)
                                                 "${PROJECT_SOURCE_DIR}/tests")
   target_compile_definitions(
     ${_target} PRIVATE MS_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
-                       MS_BINARY_DIR="${PROJECT_BINARY_DIR}")
+                       MS_BINARY_DIR="${PROJECT_BINARY_DIR}"
+                       MS_FAULT_INJECTION_CONFIGURED=$<BOOL:${MS_FAULT_INJECTION}>)
   set_target_properties(${_target} PROPERTIES RUNTIME_OUTPUT_DIRECTORY
                                               "${PROJECT_BINARY_DIR}/tests")
 

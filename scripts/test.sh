@@ -11,9 +11,12 @@
 #   3. the `dev` preset: configure, build, ctest;
 #   4. the `asan` preset (ASan + UBSan): configure, build, ctest (label `slow`
 #      excluded);
-#   5. scripts/package-test.sh on the dev build (find_package and
+#   5. the `tsan` preset (ThreadSanitizer): configure, build, ctest on the
+#      memory backend only (the preset's filter: labels runtime, api, window,
+#      core, checkpoint; not slow, e2e or rocksdb);
+#   6. scripts/package-test.sh on the dev build (find_package and
 #      add_subdirectory consumers).
-# A failed step does not hide the others: the asan and package steps still run
+# A failed step does not hide the others: the asan, tsan and package steps still run
 # after a dev failure (except what depends on a failed build). Exits non-zero
 # when any step failed, after a summary. Works from any directory.
 set -euo pipefail
@@ -183,6 +186,7 @@ step "start redis-server, moto_server and Kafka" start_servers || true
 dev_built=0
 preset dev && dev_built=1
 preset asan || true
+preset tsan || true
 if ((dev_built)); then
   step "package test (dev build)" scripts/package-test.sh "$root/build/dev" || true
 else

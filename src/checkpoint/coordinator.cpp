@@ -1,7 +1,7 @@
 #include "checkpoint/coordinator.hpp"
 
-#include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "checkpoint/storage_util.hpp"
+#include "core/failpoint.hpp"
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
 
@@ -61,25 +62,67 @@ bool from_hex(std::string_view hex, std::string* out) {
   return true;
 }
 
-// Test hook: MS_CHECKPOINT_KILL_AT="<point>:<n>" kills the process with
-// SIGKILL at the n-th time it passes <point> ("snapshot", "upload",
-// "metadata", "commit", "retention"), so that crash tests can hit each phase
-// of a checkpoint. Unset: nothing.
-void failpoint(const char* point) {
-  static const std::string spec = [] {
-    const char* v = std::getenv("MS_CHECKPOINT_KILL_AT");
-    return std::string(v == nullptr ? "" : v);
-  }();
-  static std::atomic<int> hits{0};
-  if (spec.empty()) return;
-  const std::size_t colon = spec.find(':');
-  if (spec.compare(0, colon, point) != 0) return;
-  const int n = colon == std::string::npos ? 1 : std::atoi(spec.c_str() + colon + 1);
-  if (hits.fetch_add(1) + 1 == n) {
-    std::fprintf(stderr, "meterstream: MS_CHECKPOINT_KILL_AT=%s: killing the process\n",
-                 spec.c_str());
-    ::kill(::getpid(), SIGKILL);
+// Whether `s` is well-formed UTF-8 (no overlong forms, no surrogates).
+bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n = 0;
+    std::uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      n = 1;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      n = 2;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;
+    for (std::size_t k = 1; k <= n; ++k) {
+      const auto d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+      return false;
+    }
+    i += n + 1;
   }
+  return true;
+}
+
+// Names in the metadata (sources, sinks, operators, staged output) come from
+// users and file paths, which need not be UTF-8, while JSON text must be:
+// valid UTF-8 is stored as a string, anything else as {"hex": "<bytes>"}, so
+// that a restore gets the very bytes back.
+json text_json(const std::string& s) {
+  if (valid_utf8(s)) return s;
+  return json{{"hex", to_hex(std::string_view(s))}};
+}
+
+// The inverse of text_json(); throws json::exception on another shape (load()
+// turns that into kDataLoss).
+std::string text_of(const json& j) {
+  if (j.is_string()) return j.get<std::string>();
+  std::string out;
+  if (!from_hex(j.at("hex").get<std::string>(), &out)) {
+    throw json::other_error::create(501, "a name's hex bytes do not decode", &j);
+  }
+  return out;
+}
+
+json text_list(const std::vector<std::string>& list) {
+  json out = json::array();
+  for (const std::string& s : list) out.push_back(text_json(s));
+  return out;
 }
 
 // An operator instance's keyed bytes and operator-wide bytes as one object.
@@ -136,6 +179,28 @@ std::int64_t now_ms() {
       .count();
 }
 
+// Writes, reads back and removes an object, so that a storage that cannot be
+// written (or read) fails Job::start() with the storage's own error code.
+Status probe(CheckpointStorage& storage) {
+  const std::string path = fmt::format("_probe-{}-{}", ::getpid(), now_ms());
+  const std::string bytes = "meterstream checkpoint storage probe";
+  auto fail = [&](const Status& s, const char* what) {
+    return Status(s.code(), fmt::format("checkpoint storage {} is not usable: {} the probe "
+                                        "object '{}': {}",
+                                        storage.name(), what, path, std::string(s.message())));
+  };
+  Status s = storage.put(path, bytes);
+  if (!s.ok()) return fail(s, "writing");
+  StatusOr<std::string> got = storage.get(path);
+  if (!got.ok() || *got != bytes) {
+    (void)storage.remove(path);
+    return fail(got.ok() ? absl::DataLossError("read back other bytes") : got.status(), "reading");
+  }
+  s = storage.remove(path);
+  if (!s.ok()) return fail(s, "removing");
+  return Status();
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<Coordinator>> Coordinator::create(const CheckpointOptions& options,
@@ -170,6 +235,12 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::create(const CheckpointOptio
   }
   std::unique_ptr<Coordinator> c(
       new Coordinator(options, shared, std::move(sinks), std::move(sources)));
+  // Problems with the storage show at start, not at the first checkpoint: a
+  // second job on the same folder, a folder that cannot be written.
+  if (auto* exclusive = dynamic_cast<ExclusiveStorage*>(options.storage.get())) {
+    MS_ASSIGN_OR_RETURN(c->storage_lock_, exclusive->lock_for_writer());
+  }
+  MS_RETURN_IF_ERROR(probe(*options.storage));
   std::error_code ec;
   if (options.local_dir.empty()) {
     std::string tmpl = (fs::temp_directory_path(ec) / "meterstream-chk-XXXXXX").string();
@@ -182,7 +253,8 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::create(const CheckpointOptio
   } else {
     c->local_dir_ = options.local_dir;
     fs::create_directories(c->local_dir_, ec);
-    if (ec || !fs::is_directory(c->local_dir_)) {
+    std::error_code dir_ec;
+    if (ec || !fs::is_directory(c->local_dir_, dir_ec)) {
       return absl::PermissionDeniedError(fmt::format(
           "JobOptions.checkpoint.local_dir '{}' cannot be created: {}", c->local_dir_,
           ec ? ec.message() : "not a directory"));
@@ -373,7 +445,7 @@ StatusOr<std::shared_ptr<RestoredCheckpoint>> Coordinator::load(std::int64_t id)
     if (r->id != id) return bad(fmt::format("holds id {}", r->id));
     for (const json& s : meta.at("sources")) {
       SplitSnapshot split;
-      split.source = s.at("source").get<std::string>();
+      split.source = text_of(s.at("source"));
       split.split = s.at("split").get<int>();
       if (!from_hex(s.at("position").get<std::string>(), &split.position)) {
         return bad("a split position is not hex");
@@ -385,14 +457,15 @@ StatusOr<std::shared_ptr<RestoredCheckpoint>> Coordinator::load(std::int64_t id)
       r->splits[{split.source, split.split}] = split;
     }
     for (const json& s : meta.at("sinks")) {
-      r->prepared[s.at("sink").get<std::string>()] = s.at("commit").get<std::vector<std::string>>();
+      std::vector<std::string>& commit = r->prepared[text_of(s.at("sink"))];
+      for (const json& c : s.at("commit")) commit.push_back(text_of(c));
     }
     const fs::path local = fs::path(local_dir_) / "restore" / checkpoint_dir(id);
     std::error_code ec;
     fs::remove_all(local, ec);
     int n = 0;
     for (const json& op : meta.at("operators")) {
-      const std::string name = op.at("operator").get<std::string>();
+      const std::string name = text_of(op.at("operator"));
       const int worker = op.at("worker").get<int>();
       RestoredCheckpoint::Operator& into = r->operators[name];
       const std::string state_path = op.at("state").get<std::string>();
@@ -438,7 +511,20 @@ void Coordinator::start(int units) {
     unit_finished_.assign(static_cast<std::size_t>(units), false);
     rests_.assign(static_cast<std::size_t>(units), WorkerSnapshot());
   }
-  if (options_.interval.count() > 0) thread_ = std::thread([this] { run(); });
+  if (options_.interval.count() > 0) {
+    thread_ = std::thread([this] {
+      // Nothing may escape a library thread (std::terminate): whatever a
+      // checkpoint throws fails the job instead.
+      try {
+        run();
+      } catch (const std::exception& e) {
+        shared_.fail(absl::InternalError(
+            fmt::format("checkpoint coordinator: unexpected exception: {}", e.what())));
+      } catch (...) {
+        shared_.fail(absl::InternalError("checkpoint coordinator: unexpected exception"));
+      }
+    });
+  }
 }
 
 void Coordinator::stop() {
@@ -581,7 +667,14 @@ Status Coordinator::finish() {
   for (WorkerSnapshot& p : parts) p.operators.clear();
   const std::int64_t id = next_id_++;
   triggered.store(id, std::memory_order_release);
-  Status s = complete(id, std::move(parts), /*final=*/true);
+  Status s;
+  try {
+    s = complete(id, std::move(parts), /*final=*/true);
+  } catch (const std::exception& e) {
+    s = absl::InternalError(fmt::format("unexpected exception: {}", e.what()));
+  } catch (...) {
+    s = absl::InternalError("unexpected exception");
+  }
   if (!s.ok()) {
     failed_->add();
     return Status(s.code(), fmt::format("the final checkpoint {} failed, so the output staged "
@@ -679,7 +772,7 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
   meta["key_group_ranges"] = std::move(ranges);
   json sources = json::array();
   for (const auto& [key, s] : splits_) {
-    sources.push_back({{"source", s.source},
+    sources.push_back({{"source", text_json(s.source)},
                        {"split", s.split},
                        {"position", to_hex(s.position)},
                        {"watermark", s.watermark},
@@ -722,7 +815,7 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
                           {"files", std::move(list)}});
         ++m;
       }
-      operators.push_back({{"operator", op.op},
+      operators.push_back({{"operator", text_json(op.op)},
                            {"worker", op.worker},
                            {"key_groups", {op.key_groups.first, op.key_groups.last}},
                            {"state", state_path},
@@ -734,7 +827,9 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
   std::map<std::string, std::vector<std::string>> by_sink;
   for (const SinkPrepared& s : uncommitted_) by_sink[s.sink].push_back(s.prepared);
   json sinks = json::array();
-  for (const auto& [sink, list] : by_sink) sinks.push_back({{"sink", sink}, {"commit", list}});
+  for (const auto& [sink, list] : by_sink) {
+    sinks.push_back({{"sink", text_json(sink)}, {"commit", text_list(list)}});
+  }
   meta["sinks"] = std::move(sinks);
   meta["files"] = files;
 
@@ -750,8 +845,17 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
   }
 
   // The commit point: a checkpoint exists once its metadata does.
+  // Every string above is valid UTF-8 (text_json), so dump() cannot throw;
+  // the catch keeps it that way should a new field forget it.
+  std::string meta_text;
+  try {
+    meta_text = meta.dump(1);
+  } catch (const json::exception& e) {
+    return absl::InternalError(
+        fmt::format("checkpoint {}: its metadata does not encode as JSON: {}", id, e.what()));
+  }
   failpoint("metadata");
-  MS_RETURN_IF_ERROR(storage.put(metadata_path(id), meta.dump(1)));
+  MS_RETURN_IF_ERROR(storage.put(metadata_path(id), meta_text));
   referenced_[id] = std::move(files);
   consecutive_failures_ = 0;
   completed_->add();
@@ -863,10 +967,16 @@ Status Coordinator::retain() {
       // Kept from an earlier run: read which files it uses.
       MS_ASSIGN_OR_RETURN(std::string bytes, storage.get(metadata_path(id)));
       json meta = json::parse(bytes, nullptr, false);
-      if (meta.is_discarded() || !meta.contains("files")) {
-        return absl::DataLossError(fmt::format("{}: not JSON or no files", metadata_path(id)));
+      std::set<std::string> files;
+      try {
+        if (meta.is_discarded() || !meta.is_object() || !meta.contains("files")) {
+          throw json::other_error::create(501, "not JSON or no files", &meta);
+        }
+        files = meta.at("files").get<std::set<std::string>>();
+      } catch (const json::exception& e) {
+        return absl::DataLossError(fmt::format("{}: {}", metadata_path(id), e.what()));
       }
-      it = referenced_.emplace(id, meta["files"].get<std::set<std::string>>()).first;
+      it = referenced_.emplace(id, std::move(files)).first;
     }
     live.insert(it->second.begin(), it->second.end());
   }

@@ -39,7 +39,11 @@ class Coordinator final : public CheckpointHub {
   };
 
   // Checks the options (storage present, retained and failure limit >= 1,
-  // at most one commit-point sink) and prepares the local working folder.
+  // at most one commit-point sink),
+  // locks the storage for this job (a local folder: kFailedPrecondition while
+  // another job holds it), probes it (writes, reads and removes an object: a
+  // storage that cannot be written fails here with its own code) and prepares
+  // the local working folder.
   static StatusOr<std::unique_ptr<Coordinator>> create(const CheckpointOptions& options,
                                                        JobShared& shared,
                                                        std::vector<SinkRef> sinks,
@@ -57,6 +61,8 @@ class Coordinator final : public CheckpointHub {
   Status finish();
   // Stops the thread; no more checkpoints (a failed or cancelled job).
   void stop();
+  // Lets another job write to the storage (the job has ended).
+  void release_storage() { storage_lock_.reset(); }
 
   void report(int unit, WorkerSnapshot snapshot) override;
   void finished(int unit, WorkerSnapshot rest) override;
@@ -89,6 +95,7 @@ class Coordinator final : public CheckpointHub {
   const SinkRef* commit_point_ = nullptr;  // the sink whose commit is the checkpoint's
   std::string local_dir_;
   bool owns_local_dir_ = false;
+  std::shared_ptr<void> storage_lock_;  // ExclusiveStorage::lock_for_writer()
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -14,6 +14,7 @@
 //     with it may find its directory gone between creating it and opening
 //     its temporary file; put retries that a few times.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -167,11 +168,45 @@ void remove_stale_temp_files(const fs::path& root) {
   }
 }
 
-class LocalCheckpointStorage final : public CheckpointStorage {
+class LocalCheckpointStorage final : public CheckpointStorage, public detail::ExclusiveStorage {
  public:
   explicit LocalCheckpointStorage(fs::path root) : root_(std::move(root)) {}
 
   std::string name() const override { return detail::cat("local:", root_.string()); }
+
+  // flock() on <root>/.ms-lock, which holds the holder's pid. flock locks
+  // belong to an open file description: a second job of the same process
+  // opens the file again and is refused like another process; a process that
+  // dies releases its lock with its descriptors.
+  StatusOr<std::shared_ptr<void>> lock_for_writer() override {
+    const std::string file = (root_ / std::string(detail::kLockFile)).string();
+    auto fd = std::make_shared<Fd>(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (fd->get() < 0) {
+      return errno_status(errno, detail::cat("checkpoint storage: opening the lock file ", file));
+    }
+    int rc = 0;
+    do {
+      rc = ::flock(fd->get(), LOCK_EX | LOCK_NB);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+      if (errno != EWOULDBLOCK) {
+        return errno_status(errno, detail::cat("checkpoint storage: locking ", file));
+      }
+      char buf[32] = {};
+      const ssize_t n = ::pread(fd->get(), buf, sizeof(buf) - 1, 0);
+      const long pid = n > 0 ? std::strtol(buf, nullptr, 10) : 0;
+      return absl::FailedPreconditionError(detail::cat(
+          "checkpoint storage: ", root_.string(), " is in use by another job (process ",
+          pid > 0 ? std::to_string(pid) : std::string("unknown"), ", lock file ", file,
+          "): two jobs must not share a checkpoint folder"));
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd->get(), 0) != 0 || ::pwrite(fd->get(), pid.data(), pid.size(), 0) !=
+                                              static_cast<ssize_t>(pid.size())) {
+      return errno_status(errno, detail::cat("checkpoint storage: writing ", file));
+    }
+    return std::shared_ptr<void>(fd);
+  }
 
   Status put(std::string_view path, std::string_view bytes) override {
     MS_RETURN_IF_ERROR(detail::validate_object_path(path));
@@ -323,6 +358,7 @@ class LocalCheckpointStorage final : public CheckpointStorage {
       const fs::directory_entry& entry = *it;
       std::string file_name = entry.path().filename().string();
       if (file_name.compare(0, detail::kTempPrefix.size(), detail::kTempPrefix) == 0) continue;
+      if (file_name == detail::kLockFile && entry.path().parent_path() == root_) continue;
       std::error_code type_ec;
       if (!entry.is_regular_file(type_ec)) continue;
       std::string rel = entry.path().lexically_relative(root_).generic_string();
@@ -427,15 +463,21 @@ StatusOr<std::unique_ptr<CheckpointStorage>> make_local_checkpoint_storage(
   }
   if (root.has_relative_path() && !root.has_filename()) root = root.parent_path();
   fs::create_directories(root, ec);
-  if (ec && !fs::is_directory(root)) {
-    if (fs::exists(root)) {
+  std::error_code type_ec;
+  const bool is_dir = fs::is_directory(root, type_ec);
+  if (ec && !is_dir) {
+    // A path under a regular file (ENOTDIR), or a file at the path itself.
+    std::error_code exists_ec;
+    if (ec == std::errc::not_a_directory || ec == std::errc::file_exists ||
+        fs::exists(root, exists_ec)) {
       return absl::FailedPreconditionError(
-          detail::cat("local checkpoint storage: ", root.string(), " is not a directory"));
+          detail::cat("local checkpoint storage: ", root.string(),
+                      " is not a directory (or one of its parents is a file)"));
     }
     return absl::PermissionDeniedError(detail::cat(
         "local checkpoint storage: cannot create ", root.string(), ": ", ec.message()));
   }
-  if (!fs::is_directory(root, ec)) {
+  if (!is_dir) {
     return absl::FailedPreconditionError(
         detail::cat("local checkpoint storage: ", root.string(), " is not a directory"));
   }

@@ -52,6 +52,21 @@ inline constexpr std::string_view kTempPrefix = ".ms-tmp-";
 // checkpoint_storage.hpp).
 Status validate_object_path(std::string_view path);
 
+// The file at the root of a local storage that a job locks (flock) while it
+// writes checkpoints there; list() never reports it.
+inline constexpr std::string_view kLockFile = ".ms-lock";
+
+// Implemented by the storages that can keep a second writer out (the local
+// folder); the coordinator finds it with dynamic_cast.
+class ExclusiveStorage {
+ public:
+  virtual ~ExclusiveStorage() = default;
+  // Makes this caller the storage's only writer until the returned handle is
+  // destroyed. kFailedPrecondition naming the holder's pid when another job
+  // (in this process or another) holds it.
+  virtual StatusOr<std::shared_ptr<void>> lock_for_writer() = 0;
+};
+
 using Sha256Digest = std::array<unsigned char, 32>;
 
 // Incremental SHA-256.

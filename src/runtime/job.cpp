@@ -46,6 +46,9 @@ class JobState {
     if (started_) return absl::FailedPreconditionError("Job::start(): a job runs once");
     started_ = true;
     start_error_ = start_workers();
+    // finished() may be polled from another thread: it reads this flag, never
+    // start_error_ itself, which it would race with.
+    start_failed_.store(!start_error_.ok(), std::memory_order_release);
     return start_error_;
   }
 
@@ -114,6 +117,7 @@ class JobState {
       } else {
         coordinator_->stop();
       }
+      coordinator_->release_storage();
     }
     close_sinks();
     return s;
@@ -126,7 +130,8 @@ class JobState {
 
   std::map<std::string, std::int64_t> metrics() const { return shared_.metrics.snapshot(); }
   bool finished() const {
-    return started_ && (!start_error_.ok() || (threads_started_ && running_.load() == 0));
+    return started_ && (start_failed_.load(std::memory_order_acquire) ||
+                        (threads_started_ && running_.load() == 0));
   }
   const JobOptions& options() const { return shared_.options; }
 
@@ -287,7 +292,8 @@ class JobState {
   std::atomic<bool> started_{false};
   std::atomic<bool> threads_started_{false};
   std::atomic<int> running_{0};
-  Status start_error_;
+  Status start_error_;  // written by start(); read by the thread that waits
+  std::atomic<bool> start_failed_{false};
   // The nodes that build() validated: nodes added to the pipeline afterwards
   // (or consumers attached to them) are not part of this job.
   std::size_t node_limit_ = 0;

@@ -874,9 +874,10 @@ class RocksDBKeyedStateStore final : public KeyedStateStore {
     MS_RETURN_IF_ERROR(
         detail::SnapshotFileBuilder(header).write((fs::path(dir) / kSnapshotStatesFile).string()));
     StoreSnapshot snapshot{name(), range_, {}};
-    for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
-      if (!entry.is_regular_file()) continue;
-      const fs::path& path = entry.path();
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      std::error_code type_ec;
+      if (!it->is_regular_file(type_ec)) continue;
+      const fs::path& path = it->path();
       // SST files never change once written: the coordinator may share them.
       snapshot.files.push_back({path.filename().string(), path.extension() == ".sst"});
     }

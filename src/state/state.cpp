@@ -29,18 +29,16 @@ StateError::StateError(Status status)
 
 namespace detail {
 
-void throw_state_error(const Status& status) { throw StateError(status); }
-
-void throw_decode_error(const KeyedStateStore& store, int state, int key_group,
-                        const char* what, std::size_t size) {
+Status decode_error(const KeyedStateStore& store, int state, int key_group, const char* what,
+                    std::size_t size) {
   const StateDescriptor* descriptor = store.descriptor(state);
   // Corrupt bytes, or state written by a build with another type or codec for
   // this state: either way the stored data cannot be trusted (kDataLoss).
-  throw StateError(absl::DataLossError(absl::StrCat(
+  return absl::DataLossError(absl::StrCat(
       "operator '", store.operator_id(), "' state '",
       descriptor != nullptr ? descriptor->name : std::string("?"), "' key group ",
       key_group, ": cannot decode the stored ", what, " (", size,
-      " bytes) with the state's codec")));
+      " bytes) with the state's codec"));
 }
 
 }  // namespace detail

@@ -199,3 +199,18 @@ TEST_CASE("local storage streams large files with put_file and get_file", "[chec
   CHECK(storage->put_file("x", (dir.path / "missing").string()).code() ==
         absl::StatusCode::kNotFound);
 }
+
+TEST_CASE("local storage under a regular file is kFailedPrecondition and never throws",
+          "[checkpoint]") {
+  TempDir dir;
+  { std::ofstream(dir.path / "a-file") << "x"; }
+  for (const fs::path& p : {dir.path / "a-file", dir.path / "a-file" / "chk",
+                            dir.path / "a-file" / "chk" / "deeper"}) {
+    INFO(p.string());
+    ms::LocalCheckpointStorageOptions options;
+    options.directory = p.string();
+    auto storage = ms::make_local_checkpoint_storage(options);
+    REQUIRE(storage.status().code() == absl::StatusCode::kFailedPrecondition);
+    CHECK(storage.status().message().find(p.string()) != std::string::npos);
+  }
+}

@@ -3,12 +3,19 @@
 // The shared moto_server comes from MS_S3_ENDPOINT (scripts/test.sh starts
 // it). That server accepts any signature, so the signing test starts its own
 // moto_server and enforces IAM auth on it (docs/checkpoint_storage.md).
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -196,15 +203,42 @@ TEST_CASE("s3 storage reports an object overwritten without its checksum as kDat
 
 TEST_CASE("s3 storage fails with kUnavailable in bounded time when the server is down",
           "[checkpoint][s3]") {
-  auto o = s3_options("http://127.0.0.1:" + std::to_string(free_port()), "any");
-  o.max_attempts = 4;
-  o.initial_backoff = 50ms;
-  o.request_timeout = 2000ms;
-  auto s = ms::make_s3_checkpoint_storage(o);  // bounded: 4 attempts, then an error
-  REQUIRE(s.status().code() == absl::StatusCode::kUnavailable);
-  CHECK(s.status().message().find("HeadBucket") != std::string::npos);
-  CHECK(s.status().message().find("4 attempts") != std::string::npos);
-  check_no_credentials(s.status());
+  // Nothing listens: every attempt is refused at once.
+  {
+    auto o = s3_options("http://127.0.0.1:" + std::to_string(free_port()), "any");
+    o.max_attempts = 4;
+    o.initial_backoff = 50ms;
+    o.request_timeout = 2000ms;
+    auto s = ms::make_s3_checkpoint_storage(o);  // bounded: 4 attempts, then an error
+    REQUIRE(s.status().code() == absl::StatusCode::kUnavailable);
+    CHECK(s.status().message().find("HeadBucket") != std::string::npos);
+    CHECK(s.status().message().find("4 attempts") != std::string::npos);
+    check_no_credentials(s.status());
+  }
+  // A server that accepts connections and never answers: each attempt ends at
+  // request_timeout, so the whole call ends within the options' own bound
+  // (attempts x timeout + the backoffs), plus a margin for a busy machine.
+  {
+    const int port = free_port();
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr = meterstream::test::loopback(port);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd, 16) == 0);  // the kernel accepts; nobody reads or answers
+    auto o = s3_options("http://127.0.0.1:" + std::to_string(port), "any");
+    o.max_attempts = 3;
+    o.initial_backoff = 50ms;
+    o.request_timeout = 1000ms;
+    const auto bound = o.max_attempts * o.request_timeout + 50ms + 100ms;
+    const auto started = std::chrono::steady_clock::now();
+    auto s = ms::make_s3_checkpoint_storage(o);
+    const auto took = std::chrono::steady_clock::now() - started;
+    ::close(fd);
+    INFO(s.status().ToString());
+    REQUIRE(s.status().code() == absl::StatusCode::kUnavailable);
+    CHECK(s.status().message().find("3 attempts") != std::string::npos);
+    CHECK(took >= o.max_attempts * o.request_timeout);  // it did wait for each attempt
+    CHECK(took < bound + 5s);
+  }
 }
 
 TEST_CASE("s3 storage signs requests that moto verifies with IAM auth enforced",
@@ -282,4 +316,165 @@ TEST_CASE("s3 storage signs requests that moto verifies with IAM auth enforced",
   CHECK(down.code() == absl::StatusCode::kUnavailable);
   CHECK(down.message().find("PutObject") != std::string::npos);
   check_no_credentials(down, secret);
+}
+
+namespace {
+
+// The response headers of a HEAD of `key` in `bucket`, asking for the
+// object's checksum (lower-case names, values trimmed).
+std::map<std::string, std::string> head_with_checksum(const std::string& ep,
+                                                      const std::string& bucket,
+                                                      const std::string& key) {
+  const std::string out =
+      run("curl -sS -I --aws-sigv4 aws:amz:us-east-1:s3 --user " + std::string(kKeyId) + ":" +
+          kSecret + " -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' -H 'x-amz-checksum-mode: "
+          "ENABLED' " + ep + "/" + bucket + "/" + key);
+  std::map<std::string, std::string> headers;
+  std::size_t pos = 0;
+  while (pos < out.size()) {
+    std::size_t end = out.find('\n', pos);
+    if (end == std::string::npos) end = out.size();
+    std::string line = out.substr(pos, end - pos);
+    pos = end + 1;
+    const std::size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::string value = line.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    value.erase(value.find_last_not_of(" \t\r") + 1);
+    headers[name] = value;
+  }
+  return headers;
+}
+
+// Base64 of the SHA-256 of `file`; with part_size > 0, S3's composite form:
+// base64 of the SHA-256 of the parts' SHA-256 digests, then "-<parts>".
+std::string sha256_base64(const fs::path& file, std::size_t part_size = 0) {
+  std::string out = run(
+      "python3 -c 'import base64, hashlib, sys\n"
+      "d = open(sys.argv[1], \"rb\").read(); n = int(sys.argv[2])\n"
+      "if n == 0: print(base64.b64encode(hashlib.sha256(d).digest()).decode())\n"
+      "else:\n"
+      "  parts = [d[i:i + n] for i in range(0, len(d), n)]\n"
+      "  h = hashlib.sha256(b\"\".join(hashlib.sha256(p).digest() for p in parts)).digest()\n"
+      "  print(base64.b64encode(h).decode() + \"-\" + str(len(parts)))' " +
+      file.string() + " " + std::to_string(part_size));
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+// s3_fault_proxy.py on a free port in front of `upstream`, stopped on
+// destruction.
+class FaultProxy {
+ public:
+  FaultProxy(const std::string& upstream, const std::string& fault, int count)
+      : port_(free_port()) {
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      const std::string script = std::string(MS_SOURCE_DIR) + "/tests/e2e/s3_fault_proxy.py";
+      const std::string port = std::to_string(port_);
+      const std::string n = std::to_string(count);
+      ::execlp("python3", "python3", script.c_str(), port.c_str(), upstream.c_str(),
+               fault.c_str(), n.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (!meterstream::test::port_answers(port_)) {
+      REQUIRE(::waitpid(pid_, nullptr, WNOHANG) == 0);
+      REQUIRE(std::chrono::steady_clock::now() < deadline);
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  ~FaultProxy() {
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  FaultProxy(const FaultProxy&) = delete;
+  FaultProxy& operator=(const FaultProxy&) = delete;
+  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int port_;
+  pid_t pid_ = -1;
+};
+
+}  // namespace
+
+TEST_CASE("s3 storage sends the SHA-256 of every put and every part for S3 to verify",
+          "[checkpoint][s3]") {
+  const std::string ep = s3_endpoint();
+  const std::string bucket = unique_bucket("checksum");
+  auto o = s3_options(ep, bucket);
+  o.multipart_threshold_bytes = std::size_t{5} << 20;
+  o.part_size_bytes = std::size_t{5} << 20;
+  auto storage = open_s3(o);
+  TempDir tmp("s3-checksum");
+  const fs::path small = tmp.path / "small.bin";
+  std::ofstream(small, std::ios::binary) << pattern(70000, 3);
+  const fs::path big = tmp.path / "big.sst";
+  {
+    std::ofstream out(big, std::ios::binary);
+    for (unsigned i = 0; i < 12; ++i) out << pattern(std::size_t{1} << 20, 90 + i);  // 3 parts
+  }
+  REQUIRE(storage->put("chk-1/state", read_file(small)).ok());
+  REQUIRE(storage->put_file("shared/small.sst", small.string()).ok());
+  REQUIRE(storage->put_file("shared/big.sst", big.string()).ok());
+
+  // The checksum S3 keeps is the one that came with the bytes.
+  for (const char* key : {"jobs/q1/chk-1/state", "jobs/q1/shared/small.sst"}) {
+    INFO(key);
+    auto h = head_with_checksum(ep, bucket, key);
+    CHECK(h["x-amz-checksum-sha256"] == sha256_base64(small));
+  }
+  // A multipart object: S3's checksum of the parts' checksums ("-<parts>"
+  // appended by S3, not by moto 5.2). moto computes it from the bytes once
+  // the upload declared SHA-256 (it does not check the parts' checksums, which
+  // S3 does): this shows the declaration and that the parts are the ones cut.
+  auto h = head_with_checksum(ep, bucket, "jobs/q1/shared/big.sst");
+  const std::string composite = sha256_base64(big, o.part_size_bytes);
+  CHECK((h["x-amz-checksum-sha256"] == composite ||
+         h["x-amz-checksum-sha256"] + "-3" == composite));
+}
+
+TEST_CASE("s3 storage retries a CompleteMultipartUpload answered 200 with an error",
+          "[checkpoint][s3]") {
+  const std::string ep = s3_endpoint();
+  TempDir tmp("s3-complete-error");
+  const fs::path big = tmp.path / "big.sst";
+  {
+    std::ofstream out(big, std::ios::binary);
+    for (unsigned i = 0; i < 11; ++i) out << pattern(std::size_t{1} << 20, 120 + i);
+  }
+  {
+    FaultProxy proxy(ep, "complete-200-error", 2);
+    auto o = s3_options(proxy.endpoint(), unique_bucket("complete"));
+    o.multipart_threshold_bytes = std::size_t{5} << 20;
+    o.part_size_bytes = std::size_t{5} << 20;
+    o.max_attempts = 3;
+    auto storage = open_s3(o);
+    const ms::Status s = storage->put_file("shared/big.sst", big.string());
+    INFO(s.ToString());
+    REQUIRE(s.ok());
+    const fs::path back = tmp.path / "back.sst";
+    REQUIRE(storage->get_file("shared/big.sst", back.string()).ok());
+    CHECK(read_file(back) == read_file(big));
+  }
+  {
+    // More such answers than attempts: an error that says so, and no object.
+    FaultProxy proxy(ep, "complete-200-error", 100);
+    auto o = s3_options(proxy.endpoint(), unique_bucket("complete"));
+    o.multipart_threshold_bytes = std::size_t{5} << 20;
+    o.part_size_bytes = std::size_t{5} << 20;
+    o.max_attempts = 2;
+    auto storage = open_s3(o);
+    const ms::Status s = storage->put_file("shared/big.sst", big.string());
+    INFO(s.ToString());
+    CHECK(s.code() == absl::StatusCode::kUnavailable);
+    CHECK(s.message().find("InternalError") != std::string::npos);
+    CHECK(s.message().find("2 attempts") != std::string::npos);
+    CHECK_FALSE(storage->exists("shared/big.sst").value());
+  }
 }

@@ -78,34 +78,43 @@ class ProcessContext {
   }
 
   // Keyed state of the current key, registered on first use under `name`.
-  // Throws StateError (the job fails with its Status) when the name is taken
-  // by a state of another kind.
+  // Nothing throws: when the name is taken by a state of another kind, the
+  // error is recorded (state/state.hpp, "Errors"), the handle returned does
+  // nothing, and the job fails with the error, naming this operator, when
+  // the call of user code returns.
   template <typename V>
   ValueState<V> value_state(std::string name) {
-    return unwrap(make_value_state<V>(*store_, *key_context_, std::move(name)));
+    return unwrap(make_value_state<V>(*store_, *key_context_, std::move(name)),
+                  [&] { return ValueState<V>(store_, -1, key_context_); });
   }
   template <typename UK, typename UV>
   MapState<UK, UV> map_state(std::string name) {
-    return unwrap(make_map_state<UK, UV>(*store_, *key_context_, std::move(name)));
+    return unwrap(make_map_state<UK, UV>(*store_, *key_context_, std::move(name)),
+                  [&] { return MapState<UK, UV>(store_, -1, key_context_); });
   }
   template <typename V>
   ListState<V> list_state(std::string name) {
-    return unwrap(make_list_state<V>(*store_, *key_context_, std::move(name)));
+    return unwrap(make_list_state<V>(*store_, *key_context_, std::move(name)),
+                  [&] { return ListState<V>(store_, -1, key_context_); });
   }
   template <typename V, typename AggFn>
   AggregatingState<V, AggFn> aggregating_state(std::string name, AggFn fn = AggFn{}) {
-    return unwrap(make_aggregating_state<V, AggFn>(*store_, *key_context_, std::move(name),
-                                                   std::move(fn)));
+    return unwrap(
+        make_aggregating_state<V, AggFn>(*store_, *key_context_, std::move(name), fn),
+        [&] { return AggregatingState<V, AggFn>(store_, -1, key_context_, std::move(fn)); });
   }
 
  private:
   template <typename, typename, typename, typename, typename>
   friend class detail::KeyedProcessOp;
 
-  template <typename S>
-  static S unwrap(StatusOr<S> s) {
-    if (!s.ok()) throw StateError(s.status());
-    return *std::move(s);
+  // The handle, or on error `unusable()`'s, with the error recorded in the
+  // key context (so that every access through it does nothing).
+  template <typename S, typename Unusable>
+  S unwrap(StatusOr<S> s, Unusable&& unusable) {
+    if (s.ok()) return *std::move(s);
+    if (key_context_->error.ok()) key_context_->error = s.status();
+    return unusable();
   }
 
   const K* key_ = nullptr;

@@ -23,10 +23,14 @@
 // current key's entry under the current key's bytes; MapState's layout is
 // described at the class.
 //
-// Errors: the accessors do not return Status; when the backend fails or a
-// stored value does not decode they throw StateError, whose status names the
-// state and the key group. The runtime catches it at the task boundary and
-// turns it into the Status of Job::run().
+// Errors: the accessors neither return Status nor throw. When the backend
+// fails or a stored value does not decode, the first such error is recorded
+// in the handle's KeyContext (KeyContext::error, naming the state and the key
+// group); from then on every access through that context does nothing (reads
+// are empty, writes are dropped), so nothing is written on top of a failure.
+// In a job the runtime checks the context after each call of user code and
+// fails the job with that Status, naming the operator. Standalone users check
+// ctx.error.
 //
 // Thread-safety: handles are cheap to copy and are used by the thread that
 // owns their store. A default-constructed handle may only be assigned to.
@@ -50,10 +54,14 @@ namespace meterstream {
 
 // The key whose state handles read and write: its key group and its bytes
 // (KeyCodec<K> of the key; see set_current_key). key_group is -1 while no key
-// is set, and any state access then throws StateError.
+// is set, and any state access then records an error.
 struct KeyContext {
   int key_group = -1;
   std::string key;
+  // The first error of a state access through a handle bound to this context
+  // (see "Errors" above); OK until one fails. Handles write it through a const
+  // context, hence mutable.
+  mutable Status error;
 };
 
 // Makes `key` the current key of `ctx`: its key group out of
@@ -65,8 +73,9 @@ void set_current_key(KeyContext& ctx, const K& key, int max_parallelism) {
   KeyCodec<K>::encode(key, &ctx.key);
 }
 
-// Thrown by state accessors when the backend fails or a stored value does not
-// decode (kDataLoss). what() is status().ToString().
+// Thrown inside the library only (its internal caches), never into user code:
+// the typed accessors record errors in the KeyContext instead. what() is
+// status().ToString().
 class StateError : public std::runtime_error {
  public:
   explicit StateError(Status status);
@@ -78,15 +87,14 @@ class StateError : public std::runtime_error {
 
 namespace detail {
 
-[[noreturn]] void throw_state_error(const Status& status);
-// Throws a kDataLoss StateError naming the state, the key group and `what`
-// ("value", "map key", ...) that did not decode.
-[[noreturn]] void throw_decode_error(const KeyedStateStore& store, int state,
-                                     int key_group, const char* what,
-                                     std::size_t size);
+// A kDataLoss Status naming the state, the key group and `what` ("value",
+// "map key", ...) that did not decode.
+Status decode_error(const KeyedStateStore& store, int state, int key_group, const char* what,
+                    std::size_t size);
 
 // What all handles share: the store, the state id and the key context, and
-// accessors that throw StateError.
+// accessors that record their errors in the context (first one wins) and do
+// nothing once it holds one.
 class StateHandle {
  public:
   StateHandle() = default;
@@ -102,38 +110,53 @@ class StateHandle {
   int key_group() const { return ctx_->key_group; }
   const std::string& current_key() const { return ctx_->key; }
 
+  // False once the context holds an error: accessors then do nothing.
+  bool usable() const { return ctx_->error.ok(); }
+  // Records `status` in the context unless it already holds an error.
+  void fail(const Status& status) const {
+    if (ctx_->error.ok()) ctx_->error = status;
+  }
+
   bool read(std::string_view key, std::string* value) const {
+    if (!usable()) return false;
     StatusOr<bool> found = store_->get(state_, ctx_->key_group, key, value);
-    if (!found.ok()) throw_state_error(found.status());
+    if (!found.ok()) {
+      fail(found.status());
+      return false;
+    }
     return *found;
   }
   void write(std::string_view key, std::string_view value) const {
-    check(store_->put(state_, ctx_->key_group, key, value));
+    if (usable()) check(store_->put(state_, ctx_->key_group, key, value));
   }
   void append(std::string_view key, std::string_view bytes) const {
-    check(store_->append(state_, ctx_->key_group, key, bytes));
+    if (usable()) check(store_->append(state_, ctx_->key_group, key, bytes));
   }
   void erase(std::string_view key) const {
-    check(store_->remove(state_, ctx_->key_group, key));
+    if (usable()) check(store_->remove(state_, ctx_->key_group, key));
   }
   template <typename Fn>
   void scan(std::string_view prefix, Fn&& fn) const {
-    check(store_->for_each(state_, ctx_->key_group, prefix, std::forward<Fn>(fn)));
+    if (usable()) check(store_->for_each(state_, ctx_->key_group, prefix, std::forward<Fn>(fn)));
   }
   void erase_prefix(std::string_view prefix) const {
-    check(store_->remove_prefix(state_, ctx_->key_group, prefix));
+    if (usable()) check(store_->remove_prefix(state_, ctx_->key_group, prefix));
   }
+  // Decodes `bytes` into *out; false (and the error recorded) when they do
+  // not decode.
   template <typename C, typename T>
-  void decode(std::string_view bytes, T* out, const char* what) const {
-    if (!C::decode(bytes, out)) decode_failed(what, bytes.size());
+  bool decode(std::string_view bytes, T* out, const char* what) const {
+    if (C::decode(bytes, out)) return true;
+    decode_failed(what, bytes.size());
+    return false;
   }
-  [[noreturn]] void decode_failed(const char* what, std::size_t size) const {
-    throw_decode_error(*store_, state_, ctx_->key_group, what, size);
+  void decode_failed(const char* what, std::size_t size) const {
+    fail(decode_error(*store_, state_, ctx_->key_group, what, size));
   }
 
  private:
-  static void check(const Status& status) {
-    if (!status.ok()) throw_state_error(status);
+  void check(const Status& status) const {
+    if (!status.ok()) fail(status);
   }
 
   KeyedStateStore* store_ = nullptr;
@@ -154,7 +177,7 @@ class ValueState : public detail::StateHandle {
     std::string bytes;
     if (!read(current_key(), &bytes)) return std::nullopt;
     std::optional<V> v(std::in_place);
-    decode<Codec<V>>(bytes, &*v, "value");
+    if (!decode<Codec<V>>(bytes, &*v, "value")) return std::nullopt;
     return v;
   }
   // Sets the current key's value.
@@ -186,7 +209,7 @@ class MapState : public detail::StateHandle {
     std::string bytes;
     if (!read(entry_key(user_key), &bytes)) return std::nullopt;
     std::optional<UV> v(std::in_place);
-    decode<Codec<UV>>(bytes, &*v, "map value");
+    if (!decode<Codec<UV>>(bytes, &*v, "map value")) return std::nullopt;
     return v;
   }
   // Sets the value of `user_key`.
@@ -291,7 +314,9 @@ class ListState : public detail::StateHandle {
   std::vector<V> get() const {
     std::vector<V> vs;
     std::string bytes;
-    if (read(current_key(), &bytes)) decode<Codec<std::vector<V>>>(bytes, &vs, "list");
+    if (read(current_key(), &bytes) && !decode<Codec<std::vector<V>>>(bytes, &vs, "list")) {
+      vs.clear();
+    }
     return vs;
   }
   // Replaces the current key's list (an empty list clears it).
@@ -359,7 +384,7 @@ class AggregatingState : public detail::StateHandle {
     std::string bytes;
     if (!read(current_key(), &bytes)) return std::nullopt;
     std::optional<accumulator_type> acc(std::in_place);
-    decode<Codec<accumulator_type>>(bytes, &*acc, "accumulator");
+    if (!decode<Codec<accumulator_type>>(bytes, &*acc, "accumulator")) return std::nullopt;
     return acc;
   }
   // Removes the current key's accumulator.

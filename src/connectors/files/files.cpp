@@ -151,7 +151,15 @@ Status seek_file_position(LineReader& reader, const std::string& split, std::str
 
 StatusOr<std::unique_ptr<LineReader>> LineReader::open(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return io_error("cannot open input file", path);
+  if (f == nullptr) {
+    // A missing input is the caller's to fix: kNotFound, as for any other
+    // missing thing; a refusal is kPermissionDenied.
+    const int err = errno;
+    const std::string msg = fmt::format("cannot open input file '{}': {}", path, std::strerror(err));
+    if (err == ENOENT || err == ENOTDIR) return absl::NotFoundError(msg);
+    if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
+    return absl::UnavailableError(msg);
+  }
   return std::unique_ptr<LineReader>(std::make_unique<FileLineReader>(path, f));
 }
 

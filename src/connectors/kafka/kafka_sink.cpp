@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "connectors/kafka/kafka_position.hpp"
+#include "core/failpoint.hpp"
 #include "fmt/format.h"
 #include <librdkafka/rdkafka.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include "meterstream/metrics/metrics.hpp"
@@ -28,28 +28,6 @@ namespace meterstream::detail {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Test hook, as the coordinator's: MS_CHECKPOINT_KILL_AT="kafka-commit:<n>"
-// kills the process the n-th time a transaction commit is inside its
-// critical part (offsets sent, commit not yet returned).
-void kafka_failpoint(const char* point) {
-  static const std::string spec = [] {
-    const char* v = std::getenv("MS_CHECKPOINT_KILL_AT");
-    return std::string(v == nullptr ? "" : v);
-  }();
-  static std::atomic<int> hits{0};
-  if (spec.empty()) return;
-  const std::size_t colon = spec.find(':');
-  if (spec.compare(0, colon, point) != 0) return;
-  const int n =
-      colon == std::string::npos ? 1 : std::atoi(spec.c_str() + colon + 1);
-  if (hits.fetch_add(1) + 1 == n) {
-    std::fprintf(stderr,
-                 "meterstream: MS_CHECKPOINT_KILL_AT=%s: killing the process\n",
-                 spec.c_str());
-    ::kill(::getpid(), SIGKILL);
-  }
-}
 
 struct ErrorDeleter {
   void operator()(rd_kafka_error_t* e) const { rd_kafka_error_destroy(e); }
@@ -562,7 +540,8 @@ class KafkaSinkImpl final : public KafkaSinkCore {
       if (!s.ok()) break;
     }
     if (s.ok()) {
-      kafka_failpoint("kafka-commit");
+      // Test hook (core/failpoint.hpp): offsets sent, commit not returned yet.
+      failpoint("kafka-commit");
       for (;;) {
         ErrorPtr e(rd_kafka_commit_transaction(p.rk.get(), -1));
         if (!e) break;

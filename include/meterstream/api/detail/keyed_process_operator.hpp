@@ -87,6 +87,7 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
         ctx_.key_ = &key_;
         ctx_.timestamp_ = batch.timestamps[i];
         fn_.process_element(static_cast<const T&>(batch.values[i]), ctx_);
+        check_state();
         if (out_batch_.size() >= batch_size_) flush();
       }
     });
@@ -125,6 +126,14 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
   }
 
  private:
+  // State accessors record their errors instead of throwing through user
+  // code (state/state.hpp): once the user function has returned, the first
+  // one fails the job, naming this operator.
+  void check_state() const {
+    const Status& e = key_context_.error;
+    if (!e.ok()) throw StatusError{Status(e.code(), name_ + ": " + std::string(e.message()))};
+  }
+
   void fire(TimerSet& timers, Timestamp upto, TimeDomain domain) {
     call_user(name_, [&] {
       while (!timers.empty() && timers.begin()->first <= upto) {
@@ -138,6 +147,7 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
         ctx_.key_ = &key_;
         ctx_.timestamp_ = time;
         if constexpr (HasOnTimer<F, K, Out>::value) fn_.on_timer(time, domain, ctx_);
+        check_state();
         if (out_batch_.size() >= batch_size_) flush();
       }
     });

@@ -3,8 +3,9 @@
 // file_source(path, parse) reads `path` line by line (one split); parse
 // (std::string_view line) -> std::optional<T> decodes a line, and a line it
 // rejects (nullopt) is counted and sent, as "path:line: text", to the source's
-// undecodable() side output: nothing is dropped silently. A missing or
-// unreadable file fails the job at start with an error naming the path. It
+// undecodable() side output: nothing is dropped silently. A missing file
+// fails the job at start with kNotFound naming the path (an unreadable one
+// with kPermissionDenied). It
 // can be checkpointed: the split's position is "<byte offset>:<line number>"
 // of the next line, so a restored job goes on reading where the checkpoint
 // was taken (the file must not change meanwhile, except by appending).
