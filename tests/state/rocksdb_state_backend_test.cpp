@@ -41,6 +41,13 @@ RocksDBStateBackendOptions options_for(const std::string& path) {
   return options;
 }
 
+std::shared_ptr<StateBackend> open_backend(const RocksDBStateBackendOptions& options) {
+  StatusOr<std::shared_ptr<StateBackend>> backend = make_rocksdb_state_backend(options);
+  INFO(backend.status().ToString());
+  REQUIRE(backend.ok());
+  return std::move(backend).value();
+}
+
 std::shared_ptr<StateBackend> open_backend(const std::string& path) {
   StatusOr<std::shared_ptr<StateBackend>> backend =
       make_rocksdb_state_backend(options_for(path));
@@ -70,6 +77,24 @@ std::uintmax_t directory_size(const std::string& dir) {
 void write_file(const fs::path& path, const std::string& contents) {
   std::ofstream out(path, std::ios::trunc);
   out << contents;
+}
+
+TEST_CASE("rocksdb: operator_memory_ratio outside (0, 1) is refused, naming the option",
+          "[state][rocksdb]") {
+  TempPath tmp;
+  for (const double ratio : {0.0, -0.5, 1.0, 1.5}) {
+    RocksDBStateBackendOptions options = options_for(tmp.path);
+    options.operator_memory_ratio = ratio;
+    const auto backend = make_rocksdb_state_backend(options);
+    INFO("ratio " << ratio << ": " << backend.status().ToString());
+    CHECK(backend.status().code() == absl::StatusCode::kInvalidArgument);
+    CHECK_THAT(std::string(backend.status().message()),
+               Contains("operator_memory_ratio") && Contains("(0, 1)"));
+  }
+  // The smallest ratios still give operators a share to spill beyond.
+  RocksDBStateBackendOptions options = options_for(tmp.path);
+  options.operator_memory_ratio = 1e-12;
+  CHECK(open_backend(options)->operator_memory_bytes() > 0);
 }
 
 TEST_CASE("rocksdb: a path under a regular file is rejected, naming the path",
