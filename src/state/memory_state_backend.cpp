@@ -42,39 +42,17 @@ constexpr const char* kSnapshotFile = "state.bin";
 using detail::OpenStores;
 using detail::starts_with;
 
-class MemoryKeyedStateStore final : public KeyedStateStore {
- public:
-  MemoryKeyedStateStore(std::shared_ptr<OpenStores> open_stores,
-                        std::shared_ptr<detail::TtlClock> clock, std::string operator_id,
-                        KeyGroupRange range, int max_parallelism)
-      : open_stores_(std::move(open_stores)),
-        clock_(std::move(clock)),
-        operator_id_(std::move(operator_id)),
-        range_(range),
-        max_parallelism_(max_parallelism) {}
+// A registered state of a memory store.
+struct MemoryState {
+  StateDescriptor descriptor;
+  std::vector<EntryMap> groups;  // indexed by key group - range_.first
+};
 
-  ~MemoryKeyedStateStore() override { open_stores_->release(operator_id_, range_); }
+class MemoryKeyedStateStore final : public detail::KeyedStoreBase<MemoryState> {
+ public:
+  using KeyedStoreBase::KeyedStoreBase;
 
   const char* name() const override { return "memory"; }
-  const std::string& operator_id() const override { return operator_id_; }
-  KeyGroupRange key_group_range() const override { return range_; }
-  int max_parallelism() const override { return max_parallelism_; }
-
-  StatusOr<int> register_state(const StateDescriptor& descriptor) override {
-    MS_ASSIGN_OR_RETURN(const int existing,
-                        detail::find_registered_state(operator_id_, states_, descriptor));
-    if (existing >= 0) return existing;
-    states_.push_back(State{descriptor, std::vector<EntryMap>(
-                                            static_cast<std::size_t>(range_.size()))});
-    return static_cast<int>(states_.size() - 1);
-  }
-
-  int num_states() const override { return static_cast<int>(states_.size()); }
-
-  const StateDescriptor* descriptor(int state) const override {
-    if (state < 0 || state >= num_states()) return nullptr;
-    return &states_[static_cast<std::size_t>(state)].descriptor;
-  }
 
   StatusOr<bool> get(int state, int key_group, std::string_view key,
                      std::string* value) override {
@@ -91,7 +69,7 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
     if (!detail::get_expiry(it->second, &expiry)) {
       return short_value_error(state, key_group, it->second.size());
     }
-    const Timestamp now = clock_->now(ttl->domain);
+    const Timestamp now = clock().now(ttl->domain);
     if (detail::is_expired(expiry, now)) {
       map->erase(it);
       return false;
@@ -112,7 +90,7 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
     }
     std::string stored;
     stored.reserve(detail::kExpiryBytes + value.size());
-    detail::put_expiry(detail::expiry_for(clock_->now(ttl->domain), *ttl), &stored);
+    detail::put_expiry(detail::expiry_for(clock().now(ttl->domain), *ttl), &stored);
     stored.append(value.data(), value.size());
     assign(map, key, stored);
     return Status();
@@ -134,7 +112,7 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
     }
     // The whole value's TTL restarts; an expired value is replaced, not
     // extended.
-    const Timestamp now = clock_->now(ttl->domain);
+    const Timestamp now = clock().now(ttl->domain);
     const Timestamp expiry = detail::expiry_for(now, *ttl);
     if (it != map->end()) {
       Timestamp old_expiry = 0;
@@ -174,7 +152,7 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
       }
       return Status();
     }
-    const Timestamp now = clock_->now(ttl->domain);
+    const Timestamp now = clock().now(ttl->domain);
     const Timestamp refreshed = detail::expiry_for(now, *ttl);
     std::vector<std::string> expired;
     Status status;
@@ -215,7 +193,7 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
     const std::size_t index = group_index(key_group);
     for (std::size_t s = 0; s < states_.size(); ++s) {
       const std::optional<StateTtl>& ttl = states_[s].descriptor.ttl;
-      const Timestamp now = ttl ? clock_->now(ttl->domain) : 0;
+      const Timestamp now = ttl ? clock().now(ttl->domain) : 0;
       for (const auto& [key, value] : states_[s].groups[index]) {
         if (ttl) {
           Timestamp expiry = 0;
@@ -241,27 +219,16 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
                     std::string_view stored) override {
     EntryMap* map = find(state, key_group);
     if (map == nullptr) return locate_error(state, key_group);
-    if (ttl_of(state) && stored.size() < detail::kExpiryBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "operator '", operator_id_, "' state '", descriptor(state)->name,
-          "' key group ", key_group, ": put_stored of ", stored.size(),
-          " bytes, shorter than the 8-byte TTL expiry"));
-    }
+    MS_RETURN_IF_ERROR(check_stored(state, key_group, stored));
     assign(map, key, stored);
     return Status();
   }
-
-  void advance_event_time(Timestamp watermark) override {
-    clock_->advance_event_time(watermark);
-  }
-
-  Timestamp current_time(TimeDomain domain) const override { return clock_->now(domain); }
 
   Status purge_expired() override {
     for (std::size_t s = 0; s < states_.size(); ++s) {
       const std::optional<StateTtl>& ttl = states_[s].descriptor.ttl;
       if (!ttl) continue;
-      const Timestamp now = clock_->now(ttl->domain);
+      const Timestamp now = clock().now(ttl->domain);
       for (EntryMap& map : states_[s].groups) {
         for (auto it = map.begin(); it != map.end();) {
           Timestamp expiry = 0;
@@ -327,10 +294,11 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
   }
 
  private:
-  struct State {
-    StateDescriptor descriptor;
-    std::vector<EntryMap> groups;  // indexed by key group - range_.first
-  };
+  using State = MemoryState;
+
+  StatusOr<State> new_state(const StateDescriptor& descriptor) override {
+    return State{descriptor, std::vector<EntryMap>(static_cast<std::size_t>(range_.size()))};
+  }
 
   static void assign(EntryMap* map, std::string_view key, std::string_view value) {
     auto it = map->find(key);
@@ -353,11 +321,6 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
     return states_[static_cast<std::size_t>(state)].descriptor.ttl;
   }
 
-  Status short_value_error(int state, int key_group, std::size_t size) const {
-    return detail::short_ttl_value_error(
-        operator_id_, states_[static_cast<std::size_t>(state)].descriptor, key_group, size);
-  }
-
   std::size_t group_index(int key_group) const {
     return static_cast<std::size_t>(key_group - range_.first);
   }
@@ -365,26 +328,10 @@ class MemoryKeyedStateStore final : public KeyedStateStore {
   // The map of (state, key group), or nullptr when either is invalid (then
   // locate_error says why). The hot path, so it builds no Status.
   EntryMap* find(int state, int key_group) {
-    if (state < 0 || state >= num_states() || !range_.contains(key_group)) {
-      return nullptr;
-    }
+    if (!valid(state, key_group)) return nullptr;
     return &states_[static_cast<std::size_t>(state)].groups[group_index(key_group)];
   }
 
-  Status locate_error(int state, int key_group) const {
-    return detail::locate_error(operator_id_, range_, descriptor(state), state, key_group);
-  }
-  Status range_error(int key_group) const {
-    return detail::range_error(operator_id_, range_, key_group);
-  }
-
-  const std::shared_ptr<OpenStores> open_stores_;
-  const std::shared_ptr<detail::TtlClock> clock_;
-  const std::string operator_id_;
-  const KeyGroupRange range_;
-  const int max_parallelism_;
-  // A deque so that descriptor() pointers stay valid when states are added.
-  std::deque<State> states_;
 };
 
 class MemoryStateBackend final : public StateBackend {
@@ -395,16 +342,12 @@ class MemoryStateBackend final : public StateBackend {
       std::string_view operator_id, KeyGroupRange range, int max_parallelism) override {
     // A std::string: absl::StrCat takes absl::string_view, which Debian's
     // Abseil does not alias to std::string_view.
-    std::string id(operator_id);
-    MS_RETURN_IF_ERROR(detail::check_open_arguments(id, range, max_parallelism));
-    MS_RETURN_IF_ERROR(open_stores_->acquire(id, range));
-    return std::unique_ptr<KeyedStateStore>(std::make_unique<MemoryKeyedStateStore>(
-        open_stores_, clock_, std::move(id), range, max_parallelism));
+    return detail::open_store<MemoryKeyedStateStore>(open_stores_, std::string(operator_id),
+                                                      range, max_parallelism);
   }
 
  private:
   const std::shared_ptr<OpenStores> open_stores_ = std::make_shared<OpenStores>();
-  const std::shared_ptr<detail::TtlClock> clock_ = std::make_shared<detail::TtlClock>();
 };
 
 }  // namespace

@@ -53,9 +53,10 @@ inline Timestamp expiry_for(Timestamp now, const StateTtl& ttl) {
 
 inline bool is_expired(Timestamp expiry, Timestamp now) { return expiry <= now; }
 
-// The clocks of a backend: its event time (the largest watermark any of its
-// stores reported) and the system clock. Shared by the backend, its stores and
-// the compaction filters; thread-safe.
+// The clocks of one store: its event time (the largest watermark its operator
+// instance reported) and the system clock. Event time belongs to the store,
+// never to the backend, so that one operator's final watermark expires
+// nothing of another's. Thread-safe (the RocksDB compaction filters read it).
 class TtlClock {
  public:
   void advance_event_time(Timestamp watermark) {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -288,6 +289,30 @@ TEST_CASE("undecodable lines are counted when the side output is not used", "[ds
   REQUIRE(job.run().ok());
   CHECK(sorted(got) == std::vector<std::string>{"a", "b"});
   CHECK(job.metrics()["source_undecodable"] == 2);
+}
+
+TEST_CASE("a file_source parser that throws fails the job naming the source, file and line",
+          "[dsl]") {
+  TempDir dir;
+  const std::string in_path = dir.str("events.csv");
+  {
+    std::ofstream out(in_path);
+    out << "1\n2\nthree\n4\n";
+  }
+  std::vector<std::uint64_t> got;
+  ms::Pipeline p;
+  p.source(ms::file_source(in_path, [](std::string_view l) -> std::optional<std::uint64_t> {
+     return std::stoull(std::string(l));  // throws std::invalid_argument on "three"
+   }))
+      .sink(ms::collect_into(got));
+  ms::Job job = build_ok(p, options(2));
+  const ms::Status s = job.run();
+  INFO(s.ToString());
+  CHECK(s.code() == absl::StatusCode::kInvalidArgument);
+  const std::string msg(s.message());
+  CHECK(contains(msg, "file_source(" + in_path + ")"));
+  CHECK(contains(msg, in_path + ":3"));
+  CHECK(contains(msg, "stoull"));
 }
 
 TEST_CASE("a missing input file fails run() with the path in the message", "[dsl]") {
@@ -674,6 +699,100 @@ TEST_CASE("build() reports a sliding window with slide 0", "[dsl]") {
   check_build_error(p, {"sliding()", "slide"}, polled);
 }
 
+TEST_CASE("build() reports sub-millisecond window durations, naming the unit", "[dsl]") {
+  using namespace std::chrono_literals;
+  struct Case {
+    std::vector<std::string> words;
+    std::function<void(ms::Stream<std::int64_t>, std::vector<ms::WindowResult<std::int64_t, std::int64_t>>*)> window;
+  };
+  const std::vector<Case> cases = {
+      {{"tumbling()", "size 500us", "whole number of milliseconds"},
+       [](auto s, auto* out) {
+         s.key_by(ident()).window(ms::tumbling(500us)).aggregate(Sum{}).sink(
+             ms::collect_into(*out));
+       }},
+      {{"tumbling()", "size 1500000ns"},
+       [](auto s, auto* out) {
+         s.key_by(ident()).window(ms::tumbling(1500000ns)).aggregate(Sum{}).sink(
+             ms::collect_into(*out));
+       }},
+      {{"sliding()", "slide 250us"},
+       [](auto s, auto* out) {
+         s.key_by(ident()).window(ms::sliding(1s, 250us)).aggregate(Sum{}).sink(
+             ms::collect_into(*out));
+       }},
+      {{"session()", "gap 10us"},
+       [](auto s, auto* out) {
+         s.key_by(ident()).window(ms::session(10us)).aggregate(Sum{}).sink(
+             ms::collect_into(*out));
+       }},
+      {{"allowed_lateness()", "100us"},
+       [](auto s, auto* out) {
+         s.key_by(ident()).window(ms::tumbling(1s)).allowed_lateness(100us).aggregate(Sum{}).sink(
+             ms::collect_into(*out));
+       }},
+  };
+  for (const Case& c : cases) {
+    INFO(c.words[0] << " " << c.words[1]);
+    std::atomic<int> polled{0};
+    std::vector<ms::WindowResult<std::int64_t, std::int64_t>> out;
+    ms::Pipeline p;
+    c.window(p.source(counting_source(&polled))
+                 .with_watermarks(ms::bounded_out_of_orderness(0ms), ident()),
+             &out);
+    check_build_error(p, c.words, polled);
+  }
+  // 1500us is not whole milliseconds either; 2000us is.
+  CHECK(ms::tumbling(1500us).inexact == "size 1500us");
+  CHECK(ms::tumbling(2000us).inexact.empty());
+  CHECK(ms::tumbling(2000us).size_ms == 2);
+}
+
+TEST_CASE("build() reports a sub-millisecond out-of-orderness bound or idleness", "[dsl]") {
+  using namespace std::chrono_literals;
+  for (const auto& [strategy, word] :
+       {std::pair{ms::bounded_out_of_orderness(500us), std::string("bounded_out_of_orderness() of 500us")},
+        std::pair{ms::bounded_out_of_orderness(1s).with_idleness(1500us),
+                  std::string("with_idleness() of 1500us")}}) {
+    std::atomic<int> polled{0};
+    std::vector<std::int64_t> out;
+    ms::Pipeline p;
+    p.source(counting_source(&polled)).with_watermarks(strategy, ident()).sink(
+        ms::collect_into(out));
+    check_build_error(p, {"with_watermarks()", word, "whole number of milliseconds"}, polled);
+  }
+}
+
+TEST_CASE("build() refuses a sliding window whose slide exceeds its size", "[dsl]") {
+  std::atomic<int> polled{0};
+  std::vector<ms::WindowResult<std::int64_t, std::int64_t>> out;
+  ms::Pipeline p;
+  p.source(counting_source(&polled))
+      .with_watermarks(ms::bounded_out_of_orderness(0ms), ident())
+      .key_by(ident())
+      .window(ms::sliding(std::chrono::minutes(1), std::chrono::minutes(10)))
+      .aggregate(Sum{})
+      .sink(ms::collect_into(out));
+  check_build_error(p, {"sliding()", "600000 ms", "60000 ms", "drop the records"}, polled);
+}
+
+namespace {
+struct DoubleTs {
+  double ts_s;
+  std::int64_t ts_ms;
+};
+// with_watermarks() static_asserts on this trait: a double (or a duration, or
+// a bool) does not compile as a timestamp; integral milliseconds and
+// callables returning them do.
+static_assert(!ms::detail::is_timestamp_fn_v<decltype(&DoubleTs::ts_s), DoubleTs>);
+static_assert(!ms::detail::is_timestamp_fn_v<double (*)(const DoubleTs&), DoubleTs>);
+static_assert(
+    !ms::detail::is_timestamp_fn_v<std::chrono::milliseconds (*)(const DoubleTs&), DoubleTs>);
+static_assert(!ms::detail::is_timestamp_fn_v<bool (*)(const DoubleTs&), DoubleTs>);
+static_assert(ms::detail::is_timestamp_fn_v<decltype(&DoubleTs::ts_ms), DoubleTs>);
+static_assert(ms::detail::is_timestamp_fn_v<std::uint64_t (*)(const DoubleTs&), DoubleTs>);
+}  // namespace
+
 TEST_CASE("build() reports a session gap of 0", "[dsl]") {
   std::atomic<int> polled{0};
   std::vector<ms::WindowResult<std::int64_t, std::int64_t>> out;
@@ -772,4 +891,45 @@ TEST_CASE("build() reports a null sink", "[dsl]") {
   ms::Pipeline p;
   p.source(counting_source(&polled)).map(ident()).sink(nullptr);
   check_build_error(p, {"sink()", "null"}, polled);
+}
+
+namespace {
+// An accumulator without a Codec: a window over it cannot be checkpointed.
+struct NoCodecAcc {
+  std::string seen;
+};
+struct Concat {
+  using accumulator_type = NoCodecAcc;
+  NoCodecAcc create() const { return {}; }
+  void add(NoCodecAcc& a, const std::int64_t& v) const { a.seen += std::to_string(v); }
+  void merge(NoCodecAcc& a, const NoCodecAcc& b) const { a.seen += b.seen; }
+  std::string result(const NoCodecAcc& a) const { return a.seen; }
+};
+}  // namespace
+
+TEST_CASE("a checkpointed window whose accumulator has no Codec fails naming the type",
+          "[dsl]") {
+  ms::test::TempDir dir("no-codec");
+  std::vector<ms::WindowResult<std::int64_t, std::string>> out;
+  ms::Pipeline p;
+  p.source(ms::from_vector(std::vector<std::int64_t>{1, 2, 3}))
+      .with_watermarks(ms::bounded_out_of_orderness(0ms), ident())
+      .key_by(ident())
+      .window(ms::tumbling(10ms))
+      .aggregate(Concat{})
+      .sink(ms::collect_into(out));
+  ms::LocalCheckpointStorageOptions so;
+  so.directory = dir.str("chk");
+  auto storage = ms::make_local_checkpoint_storage(so);
+  REQUIRE(storage.ok());
+  ms::JobOptions o = options(1);
+  o.checkpoint = ms::enable_checkpointing(
+      20ms, std::shared_ptr<ms::CheckpointStorage>(std::move(storage).value()));
+  auto job = p.build(o);
+  REQUIRE(job.ok());
+  const ms::Status s = job->run();
+  INFO(s.ToString());
+  CHECK(s.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(contains(std::string(s.message()), "NoCodecAcc"));
+  CHECK(contains(std::string(s.message()), "Codec"));
 }

@@ -119,10 +119,14 @@ using MakePipeline = std::function<ms::Pipeline(const mt::Pace&, const std::stri
 struct Backend {
   bool rocksdb = false;
   std::size_t budget = std::size_t{256} << 10;
+  // The operator_memory_ratio of the restored run (the cut run has 0.75).
+  double restore_ratio = 0.75;
 };
 
-std::shared_ptr<ms::StateBackend> make_backend(const Backend& b, const std::string& dir) {
-  return b.rocksdb ? mt::tiny_rocksdb(dir, b.budget) : nullptr;
+std::shared_ptr<ms::StateBackend> make_backend(const Backend& b, const std::string& dir,
+                                               bool restoring = false) {
+  return b.rocksdb ? mt::tiny_rocksdb(dir, b.budget, restoring ? b.restore_ratio : 0.75)
+                   : nullptr;
 }
 
 // The committed lines of an uninterrupted run of `make` (checkpointed too,
@@ -166,7 +170,7 @@ std::vector<std::string> cut_and_restore(const MakePipeline& make, std::int64_t 
   o.parallelism = restore_threads;
   o.checkpoint.restore = ms::RestoreFrom::latest();
   o.state_backend = nullptr;  // closes the cut run's RocksDB before it is opened again
-  o.state_backend = make_backend(b, dir.str("state"));
+  o.state_backend = make_backend(b, dir.str("state"), /*restoring=*/true);
   auto m = mt::run_to_end(make(pace, dir.str("out")), o);
   CHECK(m.at("source_records") < records);  // resumed, not started over
   if (restored_metrics != nullptr) *restored_metrics = m;
@@ -208,6 +212,10 @@ TEST_CASE("dedup_by_sequence restored drops exactly the duplicates of the uninte
   CHECK(std::adjacent_find(expected.begin(), expected.end()) == expected.end());
   CHECK(cut_and_restore(make, records, 1, 1, {}) == expected);
   CHECK(cut_and_restore(make, records, 2, 3, {true}) == expected);
+  // State spilled to RocksDB, restored into a job with a far smaller share
+  // of the budget for operators (whose share rounds to nothing): the restore
+  // reads the spilled state back and the duplicates are still dropped.
+  CHECK(cut_and_restore(make, records, 2, 2, {true, std::size_t{256} << 10, 1e-9}) == expected);
 }
 
 TEST_CASE("dedup_by with a time to live restored keeps exactly the uninterrupted run's records",

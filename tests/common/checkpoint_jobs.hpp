@@ -114,10 +114,12 @@ inline Pipeline q1_pipeline(const WorkloadRow& row, const Pace& pace, const std:
 // A RocksDB state backend at `dir` with a tiny budget, so that the windows of
 // the 1000 meters of the Q1 row spill (1 MiB does not make them).
 inline std::shared_ptr<StateBackend> tiny_rocksdb(const std::string& dir,
-                                                  std::size_t budget = std::size_t{256} << 10) {
+                                                  std::size_t budget = std::size_t{256} << 10,
+                                                  double operator_memory_ratio = 0.75) {
   RocksDBStateBackendOptions o;
   o.path = dir;
   o.memory_budget_bytes = budget;
+  o.operator_memory_ratio = operator_memory_ratio;
   auto b = make_rocksdb_state_backend(o);
   INFO(b.status().ToString());
   REQUIRE(b.ok());

@@ -2,8 +2,11 @@
 // commit(), cleaning at recover(). Drives writers and the sink directly, as
 // the runtime does at barriers and checkpoints (no pipeline).
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -14,6 +17,7 @@
 
 #include "common/temp_dir.hpp"
 #include "meterstream/connectors/files/files.hpp"
+#include "meterstream/meterstream.hpp"
 
 namespace ms = meterstream;
 namespace fs = std::filesystem;
@@ -229,9 +233,72 @@ TEST_CASE("recover discards what the restored checkpoint does not keep, then com
   CHECK(committed_in(d) ==
         std::set<std::string>{"part-0000000001-w0.csv", "part-0000000001-w1.csv", "readme.csv"});
 
-  // A checkpointed job that starts without a checkpoint deletes every part.
+  // A checkpointed job that starts without a checkpoint refuses a folder
+  // with published output, and deletes nothing of it.
+  const std::set<std::string> before = files_in(d);
+  const ms::Status fresh = int_sink(d)->recover(0, {});
+  CHECK(fresh.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(fresh.message()), Catch::Contains(d.string()) &&
+                                               Catch::Contains("part-0000000001-w0.csv") &&
+                                               Catch::Contains("published output"));
+  CHECK(files_in(d) == before);
+  // Unpublished leftovers alone (staged, in progress) are deleted.
+  fs::remove(d / "part-0000000001-w0.csv");
+  fs::remove(d / "part-0000000001-w1.csv");
+  touch(d / "part-0000000009-w0.csv.staged");
+  touch(d / "part-inprogress-w1.staged");
   REQUIRE(int_sink(d)->recover(0, {}).ok());
   CHECK(files_in(d) == std::set<std::string>{"notes.txt", "other.staged", "readme.csv"});
+}
+
+TEST_CASE("a second run into a folder with published output is refused at start, deleting "
+          "nothing",
+          "[checkpoint][sink]") {
+  TempDir dir;
+  const fs::path& d = dir.path;
+  for (const bool checkpointed : {false, true}) {
+    INFO((checkpointed ? "checkpointed" : "without checkpointing"));
+    fs::remove_all(d / "out");
+    const fs::path out = d / "out";
+    const fs::path chk = d / ("chk" + std::to_string(checkpointed));
+    auto run = [&]() {
+      std::vector<int> values(1000);
+      for (int i = 0; i < 1000; ++i) values[static_cast<std::size_t>(i)] = i;
+      ms::Pipeline p;
+      p.source(ms::from_vector(values)).sink(int_sink(out));
+      ms::JobOptions o;
+      o.parallelism = 2;
+      if (checkpointed) {
+        ms::LocalCheckpointStorageOptions so;
+        so.directory = chk.string();
+        auto storage = ms::make_local_checkpoint_storage(so);
+        REQUIRE(storage.ok());
+        o.checkpoint = ms::enable_checkpointing(std::chrono::milliseconds(20),
+                                                std::shared_ptr<ms::CheckpointStorage>(
+                                                    std::move(storage).value()));
+      }
+      auto job = p.build(o);
+      REQUIRE(job.ok());
+      ms::Status s = job->run();
+      return std::make_pair(s, job->metrics()["source_records"]);
+    };
+    const auto first = run();
+    REQUIRE(first.first.ok());
+    const std::set<std::string> published = committed_in(out);
+    REQUIRE_FALSE(published.empty());
+    std::map<std::string, std::string> contents;
+    for (const std::string& f : published) contents[f] = content(out / f);
+
+    // The same job again, without restoring: refused before reading a record.
+    const auto second = run();
+    INFO(second.first.ToString());
+    CHECK(second.first.code() == absl::StatusCode::kFailedPrecondition);
+    CHECK_THAT(std::string(second.first.message()),
+               Catch::Contains(out.string()) && Catch::Contains("published output"));
+    CHECK(second.second == 0);
+    CHECK(committed_in(out) == published);
+    for (const std::string& f : published) CHECK(content(out / f) == contents[f]);
+  }
 }
 
 TEST_CASE("recover fails with data loss when a kept file has vanished", "[checkpoint][sink]") {
@@ -303,4 +370,104 @@ TEST_CASE("close with records that were never staged is an error", "[checkpoint]
   CHECK(s.code() == absl::StatusCode::kFailedPrecondition);
   CHECK_THAT(std::string(s.message()), Catch::Contains("part-inprogress-w0.staged"));
   CHECK(committed_in(dir.path).empty());
+}
+
+namespace {
+
+// The lines of a text file.
+std::vector<std::string> lines_of(const fs::path& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("file_sink appends when a job restores, so a re-run of a finished job keeps its file",
+          "[checkpoint][sink]") {
+  TempDir dir;
+  const fs::path out = dir.path / "out.txt";
+  std::vector<int> values(1000);
+  for (int i = 0; i < 1000; ++i) values[static_cast<std::size_t>(i)] = i;
+  auto run = [&](bool restore) {
+    ms::Pipeline p;
+    p.source(ms::from_vector(values)).sink(ms::file_sink<int>(out.string(), [](int v) {
+      return std::to_string(v);
+    }));
+    ms::JobOptions o;
+    o.parallelism = 2;
+    ms::LocalCheckpointStorageOptions so;
+    so.directory = (dir.path / "chk").string();
+    auto storage = ms::make_local_checkpoint_storage(so);
+    REQUIRE(storage.ok());
+    o.checkpoint = ms::enable_checkpointing(
+        std::chrono::milliseconds(20),
+        std::shared_ptr<ms::CheckpointStorage>(std::move(storage).value()));
+    if (restore) o.checkpoint.restore = ms::RestoreFrom::latest();
+    auto job = p.build(o);
+    REQUIRE(job.ok());
+    const ms::Status s = job->run();
+    INFO(s.ToString());
+    REQUIRE(s.ok());
+    return job->metrics()["source_records"];
+  };
+  CHECK(run(false) == 1000);
+  std::vector<std::string> first = lines_of(out);
+  std::sort(first.begin(), first.end());
+  CHECK(first.size() == 1000);
+  // Restoring the finished job's last checkpoint: nothing left to read, and
+  // the file is not truncated.
+  CHECK(run(true) == 0);
+  std::vector<std::string> again = lines_of(out);
+  std::sort(again.begin(), again.end());
+  CHECK(again == first);
+  // A fresh start writes the file anew.
+  CHECK(run(false) == 1000);
+  CHECK(lines_of(out).size() == 1000);
+}
+
+namespace {
+struct Reading {
+  std::uint64_t meter_id;
+  std::int64_t ts_ms;
+  std::int64_t wh;
+};
+struct WattHours {
+  using accumulator_type = std::int64_t;
+  std::int64_t create() const { return 0; }
+  void add(std::int64_t& a, const Reading& r) const { a += r.wh; }
+  void merge(std::int64_t& a, const std::int64_t& b) const { a += b; }
+  std::int64_t result(const std::int64_t& a) const { return a; }
+};
+}  // namespace
+
+TEST_CASE("the files.hpp example compiles and runs", "[checkpoint][sink]") {
+  using namespace std::chrono_literals;
+  namespace ms = meterstream;
+  TempDir dir;
+  const std::string usage_dir = (dir.path / "usage").string();
+  const std::vector<Reading> events = {{1, 0, 5}, {2, 10, 7}, {1, 59'999, 1}, {1, 60'000, 3}};
+  ms::Pipeline p;
+  auto readings = p.source(ms::from_vector(events))
+                      .with_watermarks(ms::bounded_out_of_orderness(0ms), &Reading::ts_ms);
+  // --- files.hpp's example, as quoted there ---
+  using Usage = ms::WindowResult<std::uint64_t, std::int64_t>;  // meter, Wh per minute
+  readings.key_by(&Reading::meter_id)
+      .window(ms::tumbling(1min))
+      .aggregate(WattHours{})
+      .sink(ms::exactly_once_file_sink<Usage>(usage_dir, [](const Usage& u) {
+        return std::to_string(u.key) + "," + std::to_string(u.start) + "," +
+               std::to_string(u.value);
+      }));
+  // --- end of the example ---
+  auto job = p.build(ms::JobOptions{});
+  REQUIRE(job.ok());
+  REQUIRE(job->run().ok());
+  std::vector<std::string> lines;
+  for (const std::string& f : committed_in(usage_dir)) {
+    for (const std::string& l : lines_of(fs::path(usage_dir) / f)) lines.push_back(l);
+  }
+  std::sort(lines.begin(), lines.end());
+  CHECK(lines == std::vector<std::string>{"1,0,6", "1,60000,3", "2,0,7"});
 }

@@ -42,6 +42,13 @@ RocksDBStateBackendOptions options_for(const std::string& path) {
   return options;
 }
 
+std::shared_ptr<StateBackend> open_backend(const RocksDBStateBackendOptions& options) {
+  StatusOr<std::shared_ptr<StateBackend>> backend = make_rocksdb_state_backend(options);
+  INFO(backend.status().ToString());
+  REQUIRE(backend.ok());
+  return std::move(backend).value();
+}
+
 std::shared_ptr<StateBackend> open_backend(const std::string& path) {
   StatusOr<std::shared_ptr<StateBackend>> backend =
       make_rocksdb_state_backend(options_for(path));
@@ -71,6 +78,24 @@ std::uintmax_t directory_size(const std::string& dir) {
 void write_file(const fs::path& path, const std::string& contents) {
   std::ofstream out(path, std::ios::trunc);
   out << contents;
+}
+
+TEST_CASE("rocksdb: operator_memory_ratio outside (0, 1) is refused, naming the option",
+          "[state][rocksdb]") {
+  TempPath tmp;
+  for (const double ratio : {0.0, -0.5, 1.0, 1.5}) {
+    RocksDBStateBackendOptions options = options_for(tmp.path);
+    options.operator_memory_ratio = ratio;
+    const auto backend = make_rocksdb_state_backend(options);
+    INFO("ratio " << ratio << ": " << backend.status().ToString());
+    CHECK(backend.status().code() == absl::StatusCode::kInvalidArgument);
+    CHECK_THAT(std::string(backend.status().message()),
+               Contains("operator_memory_ratio") && Contains("(0, 1)"));
+  }
+  // The smallest ratios still give operators a share to spill beyond.
+  RocksDBStateBackendOptions options = options_for(tmp.path);
+  options.operator_memory_ratio = 1e-12;
+  CHECK(open_backend(options)->operator_memory_bytes() > 0);
 }
 
 TEST_CASE("rocksdb: a path under a regular file is rejected, naming the path",
@@ -269,9 +294,28 @@ TEST_CASE("rocksdb: stores of one operator share column families and register co
   CHECK(value_or_fail(stores[1]->get(19, stores[1]->key_group_range().first, "k", &v)));
 }
 
+// Writes `n` values of 1000 random bytes to keys "<prefix><i>" of `v`.
+void write_incompressible(ValueState<std::string>& v, KeyContext& ctx, const std::string& prefix,
+                          int n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string value(1000, '\0');
+  for (int i = 0; i < n; ++i) {
+    for (char& c : value) c = static_cast<char>(rng());
+    set_current_key(ctx, prefix + std::to_string(i), 128);
+    v.update(value);
+  }
+}
+
+// snapshot() flushes the memtables into SST files, where compactions see them.
+void flush(KeyedStateStore& store, const std::string& scratch) {
+  REQUIRE(value_or_fail(store.snapshot(scratch)).files.size() > 0);
+  fs::remove_all(scratch);
+}
+
 TEST_CASE("rocksdb: the on-disk size of TTL state shrinks once its entries expire",
           "[state][rocksdb][ttl]") {
   TempPath tmp;
+  TempPath scratch;
   auto backend = open_backend(tmp.path);
   auto store = open_store(*backend, "op", KeyGroupRange{0, 127});
   KeyContext ctx;
@@ -280,30 +324,71 @@ TEST_CASE("rocksdb: the on-disk size of TTL state shrinks once its entries expir
   store->advance_event_time(0);
 
   // ~20 MB of incompressible values.
-  std::mt19937_64 rng(42);
-  std::string value(1000, '\0');
-  constexpr int kEntries = 20'000;
-  for (int i = 0; i < kEntries; ++i) {
-    for (char& c : value) c = static_cast<char>(rng());
-    set_current_key(ctx, static_cast<std::int64_t>(i), 128);
-    v.update(value);
-  }
-  REQUIRE(store->purge_expired().ok());  // flushes; nothing has expired yet
+  write_incompressible(v, ctx, "k", 20'000, 42);
+  flush(*store, scratch.path);
+  REQUIRE(store->purge_expired().ok());  // nothing has expired yet
   const std::uint64_t before = value_or_fail(store->approximate_size_bytes());
   const std::uintmax_t dir_before = directory_size(tmp.path);
   INFO("before: " << before << " bytes in key range, " << dir_before << " in the dir");
   CHECK(before > 18'000'000);
-  set_current_key(ctx, std::int64_t{7}, 128);
+  set_current_key(ctx, std::string("k7"), 128);
   CHECK(v.value().has_value());
 
+  // purge_expired() only asks RocksDB to compact the range; its compaction
+  // threads run the TTL filter.
   store->advance_event_time(3'600'000);
   REQUIRE(store->purge_expired().ok());
-  const std::uint64_t after = value_or_fail(store->approximate_size_bytes());
-  const std::uintmax_t dir_after = directory_size(tmp.path);
-  INFO("after: " << after << " bytes in key range, " << dir_after << " in the dir");
-  CHECK(after < before / 10);
-  CHECK(dir_after < dir_before / 10);
+  CHECK(eventually([&] {
+    return value_or_fail(store->approximate_size_bytes()) < before / 10 &&
+           directory_size(tmp.path) < dir_before / 10;
+  }));
+  INFO("after: " << value_or_fail(store->approximate_size_bytes()) << " bytes in key range, "
+                 << directory_size(tmp.path) << " in the dir");
   CHECK_FALSE(v.value().has_value());
+}
+
+TEST_CASE("rocksdb: the TTL compaction filter measures each operator's state on its own "
+          "clock",
+          "[state][rocksdb][ttl]") {
+  TempPath tmp;
+  TempPath scratch;
+  auto backend = open_backend(tmp.path);
+  const Ttl ttl = Ttl(std::chrono::seconds(10)).event_time();
+  auto finished = open_store(*backend, "finished-op", KeyGroupRange{0, 127});
+  auto running = open_store(*backend, "running-op", KeyGroupRange{0, 127});
+  KeyContext ctx;
+  auto theirs = value_or_fail(make_value_state<std::string>(*finished, ctx, "v", ttl));
+  auto mine = value_or_fail(make_value_state<std::string>(*running, ctx, "v", ttl));
+
+  // running-op: ~10 MB that expire at 11 s, and 100 values that live until
+  // 16 s, on its clock.
+  finished->advance_event_time(1'000);
+  running->advance_event_time(1'000);
+  write_incompressible(theirs, ctx, "t", 1'000, 1);
+  write_incompressible(mine, ctx, "old", 10'000, 2);
+  running->advance_event_time(6'000);
+  write_incompressible(mine, ctx, "live", 100, 3);
+  flush(*running, scratch.path);
+  const std::uint64_t before = value_or_fail(running->approximate_size_bytes());
+  CHECK(before > 9'000'000);
+
+  // finished-op sees the final watermark; running-op is at 12 s.
+  finished->advance_event_time(kMaxTimestamp);
+  running->advance_event_time(12'000);
+  REQUIRE(finished->purge_expired().ok());
+  REQUIRE(running->purge_expired().ok());
+  // The compaction of running-op's column family ran (its expired values are
+  // gone) ...
+  CHECK(eventually(
+      [&] { return value_or_fail(running->approximate_size_bytes()) < before / 10; }));
+  // ... and kept what is alive on running-op's clock.
+  for (int i = 0; i < 100; ++i) {
+    set_current_key(ctx, "live" + std::to_string(i), 128);
+    INFO("live" << i);
+    CHECK(mine.value().has_value());
+  }
+  set_current_key(ctx, std::string("old0"), 128);
+  CHECK_FALSE(mine.value().has_value());
 }
 
 // ---- Snapshots ---------------------------------------------------------------

@@ -6,11 +6,13 @@
 // A new backend joins the suite with one line in that list.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -66,6 +68,19 @@ T value_or_fail(StatusOr<T> s) {
   INFO(s.status().ToString());
   REQUIRE(s.ok());
   return std::move(s).value();
+}
+
+// Polls `condition` until it holds (true) or a minute has passed (false), for
+// what a backend does on its own threads (RocksDB's flushes and compactions).
+// The minute is a bound against hanging, not a speed requirement.
+template <typename Condition>
+bool eventually(Condition&& condition) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
 }
 
 // Sets the current key without hashing, to address a chosen key group.

@@ -72,9 +72,24 @@ class Stream {
   // member, T -> milliseconds since the epoch) reads each record's timestamp,
   // and `strategy` makes the watermarks. Applied right after a source,
   // watermarks are made per split; elsewhere per worker.
+  //
+  // The timestamp must be an integral number of milliseconds: a
+  // floating-point (or any other) type does not compile, rather than being
+  // truncated silently. Convert in a callable:
+  //   .with_watermarks(strategy, [](const R& r) { return std::llround(r.ts_s * 1000); })
   template <typename F>
   Stream<T> with_watermarks(WatermarkStrategy strategy, F timestamp) const {
+    static_assert(detail::is_timestamp_fn_v<F, T>,
+                  "with_watermarks(): the timestamp (a pointer to member or a callable of "
+                  "const T&) must give an integral number of milliseconds since the epoch, "
+                  "not a double or a duration; convert it in a callable");
     if (!valid()) return *this;
+    if (!strategy.inexact().empty()) {
+      graph_->record_error(absl::InvalidArgumentError(
+          "with_watermarks(): " + strategy.inexact() +
+          " is not a whole number of milliseconds (event time counts milliseconds)"));
+      return invalid();
+    }
     if (strategy.bound_ms() < 0) {
       graph_->record_error(absl::InvalidArgumentError(
           "with_watermarks(): bounded_out_of_orderness() needs a bound >= 0, got " +

@@ -54,6 +54,7 @@ class WindowedStream {
   WindowedStream allowed_lateness(std::chrono::duration<Rep, Period> lateness) const {
     WindowedStream w = *this;
     w.lateness_ms_ = to_millis(lateness);
+    w.lateness_inexact_ = detail::not_whole_millis(lateness);
     return w;
   }
 
@@ -104,7 +105,13 @@ class WindowedStream {
  private:
   Status validate() const {
     std::string what;
-    if constexpr (std::is_same_v<Assigner, SessionWindows>) {
+    const char* kind = std::is_same_v<Assigner, SessionWindows>   ? "session()"
+                       : std::is_same_v<Assigner, SlidingWindows> ? "sliding()"
+                                                                  : "tumbling()";
+    if (!assigner_.inexact.empty()) {
+      what = std::string(kind) + ": " + assigner_.inexact +
+             " is not a whole number of milliseconds (event time counts milliseconds)";
+    } else if constexpr (std::is_same_v<Assigner, SessionWindows>) {
       if (assigner_.gap_ms <= 0) {
         what = "session() needs a gap > 0, got " + std::to_string(assigner_.gap_ms) + " ms";
       }
@@ -113,6 +120,10 @@ class WindowedStream {
         what = "sliding() needs a size > 0 and a slide > 0, got " +
                std::to_string(assigner_.size_ms) + " ms and " +
                std::to_string(assigner_.slide_ms) + " ms";
+      } else if (assigner_.slide_ms > assigner_.size_ms) {
+        what = "sliding() with a slide of " + std::to_string(assigner_.slide_ms) +
+               " ms > its size of " + std::to_string(assigner_.size_ms) +
+               " ms would drop the records between windows";
       }
     } else {
       static_assert(std::is_same_v<Assigner, TumblingWindows>,
@@ -120,6 +131,10 @@ class WindowedStream {
       if (assigner_.size_ms <= 0) {
         what = "tumbling() needs a size > 0, got " + std::to_string(assigner_.size_ms) + " ms";
       }
+    }
+    if (what.empty() && !lateness_inexact_.empty()) {
+      what = "allowed_lateness(): " + lateness_inexact_ +
+             " is not a whole number of milliseconds (event time counts milliseconds)";
     }
     if (what.empty() && lateness_ms_ < 0) {
       what = "allowed_lateness() must be >= 0, got " + std::to_string(lateness_ms_) + " ms";
@@ -135,6 +150,7 @@ class WindowedStream {
   KeyFn key_fn_;
   Assigner assigner_;
   std::int64_t lateness_ms_ = 0;
+  std::string lateness_inexact_;  // detail::not_whole_millis() of the lateness
   bool partitioned_ = false;
 };
 

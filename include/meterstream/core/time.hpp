@@ -11,6 +11,10 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <ratio>
+#include <sstream>
+#include <string>
+#include <type_traits>
 
 namespace meterstream {
 
@@ -22,6 +26,20 @@ inline constexpr Timestamp kMinTimestamp = std::numeric_limits<Timestamp>::min()
 // The watermark at end of input: every window fires.
 inline constexpr Timestamp kMaxTimestamp = std::numeric_limits<Timestamp>::max();
 
+// t + d and t - d, saturating at kMinTimestamp and kMaxTimestamp instead of
+// overflowing: window ends, lateness and out-of-orderness bounds are added to
+// timestamps that may lie near either end of int64.
+constexpr Timestamp saturating_add(Timestamp t, std::int64_t d) {
+  Timestamp r = 0;
+  if (__builtin_add_overflow(t, d, &r)) return d > 0 ? kMaxTimestamp : kMinTimestamp;
+  return r;
+}
+constexpr Timestamp saturating_sub(Timestamp t, std::int64_t d) {
+  Timestamp r = 0;
+  if (__builtin_sub_overflow(t, d, &r)) return d > 0 ? kMinTimestamp : kMaxTimestamp;
+  return r;
+}
+
 // Durations in milliseconds; any std::chrono duration converts to it.
 using Duration = std::chrono::milliseconds;
 
@@ -30,6 +48,35 @@ template <typename Rep, typename Period>
 constexpr std::int64_t to_millis(std::chrono::duration<Rep, Period> d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
 }
+
+namespace detail {
+
+// The unit of a std::chrono period for messages: "ns", "us", "ms", "s",
+// "min", "h", or "x N/D s".
+template <typename Period>
+std::string period_unit() {
+  if constexpr (std::is_same_v<Period, std::nano>) return "ns";
+  else if constexpr (std::is_same_v<Period, std::micro>) return "us";
+  else if constexpr (std::is_same_v<Period, std::milli>) return "ms";
+  else if constexpr (std::is_same_v<Period, std::ratio<1>>) return "s";
+  else if constexpr (std::is_same_v<Period, std::ratio<60>>) return "min";
+  else if constexpr (std::is_same_v<Period, std::ratio<3600>>) return "h";
+  else return " x " + std::to_string(Period::num) + "/" + std::to_string(Period::den) + " s";
+}
+
+// Empty when `d` is a whole number of milliseconds (event time's
+// resolution); else `d` with its unit ("500us"), for the error that
+// Pipeline::build() reports instead of truncating it.
+template <typename Rep, typename Period>
+std::string not_whole_millis(std::chrono::duration<Rep, Period> d) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d);
+  if (ms == d) return std::string();  // compared exactly, in their common unit
+  std::ostringstream text;
+  text << d.count() << period_unit<Period>();
+  return text.str();
+}
+
+}  // namespace detail
 
 // Which clock a timer or TTL follows.
 enum class TimeDomain { kEventTime, kProcessingTime };

@@ -8,7 +8,8 @@
 //     so that a key group, or a range of them, is one contiguous key range
 //     (snapshots scan it, clear_key_group() deletes it with DeleteRange);
 //   - values are the codec's bytes; states with a TTL prefix them with an
-//     8-byte expiry, and a compaction filter drops expired values;
+//     8-byte expiry, and a compaction filter (on RocksDB's background
+//     threads, on the operator's own event-time clock) drops expired values;
 //   - ListState appends are RocksDB Merges with a concatenating merge operator.
 //
 // Memory: one LRU block cache of memory_budget_bytes holds data, index and
@@ -48,7 +49,8 @@ struct RocksDBStateBackendOptions {
   std::size_t memory_budget_bytes = std::size_t{512} << 20;
 
   // The share of memory_budget_bytes for operators' in-memory state
-  // (StateBackend::operator_memory_bytes()); RocksDB gets the rest. In [0, 1).
+  // (StateBackend::operator_memory_bytes()); RocksDB gets the rest. In
+  // (0, 1): 0 is refused (operators need a share to spill beyond).
   // Spilled state is written in large sequential chunks and read back by
   // scans, which need little cache; the window tables that it keeps out of
   // RocksDB need much more. Measured (Q1, 2 M meters, 256 MiB): 0.5 made
@@ -76,8 +78,9 @@ inline constexpr const char* kRocksDBStateLayoutVersion = "meterstream-rocksdb-s
 // Opens (or creates) the RocksDB state backend at options.path.
 //
 // Errors, all reported before anything in the directory is modified:
-//   - kInvalidArgument: an empty path, a zero budget, a write_buffer_ratio
-//     outside (0, 1), max_background_jobs < 1;
+//   - kInvalidArgument: an empty path, a zero budget, an
+//     operator_memory_ratio or write_buffer_ratio outside (0, 1),
+//     max_background_jobs < 1;
 //   - kPermissionDenied: the directory cannot be created or written;
 //   - kFailedPrecondition: the path is not a directory (or lies under a
 //     regular file); the directory is in use by another process or by another

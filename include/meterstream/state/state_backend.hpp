@@ -175,16 +175,21 @@ class KeyedStateStore {
                             std::string_view stored) = 0;
 
   // Event time for event-time TTLs: operators call it with each watermark.
-  // The backend keeps the largest watermark passed to any of its stores;
-  // smaller ones are ignored.
+  // The clock is this store's own (its operator instance's): the store keeps
+  // the largest watermark passed to it, smaller ones are ignored, and no
+  // other store's watermark moves it (one operator's final kMaxTimestamp
+  // watermark expires nothing of another's).
   virtual void advance_event_time(Timestamp watermark) = 0;
-  // The time a TTL of `domain` is measured against now: the backend's event
+  // The time a TTL of `domain` is measured against now: this store's event
   // time (kMinTimestamp before the first watermark) or the system clock.
   virtual Timestamp current_time(TimeDomain domain) const = 0;
-  // Physically removes the expired values of this store's TTL states (memory:
-  // a sweep; RocksDB: a compaction of their key range, which runs the TTL
-  // compaction filter). Reads already never return expired values; operators
-  // may call it periodically to bound the space they take.
+  // Removes the expired values of this store's TTL states physically, or
+  // has them removed. Memory: a sweep, done when it returns. RocksDB: a
+  // request to its background threads (a flush of the TTL states, whose TTL
+  // filter runs on flushes too, and a compaction of this store's key range),
+  // which returns at once: an operator's thread never compacts. Reads
+  // already never return expired values; operators may call it periodically
+  // to bound the space they take.
   virtual Status purge_expired() = 0;
   // The approximate space this store's state takes: memory backend, the bytes
   // of keys and values; RocksDB, the bytes of its key range in memtables and

@@ -19,11 +19,12 @@
 //     no value) and is removed lazily when a read finds it, by
 //     KeyedStateStore::purge_expired() and, on RocksDB, by a compaction filter.
 //   - With refresh_on_read, a read that returns a value stamps it again.
-//   - Processing time is the system clock. Event time is the largest
-//     watermark passed to KeyedStateStore::advance_event_time() on any store
-//     of the backend; a value written before the first watermark has no
-//     expiry until it is written again (event time is unknown then, and
-//     expiring it at the first watermark would drop live state).
+//   - Processing time is the system clock. Event time is the store's own:
+//     the largest watermark passed to KeyedStateStore::advance_event_time()
+//     on that store (the operator instance's watermark), never another
+//     operator's; a value written before the first watermark has no expiry
+//     until it is written again (event time is unknown then, and expiring it
+//     at the first watermark would drop live state).
 //
 // Thread-safety: value types.
 #pragma once

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 
 #include "meterstream/core/time.hpp"
 
@@ -31,6 +32,8 @@ class WatermarkStrategy {
   static WatermarkStrategy bounded_out_of_orderness(std::chrono::duration<Rep, Period> bound) {
     WatermarkStrategy s;
     s.bound_ms_ = to_millis(bound);
+    s.inexact_ = detail::not_whole_millis(bound);
+    if (!s.inexact_.empty()) s.inexact_ = "bounded_out_of_orderness() of " + s.inexact_;
     return s;
   }
 
@@ -43,6 +46,9 @@ class WatermarkStrategy {
   WatermarkStrategy with_idleness(std::chrono::duration<Rep, Period> timeout) const {
     WatermarkStrategy s = *this;
     s.idle_timeout_ms_ = to_millis(timeout);
+    if (s.inexact_.empty() && !detail::not_whole_millis(timeout).empty()) {
+      s.inexact_ = "with_idleness() of " + detail::not_whole_millis(timeout);
+    }
     return s;
   }
 
@@ -56,9 +62,13 @@ class WatermarkStrategy {
   std::int64_t bound_ms() const { return bound_ms_; }
   std::int64_t idle_timeout_ms() const { return idle_timeout_ms_; }  // 0: never idle
   std::int64_t emit_every() const { return emit_every_; }
+  // Not empty when a duration given was not whole milliseconds: which and
+  // its value, reported by Pipeline::build().
+  const std::string& inexact() const { return inexact_; }
 
  private:
   std::int64_t bound_ms_ = 0;
+  std::string inexact_;
   std::int64_t idle_timeout_ms_ = 0;
   std::int64_t emit_every_ = 1000;
 };
@@ -79,7 +89,8 @@ class WatermarkGenerator {
   // The watermark to emit now: max(previous, max seen - bound - 1), never decreasing.
   Timestamp advance() {
     if (max_ts_ != kMinTimestamp) {
-      current_ = std::max(current_, max_ts_ - bound_ms_ - 1);
+      // Saturating: timestamps near either end of int64 never overflow.
+      current_ = std::max(current_, saturating_sub(saturating_sub(max_ts_, bound_ms_), 1));
     }
     return current_;
   }

@@ -163,8 +163,9 @@ StatusOr<std::unique_ptr<LineReader>> LineReader::open(const std::string& path) 
   return std::unique_ptr<LineReader>(std::make_unique<FileLineReader>(path, f));
 }
 
-StatusOr<std::shared_ptr<SharedLineFile>> SharedLineFile::create(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
+StatusOr<std::shared_ptr<SharedLineFile>> SharedLineFile::create(const std::string& path,
+                                                                  bool append) {
+  std::FILE* f = std::fopen(path.c_str(), append ? "ab" : "wb");
   if (f == nullptr) return io_error("cannot create output file", path);
   return std::shared_ptr<SharedLineFile>(std::make_shared<FileLineWriter>(path, f));
 }

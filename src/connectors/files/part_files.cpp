@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -258,9 +259,31 @@ Status commit_part_files(const std::string& dir, const std::vector<std::string>&
   return result;
 }
 
+Status check_no_published_output(const std::string& dir) {
+  MS_RETURN_IF_ERROR(make_part_directory(dir));
+  std::vector<std::string> published;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code type_ec;
+    if (committed_epoch(name) >= 0 && it->is_regular_file(type_ec)) published.push_back(name);
+  }
+  if (ec) return io_error("cannot list folder", dir, ec.value());
+  if (published.empty()) return Status();
+  std::sort(published.begin(), published.end());
+  return absl::FailedPreconditionError(fmt::format(
+      "exactly-once file sink: folder '{}' already holds published output of an earlier run "
+      "('{}'{}); a job that does not restore that run's checkpoint neither deletes nor adds "
+      "to it: restore the checkpoint (RestoreFrom::latest()), or write into an empty folder",
+      dir, published.front(),
+      published.size() > 1 ? fmt::format(" and {} more", published.size() - 1) : ""));
+}
+
 Status recover_part_files(const std::string& dir, std::int64_t restored_checkpoint,
                           const std::vector<std::string>& keep) {
   MS_RETURN_IF_ERROR(make_part_directory(dir));
+  // A job that starts afresh never deletes published output it did not write.
+  if (restored_checkpoint <= 0) MS_RETURN_IF_ERROR(check_no_published_output(dir));
   const std::set<std::string, std::less<>> kept(keep.begin(), keep.end());
   std::vector<std::string> doomed;
   std::error_code ec;

@@ -99,8 +99,8 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
     ctx_.watermark_ = wm;
     store_->advance_event_time(wm);  // event-time TTL of the function's state
     // Expired state is never returned; removing it is a sweep, done at most
-    // once every ten minutes of processing time (on RocksDB it forces a
-    // compaction of the TTL states, which periodic compaction also does).
+    // once every ten minutes of processing time (on RocksDB only a request:
+    // its background threads flush and compact, never this one).
     const Timestamp now = processing_time_now();
     if (now - last_purge_ms_ >= kPurgeEveryMs) {
       last_purge_ms_ = now;

@@ -3,16 +3,23 @@
 // file_source(path, parse) reads `path` line by line (one split); parse
 // (std::string_view line) -> std::optional<T> decodes a line, and a line it
 // rejects (nullopt) is counted and sent, as "path:line: text", to the source's
-// undecodable() side output: nothing is dropped silently. A missing file
-// fails the job at start with kNotFound naming the path (an unreadable one
-// with kPermissionDenied). It
+// undecodable() side output: nothing is dropped silently. A parser that
+// throws fails the job with kInvalidArgument naming the operator, the file
+// and the line. A missing file fails the job at start with kNotFound naming
+// the path (an unreadable one with kPermissionDenied). It
 // can be checkpointed: the split's position is "<byte offset>:<line number>"
 // of the next line, so a restored job goes on reading where the checkpoint
 // was taken (the file must not change meanwhile, except by appending).
 //
 // file_sink(path, format) writes format(const T&) -> std::string plus '\n' for
-// every record to `path` (created or truncated when the job starts; writers of
-// all workers append to the one file, a batch at a time).
+// every record to `path` (writers of all workers append to the one file, a
+// batch at a time). A job that starts afresh creates or truncates the file; a
+// job that restores a checkpoint appends to it, so that what the run before
+// the restore wrote (an undecodable-lines report, say) is kept. It is not
+// part of the checkpoint: the records after the restored checkpoint that the
+// earlier run had written are written again (at least once; use
+// exactly_once_file_sink() for exactly once), and a re-run that restores a
+// finished job's last checkpoint adds nothing.
 //
 // exactly_once_file_sink(dir, format) writes the same lines into part files
 // in the folder `dir`, published with the job's checkpoints (two-phase
@@ -31,11 +38,20 @@
 //     files to the committed "part-<N>-w<worker>.csv" and fsyncs the folder.
 //     Committing again is a no-op; a file whose staged and committed names
 //     are both missing is kDataLoss.
-//   - When a checkpointed job starts, SinkBase::recover() deletes staged
-//     and in-progress files ("part-*.staged") that the restored checkpoint
-//     does not list, and committed part files of epochs after it (a job
-//     started without a checkpoint, epoch 0, deletes them all), then commits
-//     the ones it lists.
+//   - When a checkpointed job restores checkpoint N, SinkBase::recover()
+//     deletes staged and in-progress files ("part-*.staged") that the
+//     checkpoint does not list, and committed part files of epochs after N
+//     (published by the run being restored after checkpoint N, whose
+//     records the restored job writes again), then commits the ones it
+//     lists.
+//   - A job that starts without a checkpoint (checkpointed or not) refuses,
+//     at start and before it reads a record, a folder that holds committed
+//     part files (kFailedPrecondition naming the folder and a file): it
+//     never deletes published output that it did not write, nor mixes a
+//     second run into it. Staged and in-progress files of an earlier run,
+//     never published, are deleted. So a re-run of a finished job either
+//     restores its last checkpoint (RestoreFrom::latest(): nothing is left
+//     to read, the output stays as it is) or is refused.
 // Readers take the committed files, `dir`/*.csv, and ignore every other
 // name; files that are not named like part files are never touched.
 // Output is visible only once committed: with checkpointing, when the
@@ -51,7 +67,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -94,7 +112,10 @@ Status seek_file_position(LineReader& reader, const std::string& split, std::str
 // One output file shared by the writers of all workers. Compiled in src/.
 class SharedLineFile {
  public:
-  static StatusOr<std::shared_ptr<SharedLineFile>> create(const std::string& path);
+  // Creates or truncates `path`, or with `append` appends to it (creating
+  // it when missing).
+  static StatusOr<std::shared_ptr<SharedLineFile>> create(const std::string& path,
+                                                          bool append = false);
   virtual ~SharedLineFile() = default;
   // Appends `text` (complete lines) atomically with respect to other writers.
   virtual Status append(const std::string& text) = 0;
@@ -140,6 +161,11 @@ Status persist_part_files(const std::string& dir, const std::vector<std::string>
 // committed files are both missing; the other names are committed anyway.
 Status commit_part_files(const std::string& dir, const std::vector<std::string>& prepared);
 
+// kFailedPrecondition naming `dir` and a committed part file when `dir`
+// holds one (what a job that starts without a checkpoint refuses); creates
+// `dir` when missing (make_part_directory()).
+Status check_no_published_output(const std::string& dir);
+
 // SinkBase::recover() of exactly_once_file_sink() (see the file comment).
 Status recover_part_files(const std::string& dir, std::int64_t restored_checkpoint,
                           const std::vector<std::string>& keep);
@@ -167,7 +193,16 @@ class FileSource final : public Source<T> {
       MS_ASSIGN_OR_RETURN(bool more, reader_->read_lines(lines_, max));
       const std::size_t first = reader_->line_number() - lines_.size() + 1;
       for (std::size_t i = 0; i < lines_.size(); ++i) {
-        std::optional<T> v = parse_(std::string_view(lines_[i]));
+        std::optional<T> v;
+        // A parser that throws fails the job naming the file and the line
+        // (the source head adds the operator's name).
+        try {
+          v = parse_(std::string_view(lines_[i]));
+        } catch (const std::exception& e) {
+          return parse_error(first + i, e.what());
+        } catch (...) {
+          return parse_error(first + i, "an exception that is not a std::exception");
+        }
         if (v) {
           out.push_back(std::move(*v));
         } else {
@@ -177,6 +212,11 @@ class FileSource final : public Source<T> {
       return more ? SplitReader<T>::Poll::kMore : SplitReader<T>::Poll::kEnd;
     }
     std::string name() const override { return path_; }
+
+    Status parse_error(std::size_t line, const char* what) const {
+      return absl::InvalidArgumentError("file_source(" + path_ + "): the parser threw at " +
+                                        path_ + ":" + std::to_string(line) + ": " + what);
+    }
 
     StatusOr<std::string> position() const override {
       return encode_file_position(reader_->offset(), reader_->line_number());
@@ -212,10 +252,17 @@ class FileSink final : public Sink<T> {
   FileSink(std::string path, Format format) : path_(std::move(path)), format_(std::move(format)) {}
   std::string name() const override { return "file:" + path_; }
   StatusOr<std::unique_ptr<SinkWriter<T>>> create_writer(int, int) override {
+    std::lock_guard<std::mutex> lock(mu_);
     if (!file_) {
-      MS_ASSIGN_OR_RETURN(file_, SharedLineFile::create(path_));
+      MS_ASSIGN_OR_RETURN(file_, SharedLineFile::create(path_, append_));
     }
     return std::unique_ptr<SinkWriter<T>>(std::make_unique<Writer>(file_, format_));
+  }
+  // A checkpointed job's start: a restore appends, a fresh start truncates.
+  Status recover(std::int64_t restored_checkpoint, const std::vector<std::string>&) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    append_ = restored_checkpoint > 0;
+    return Status();
   }
 
  private:
@@ -237,6 +284,8 @@ class FileSink final : public Sink<T> {
 
   std::string path_;
   Format format_;
+  std::mutex mu_;
+  bool append_ = false;
   std::shared_ptr<SharedLineFile> file_;
 };
 
@@ -247,6 +296,14 @@ class ExactlyOnceFileSink final : public Sink<T> {
       : dir_(std::move(dir)), format_(std::move(format)) {}
   std::string name() const override { return "exactly-once-file:" + dir_; }
   StatusOr<std::unique_ptr<SinkWriter<T>>> create_writer(int worker, int) override {
+    {
+      // Without checkpointing recover() is never called: the folder is
+      // checked here, before any record is read, rather than at the commit
+      // at end of input.
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!checked_) MS_RETURN_IF_ERROR(check_no_published_output(dir_));
+      checked_ = true;
+    }
     MS_RETURN_IF_ERROR(make_part_directory(dir_));
     return std::unique_ptr<SinkWriter<T>>(
         std::make_unique<Writer>(StagedPartFile::create(dir_, worker), format_));
@@ -259,7 +316,10 @@ class ExactlyOnceFileSink final : public Sink<T> {
     return commit_part_files(dir_, prepared);
   }
   Status recover(std::int64_t restored_checkpoint, const std::vector<std::string>& keep) override {
-    return recover_part_files(dir_, restored_checkpoint, keep);
+    MS_RETURN_IF_ERROR(recover_part_files(dir_, restored_checkpoint, keep));
+    std::lock_guard<std::mutex> lock(mu_);
+    checked_ = true;
+    return Status();
   }
 
  private:
@@ -284,6 +344,8 @@ class ExactlyOnceFileSink final : public Sink<T> {
 
   std::string dir_;
   Format format_;
+  std::mutex mu_;
+  bool checked_ = false;  // the folder was checked (or recovered) for this job
 };
 
 }  // namespace detail
@@ -317,10 +379,15 @@ inline std::shared_ptr<Sink<std::string>> file_sink(std::string path) {
 // into committed part files `dir`/part-<epoch>-w<worker>.csv (see the file
 // comment). Use it with checkpointing.
 //
-// Example:
-//   keyed.window(ms::Tumbling(60s)).aggregate(agg).sink(
-//       ms::exactly_once_file_sink<Usage>("/data/usage", [](const Usage& u) {
-//         return fmt::format("{},{}", u.meter_id, u.wh);
+// Example (compiled and run by tests/connectors/exactly_once_file_sink_test.cpp,
+// "the files.hpp example compiles and runs"):
+//   using Usage = ms::WindowResult<std::uint64_t, std::int64_t>;  // meter, Wh per minute
+//   readings.key_by(&Reading::meter_id)
+//       .window(ms::tumbling(1min))
+//       .aggregate(WattHours{})
+//       .sink(ms::exactly_once_file_sink<Usage>(usage_dir, [](const Usage& u) {
+//         return std::to_string(u.key) + "," + std::to_string(u.start) + "," +
+//                std::to_string(u.value);
 //       }));
 template <typename T, typename Format>
 std::shared_ptr<Sink<T>> exactly_once_file_sink(std::string dir, Format format) {

@@ -2,10 +2,15 @@
 // bytes per key group, their store snapshots, and reading both back. Not API.
 #pragma once
 
+#include <cxxabi.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -43,13 +48,35 @@ inline std::optional<Timestamp> restored_watermark(const RestoredCheckpoint::Ope
   return wm;
 }
 
-// Checkpointing writes the state of these types with their Codec.
+// The readable (demangled) name of T, for messages.
+template <typename T>
+std::string type_name() {
+  const char* mangled = typeid(T).name();
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> demangled(
+      abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+  return status == 0 && demangled != nullptr ? std::string(demangled.get()) : mangled;
+}
+
+// The names of those of Types that have no Codec, comma-separated.
+template <typename... Types>
+std::string types_without_codec() {
+  std::string names;
+  ((HasCodec<Types>::value ? void()
+                           : void(names += (names.empty() ? "" : ", ") + type_name<Types>())),
+   ...);
+  return names;
+}
+
+// Checkpointing writes the state of these types with their Codec; the error
+// names those that have none.
 template <typename... Types>
 void require_codecs(const std::string& op) {
   if constexpr (!(HasCodec<Types>::value && ...)) {
     throw StatusError{absl::FailedPreconditionError(
-        op + ": checkpointing needs a Codec (core/codec.hpp) for the types of its state; one "
-             "has none")};
+        op + ": checkpointing needs a Codec (core/codec.hpp) for the types of its state; " +
+        types_without_codec<Types...>() +
+        " has none (specialise meterstream::Codec<T> with encode and decode)")};
   }
 }
 

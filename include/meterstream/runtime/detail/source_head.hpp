@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -25,6 +26,18 @@ class TimestampAssigner {
   virtual ~TimestampAssigner() = default;
   virtual void assign(const std::vector<T>& values, std::vector<Timestamp>& out) const = 0;
 };
+
+// Whether F (a pointer to member or a callable of const T&) gives a
+// timestamp: an integral number of milliseconds (bool excluded).
+template <typename F, typename T, typename = void>
+struct IsTimestampFn : std::false_type {};
+template <typename F, typename T>
+struct IsTimestampFn<F, T, std::enable_if_t<std::is_invocable_v<const F&, const T&>>> {
+  using R = std::decay_t<std::invoke_result_t<const F&, const T&>>;
+  static constexpr bool value = std::is_integral_v<R> && !std::is_same_v<R, bool>;
+};
+template <typename F, typename T>
+inline constexpr bool is_timestamp_fn_v = IsTimestampFn<F, T>::value;
 
 template <typename T, typename F>
 class FnTimestampAssigner final : public TimestampAssigner<T> {

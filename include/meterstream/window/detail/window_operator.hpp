@@ -138,7 +138,7 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
   }
 
   bool is_late(Timestamp window_end) const {
-    return window_end - 1 + lateness_ <= watermark_;
+    return saturating_add(window_end - 1, lateness_) <= watermark_;
   }
 
   std::string name_;
@@ -511,7 +511,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     if (!slot) {
       slot = std::make_unique<Window>();
       slot->start = start;
-      slot->end = start + size_;
+      slot->end = window_end(start, size_);
     }
     slot->fired |= (flags & 1) != 0;
     slot->spilled |= (flags & 2) != 0;
@@ -568,11 +568,17 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
   void add_sliding(T& value, Timestamp ts) {
     bool any = false;
     const Timestamp last_start = window_start(ts, slide_, offset_);
-    for (Timestamp start = last_start; start > ts - size_; start -= slide_) {
+    // Windows start after ts - size; saturating, and stopping where the next
+    // start is not representable (timestamps near the ends of int64).
+    const Timestamp first_excluded = saturating_sub(ts, size_);
+    for (Timestamp start = last_start; start > first_excluded || start == last_start;) {
       Window* w = find_or_create(start);
-      if (w == nullptr) continue;
-      any = true;
-      add(*w, std::invoke(key_fn_, static_cast<const T&>(value)), value);
+      if (w != nullptr) {
+        any = true;
+        add(*w, std::invoke(key_fn_, static_cast<const T&>(value)), value);
+      }
+      if (start < kMinTimestamp + slide_) break;
+      start -= slide_;
     }
     if (!any) this->late_record(value, ts);
   }
@@ -589,7 +595,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
   Window* find_or_create(Timestamp start) {
     auto it = windows_.find(start);
     if (it != windows_.end()) return it->second.get();
-    const Timestamp end = start + size_;
+    const Timestamp end = window_end(start, size_);
     if (this->is_late(end)) return nullptr;
     auto w = std::make_unique<Window>();
     w->start = start;
@@ -681,7 +687,7 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
     const K key = std::invoke(key_fn_, value);
     std::vector<Session>& sessions = sessions_[key];
     Timestamp start = ts;
-    Timestamp end = ts + gap_;
+    Timestamp end = saturating_add(ts, gap_);
     bool fired = false;
     // Sessions that touch [start, end) merge with it (Flink's TimeWindow.intersects).
     auto first = std::find_if(sessions.begin(), sessions.end(),
@@ -712,7 +718,8 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
     pos = sessions.insert(pos, std::move(merged));
     if (pos->fired) {
       this->emit(key, pos->start, pos->end, pos->acc);
-      pos->timer = timers_.emplace(pos->end - 1 + this->lateness_, std::make_pair(key, pos->end));
+      pos->timer = timers_.emplace(saturating_add(pos->end - 1, this->lateness_),
+                                   std::make_pair(key, pos->end));
     } else {
       pos->timer = timers_.emplace(pos->end - 1, std::make_pair(key, pos->end));
     }
@@ -734,7 +741,8 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
       sessions.erase(s);
       if (sessions.empty()) sessions_.erase(it);
     } else {
-      s->timer = timers_.emplace(s->end - 1 + this->lateness_, std::make_pair(key, s->end));
+      s->timer = timers_.emplace(saturating_add(s->end - 1, this->lateness_),
+                                 std::make_pair(key, s->end));
     }
   }
 
@@ -776,7 +784,8 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
             x.fired = in.front() != 0;
             in.remove_prefix(1);
             if (!decode_field<Acc>(&in, &x.acc)) this->corrupt("a session");
-            const Timestamp at = x.fired ? x.end - 1 + this->lateness_ : x.end - 1;
+            const Timestamp at =
+                x.fired ? saturating_add(x.end - 1, this->lateness_) : x.end - 1;
             x.timer = timers_.emplace(at, std::make_pair(key, x.end));
             sessions.push_back(std::move(x));
           }
