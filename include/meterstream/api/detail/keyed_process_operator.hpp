@@ -79,6 +79,8 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
  public:
 
 
+  bool reads_input_only() const override { return true; }
+
   void push(RecordBatch<T>& batch) override {
     call_user(name_, [&] {
       for (std::size_t i = 0; i < batch.size(); ++i) {
