@@ -1,7 +1,7 @@
-# meterstream_add_test(<layer>)
+# meterstream_add_test(<layer> <source>...)
 #
-# Builds every .cpp under tests/<layer>/ (recursively) into one executable,
-# meterstream_<layer>_tests, linked with meterstream, Catch2, the shared
+# Builds the listed sources of tests/<layer>/ (paths relative to it) into one
+# executable, meterstream_<layer>_tests, linked with meterstream, Catch2, the shared
 # Catch2 main (meterstream_test_main) and the warnings, and registers each
 # TEST_CASE as a ctest test with catch_discover_tests (fmt's add_fmt_test).
 #
@@ -11,17 +11,19 @@
 #   those tagged [rocksdb] the label rocksdb (excluded by the tsan preset).
 # - Tests run in the build directory and get MS_SOURCE_DIR / MS_BINARY_DIR as
 #   string macros (the source tree and the build tree).
-# - Tests may include bench/ headers ("bench/workload.hpp") and link
-#   meterstream_bench_lib when it exists.
-# - A folder without .cpp files is skipped.
+# - Tests may include bench/ headers ("bench/q1.hpp") and link
+#   meterstream_bench_lib.
 
 include_guard(GLOBAL)
 
 function(meterstream_add_test layer)
   set(_dir "${PROJECT_SOURCE_DIR}/tests/${layer}")
-  file(GLOB_RECURSE _sources CONFIGURE_DEPENDS "${_dir}/*.cpp")
+  set(_sources "")
+  foreach(_source IN LISTS ARGN)
+    list(APPEND _sources "${_dir}/${_source}")
+  endforeach()
   if(NOT _sources)
-    return()
+    message(FATAL_ERROR "meterstream_add_test(${layer}): no sources listed")
   endif()
 
   set(_target meterstream_${layer}_tests)
@@ -29,9 +31,7 @@ function(meterstream_add_test layer)
   target_link_libraries(
     ${_target} PRIVATE meterstream::meterstream meterstream_test_main Catch2::Catch2
                        meterstream_warnings)
-  if(TARGET meterstream_bench_lib)
-    target_link_libraries(${_target} PRIVATE meterstream_bench_lib)
-  endif()
+  target_link_libraries(${_target} PRIVATE meterstream_bench_lib)
   target_include_directories(${_target} PRIVATE "${PROJECT_SOURCE_DIR}"
                                                 "${PROJECT_SOURCE_DIR}/tests")
   target_compile_definitions(
