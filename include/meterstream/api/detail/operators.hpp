@@ -232,7 +232,8 @@ class SinkOp final : public Collector<T>, public OperatorInstance {
     records_ = worker.metrics().counter("sink_records");
   }
 
-  bool reads_input_only() const override { return true; }  // write() takes it const
+  // SinkWriter::write() takes the batch const.
+  bool reads_input_only() const override { return true; }
 
   void push(RecordBatch<T>& batch) override {
     Status s = call_user(name_, [&] { return writer_->write(batch); });
