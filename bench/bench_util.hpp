@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "q1.hpp"
 #include "meterstream/connectors/generator/smart_meter.hpp"
 #include "meterstream/core/status.hpp"
 

@@ -19,7 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "meterstream/connectors/generator/smart_meter.hpp"
+#include "q1.hpp"
 #include "meterstream/core/status.hpp"
 
 namespace meterstream::bench {

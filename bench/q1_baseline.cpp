@@ -266,19 +266,6 @@ class Q1Baseline {
 
 }  // namespace
 
-Status Q1Params::validate() const {
-  if (window_ms <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("window_ms must be > 0, got ", window_ms));
-  }
-  if (bound_ms < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("bound_ms must be >= 0, got ", bound_ms));
-  }
-  if (wm_every < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("wm_every must be >= 1, got ", wm_every));
-  }
-  return absl::OkStatus();
-}
-
 Q1Totals run_q1_baseline(const std::vector<MeterReading>& events, const Q1Params& params) {
   Q1Baseline q(params);
   return q.run(events);

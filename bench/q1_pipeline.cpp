@@ -18,13 +18,6 @@
 #include "meterstream/state/rocksdb_state_backend.hpp"
 
 namespace meterstream {
-
-
-std::string q1_result_line(const Q1Result& r) {
-  return bench::q1_output_line(bench::Q1OutputWindow{r.key, r.start, r.value.count,
-                                                     r.value.sum_wh, r.value.min_v, r.value.max_v});
-}
-
 namespace {
 
 // Folds fired windows into Q1Totals per writer (no lock per window), merged

@@ -1,7 +1,7 @@
-# meterstream_add_test(<layer>)
+# meterstream_add_test(<layer> <source>...)
 #
-# Builds every .cpp under tests/<layer>/ (recursively) into one executable,
-# meterstream_<layer>_tests, linked with meterstream, Catch2, the shared
+# Builds the listed sources of tests/<layer>/ (paths relative to it) into one
+# executable, meterstream_<layer>_tests, linked with meterstream, Catch2, the shared
 # Catch2 main (meterstream_test_main) and the warnings, and registers each
 # TEST_CASE as a ctest test with catch_discover_tests (fmt's add_fmt_test).
 #
@@ -15,18 +15,20 @@
 #   a chaos test that kills the shared Kafka broker).
 # - Tests run in the build directory and get MS_SOURCE_DIR / MS_BINARY_DIR as
 #   string macros (the source tree and the build tree).
-# - Tests may include bench/ headers ("bench/workload.hpp") and link
-#   meterstream_bench_lib when it exists.
+# - Tests may include bench/ headers ("bench/q1.hpp") and link
+#   meterstream_bench_lib.
 # - Tests may include <librdkafka/rdkafka.h> (linked with PkgConfig::rdkafka).
-# - A folder without .cpp files is skipped.
 
 include_guard(GLOBAL)
 
 function(meterstream_add_test layer)
   set(_dir "${PROJECT_SOURCE_DIR}/tests/${layer}")
-  file(GLOB_RECURSE _sources CONFIGURE_DEPENDS "${_dir}/*.cpp")
+  set(_sources "")
+  foreach(_source IN LISTS ARGN)
+    list(APPEND _sources "${_dir}/${_source}")
+  endforeach()
   if(NOT _sources)
-    return()
+    message(FATAL_ERROR "meterstream_add_test(${layer}): no sources listed")
   endif()
 
   set(_target meterstream_${layer}_tests)
@@ -34,14 +36,10 @@ function(meterstream_add_test layer)
   target_link_libraries(
     ${_target} PRIVATE meterstream::meterstream meterstream_test_main Catch2::Catch2
                        meterstream_warnings)
-  if(TARGET meterstream_bench_lib)
-    target_link_libraries(${_target} PRIVATE meterstream_bench_lib)
-  endif()
+  target_link_libraries(${_target} PRIVATE meterstream_bench_lib)
   # Tests may use librdkafka directly (tests/common/kafka_broker.hpp), to
   # prepare and check topics independently of the library's connectors.
-  if(TARGET PkgConfig::rdkafka)
-    target_link_libraries(${_target} PRIVATE PkgConfig::rdkafka)
-  endif()
+  target_link_libraries(${_target} PRIVATE PkgConfig::rdkafka)
   target_include_directories(${_target} PRIVATE "${PROJECT_SOURCE_DIR}"
                                                 "${PROJECT_SOURCE_DIR}/tests")
   target_compile_definitions(

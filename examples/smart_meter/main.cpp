@@ -5,6 +5,9 @@
 //
 //   smart_meter_source (deterministic generator, one split)
 //        |  with_watermarks: bounded out-of-orderness 5 min, ts = ts_ms
+//        |
+//        +--> filter(voltage < 200 V) --> callback_sink: counts voltage sags
+//        |    (a second consumer of the same readings: records are shared)
 //        v
 //   key_by(meter_id) ............ exchange: every worker to every worker
 //        |
@@ -58,7 +61,6 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -69,37 +71,17 @@
 
 #include <meterstream/meterstream.hpp>
 
+// Query Q1 itself (its aggregate, totals and digest, the output line format)
+// is the benchmark's, shared with it rather than copied.
+#include "bench/output_check.hpp"
+#include "bench/q1.hpp"
+
 namespace ms = meterstream;
 using namespace std::chrono_literals;
+using ms::Q1Aggregate;
+using ms::Q1Result;
 
 namespace {
-
-// Q1's aggregate: count, sum of wh, min and max voltage per meter and minute.
-struct Q1Aggregate {
-  struct Acc {
-    std::uint64_t count = 0;
-    std::uint64_t sum_wh = 0;
-    std::uint32_t min_v = std::numeric_limits<std::uint32_t>::max();
-    std::uint32_t max_v = 0;
-  };
-  using accumulator_type = Acc;
-  Acc create() const { return Acc{}; }
-  void add(Acc& a, const ms::MeterReading& r) const {
-    ++a.count;
-    a.sum_wh += r.wh;
-    a.min_v = std::min<std::uint32_t>(a.min_v, r.voltage_dv);
-    a.max_v = std::max<std::uint32_t>(a.max_v, r.voltage_dv);
-  }
-  void merge(Acc& a, const Acc& b) const {
-    a.count += b.count;
-    a.sum_wh += b.sum_wh;
-    a.min_v = std::min(a.min_v, b.min_v);
-    a.max_v = std::max(a.max_v, b.max_v);
-  }
-  Acc result(const Acc& a) const { return a; }
-};
-
-using Q1Result = ms::WindowResult<std::uint64_t, Q1Aggregate::Acc>;
 
 std::string utc(ms::Timestamp ms_since_epoch) {
   if (ms_since_epoch == ms::kMinTimestamp) return "-";
@@ -292,34 +274,17 @@ bool parse_flags(int argc, char** argv, Flags* flags) {
   return true;
 }
 
-// The line of one window in the exactly-once output.
-std::string to_line(const Q1Result& r) {
-  return std::to_string(r.key) + "," + std::to_string(r.start) + "," +
-         std::to_string(r.value.count) + "," + std::to_string(r.value.sum_wh) + "," +
-         std::to_string(r.value.min_v) + "," + std::to_string(r.value.max_v);
-}
-
 // Reads the committed output back: the totals of every window in OUT/*.csv.
+// A window committed twice or a line that does not parse is an error.
 ms::StatusOr<ms::Q1Totals> read_committed(const std::string& dir) {
-  ms::Q1Totals t;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    if (entry.path().extension() != ".csv") continue;  // staging
-    FILE* f = std::fopen(entry.path().c_str(), "r");
-    if (f == nullptr) return absl::NotFoundError("cannot read " + entry.path().string());
-    unsigned long long meter = 0, count = 0, wh = 0;
-    long long start = 0;
-    unsigned min_v = 0, max_v = 0;
-    while (std::fscanf(f, "%llu,%lld,%llu,%llu,%u,%u\n", &meter, &start, &count, &wh, &min_v,
-                       &max_v) == 6) {
-      t.add_window(meter, start, count, wh, min_v, max_v);
-    }
-    const bool complete = std::feof(f) != 0;
-    std::fclose(f);
-    if (!complete) return absl::DataLossError("a line of " + entry.path().string() + " does not parse");
+  ms::StatusOr<ms::bench::OutputCheck> c = ms::bench::check_q1_output(dir);
+  if (!c.ok()) return c.status();
+  if (c->repeated != 0 || c->malformed != 0) {
+    return absl::DataLossError("the output in " + dir + " has " + std::to_string(c->repeated) +
+                               " repeated windows and " + std::to_string(c->malformed) +
+                               " malformed lines");
   }
-  if (ec) return absl::NotFoundError("cannot list " + dir + ": " + ec.message());
-  return t;
+  return c->totals;
 }
 
 std::string to_csv(const ms::MeterReading& r) {
@@ -425,18 +390,25 @@ int main(int argc, char** argv) {
     from.undecodable().sink(ms::file_sink(tmpl + "/undecodable.txt"));
     std::printf("undecodable records -> %s/undecodable.txt\n", tmpl.c_str());
   }
-  auto readings = from.with_watermarks(ms::bounded_out_of_orderness(5min), &ms::MeterReading::ts_ms)
-                      .key_by(&ms::MeterReading::meter_id);
+  auto readings =
+      from.with_watermarks(ms::bounded_out_of_orderness(5min), &ms::MeterReading::ts_ms);
+  // One stream, two consumers: the voltage sags are counted as they come,
+  // without waiting for any window.
+  auto sags = std::make_shared<std::atomic<std::uint64_t>>(0);
+  readings.filter([](const ms::MeterReading& r) { return r.voltage_dv < 2000; })
+      .sink(ms::callback_sink<ms::MeterReading>(
+          [sags](const ms::MeterReading&) { sags->fetch_add(1, std::memory_order_relaxed); }));
+  auto keyed = readings.key_by(&ms::MeterReading::meter_id);
   // dedup_by_sequence keeps the stream keyed: the window after it needs no
   // second exchange, and both branches have the same type.
-  auto per_minute = (flags.dedup ? readings.dedup_by_sequence(&ms::MeterReading::seq) : readings)
+  auto per_minute = (flags.dedup ? keyed.dedup_by_sequence(&ms::MeterReading::seq) : keyed)
                         .window(ms::tumbling(1min))
                         .aggregate(Q1Aggregate{});
   per_minute.late().sink(ms::file_sink<ms::MeterReading>(late_path, to_csv));
   const bool checkpointed = !flags.checkpoint_dir.empty();
   if (checkpointed) {
     // Exactly once: staged at each checkpoint, published when it is durable.
-    per_minute.map(to_line).sink(
+    per_minute.map(ms::q1_result_line).sink(
         ms::exactly_once_file_sink<std::string>(flags.output, [](const std::string& l) { return l; }));
   } else {
     per_minute.sink(totals);
@@ -516,6 +488,8 @@ int main(int argc, char** argv) {
               late_path.c_str(), checkpointed ? "  (this run)" : "");
   std::printf("  duplicates    %llu%s\n", static_cast<unsigned long long>(t.duplicates_dropped),
               checkpointed ? "  (this run)" : "");
+  std::printf("  voltage sags  %llu%s\n",
+              static_cast<unsigned long long>(sags->load()), checkpointed ? "  (this run)" : "");
   std::printf("  total_count   %llu\n", static_cast<unsigned long long>(t.total_count));
   std::printf("  sum_wh        %llu\n", static_cast<unsigned long long>(t.sum_wh));
   std::printf("  digest        %llu\n", static_cast<unsigned long long>(t.digest));

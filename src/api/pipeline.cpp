@@ -43,7 +43,7 @@ StatusOr<Job> Pipeline::build(JobOptions options) const {
   for (const auto& node : graph_->nodes()) {
     has_source |= node->input < 0;
     for (std::size_t port = 0; port < node->consumers.size(); ++port) {
-      if (node->consumers[port] < 0 && !node->side_output[port]) {
+      if (node->consumers[port].empty() && !node->side_output[port]) {
         return absl::FailedPreconditionError(fmt::format(
             "the output of '{}' is never consumed: end it in a sink (e.g. .sink(...))",
             node->name));

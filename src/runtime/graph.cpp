@@ -18,21 +18,32 @@ int Graph::add(std::unique_ptr<Node> node, const std::string& kind, int ports) {
   const int id = static_cast<int>(nodes_.size());
   node->id = id;
   node->name = fmt::format("{}#{}", kind, id);
-  node->consumers.assign(static_cast<std::size_t>(ports), -1);
+  node->consumers.assign(static_cast<std::size_t>(ports), {});
   node->side_output.assign(static_cast<std::size_t>(ports), false);
   node->port_version.assign(static_cast<std::size_t>(ports), 0);
   nodes_.push_back(std::move(node));
   return id;
 }
 
-bool Graph::consume(int producer, int port, int version, const char* method) {
+bool Graph::check_handle(int producer, int port, int version, const char* method) {
+  const Node& p = node(producer);
+  if (p.port_version[static_cast<std::size_t>(port)] == version) return true;
+  record_error(absl::FailedPreconditionError(fmt::format(
+      "{}(): the stream from '{}' was replaced by with_watermarks(), which gives the source's "
+      "own stream event time; use the handle with_watermarks() returned",
+      method, p.name)));
+  return false;
+}
+
+bool Graph::change_in_place(int producer, int port, int version, const char* method) {
+  if (!check_handle(producer, port, version, method)) return false;
   Node& p = node(producer);
   const auto idx = static_cast<std::size_t>(port);
-  if (p.port_version[idx] != version || p.consumers[idx] >= 0) {
+  if (!p.consumers[idx].empty()) {
     record_error(absl::FailedPreconditionError(fmt::format(
-        "{}(): the stream from '{}' was already consumed; a stream handle can be used once "
-        "(use the handle returned by the previous call)",
-        method, p.name)));
+        "{}(): the stream from '{}' already feeds '{}'; call {}() on it first and use the "
+        "handle it returns for every step",
+        method, p.name, node(p.consumers[idx].front()).name, method)));
     return false;
   }
   ++p.port_version[idx];
@@ -43,7 +54,7 @@ void Graph::connect(int producer, int port, int consumer) {
   Node& c = node(consumer);
   c.input = producer;
   c.input_port = port;
-  node(producer).consumers[static_cast<std::size_t>(port)] = consumer;
+  node(producer).consumers[static_cast<std::size_t>(port)].push_back(consumer);
 }
 
 void Graph::record_error(Status status) {

@@ -151,15 +151,28 @@ class JobState {
       Worker& worker = node.stage == 0 ? sources : main;
       std::vector<void*> downstream(node.consumers.size(), nullptr);
       for (std::size_t port = 0; port < node.consumers.size(); ++port) {
-        const int c = node.consumers[port];
-        // Unconsumed, or consumed by a node added after build().
-        if (c < 0 || static_cast<std::size_t>(c) >= nodes.size()) continue;
-        const Node& consumer = *nodes[static_cast<std::size_t>(c)];
-        downstream[port] =
-            consumer.exchange
-                ? consumer.exchange->make_sender(worker, channels[static_cast<std::size_t>(c)],
-                                                 node.stage, consumer.name)
-                : inputs[static_cast<std::size_t>(c)];
+        // Each consumer's input on this worker: a chained consumer's
+        // collector, or a sender into the consumer's exchange.
+        std::vector<void*> targets;
+        const Node* first = nullptr;
+        for (const int c : node.consumers[port]) {
+          // Consumers added after build() are not part of this job.
+          if (static_cast<std::size_t>(c) >= nodes.size()) continue;
+          const Node& consumer = *nodes[static_cast<std::size_t>(c)];
+          if (first == nullptr) first = &consumer;
+          targets.push_back(
+              consumer.exchange
+                  ? consumer.exchange->make_sender(worker, channels[static_cast<std::size_t>(c)],
+                                                   node.stage, consumer.name)
+                  : inputs[static_cast<std::size_t>(c)]);
+        }
+        if (targets.size() == 1) {
+          downstream[port] = targets[0];
+        } else if (targets.size() > 1) {
+          // Several consumers: a fan-out of the port's record type, which all
+          // consumers share as their input type.
+          downstream[port] = first->make_fan_out(worker, targets);
+        }
       }
       StatusOr<void*> input = node.instantiate(worker, downstream);
       if (!input.ok()) {

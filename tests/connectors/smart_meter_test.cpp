@@ -9,6 +9,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "bench/q1.hpp"
+
 namespace ms = meterstream;
 
 namespace {

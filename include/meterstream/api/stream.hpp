@@ -1,15 +1,22 @@
 // Stream<T>: a typed handle to a stream of records in a Pipeline.
 //
 // Each call adds a step to the pipeline's plan and returns the handle of its
-// output. A handle is consumed by the call that uses it: keep using the handle
-// returned. Element types are deduced from the callables. Misuse (a handle used
-// twice, a negative bound, a null sink) is recorded in the plan and reported by
-// Pipeline::build() before any record flows.
+// output. A handle may be used by any number of steps: each gets every record
+// and every watermark of the stream (records are shared between them, copied
+// only for steps that change their input, such as filter() and map()), and a
+// checkpoint covers them all. Element types are deduced from the callables.
+// Misuse (a negative bound, a null sink, the handle a source had before
+// with_watermarks()) is recorded in the plan and reported by Pipeline::build()
+// before any record flows.
 //
-// Example:
+// Example: one stream of readings, two consumers.
 //   auto readings = p.source(ms::from_vector(events))
 //                       .with_watermarks(ms::bounded_out_of_orderness(5min),
 //                                        &MeterReading::ts_ms);
+//   readings.key_by(&MeterReading::meter_id)
+//       .window(ms::tumbling(1min))
+//       .aggregate(Usage{})
+//       .sink(ms::collect_into(usage));
 //   readings.filter([](const MeterReading& r) { return r.voltage_dv < 2000; })
 //       .map([](const MeterReading& r) { return r.meter_id; })
 //       .sink(ms::collect_into(sagging_meters));
@@ -71,7 +78,10 @@ class Stream {
   // Gives the stream event time: `timestamp` (a callable or a pointer to
   // member, T -> milliseconds since the epoch) reads each record's timestamp,
   // and `strategy` makes the watermarks. Applied right after a source,
-  // watermarks are made per split; elsewhere per worker.
+  // watermarks are made per split, inside the source: the source's own stream
+  // gets event time, so call it before any other use of that stream (an
+  // error otherwise) and use the handle it returns. Elsewhere watermarks are
+  // made per worker.
   //
   // The timestamp must be an integral number of milliseconds: a
   // floating-point (or any other) type does not compile, rather than being
@@ -107,7 +117,7 @@ class Stream {
     auto* source = dynamic_cast<detail::SourceNode<T>*>(&n);
     if (source != nullptr && port_ == 0 && !exchange_) {
       // Per split, inside the source.
-      if (!graph_->consume(node_, port_, version_, "with_watermarks")) return invalid();
+      if (!graph_->change_in_place(node_, port_, version_, "with_watermarks")) return invalid();
       source->event_time_ = std::move(spec);
       n.event_time = true;
       return Stream<T>(graph_, node_, port_, n.port_version[0]);
@@ -126,11 +136,10 @@ class Stream {
   template <typename KeyFn>
   auto key_by(KeyFn key_fn) const {
     using K = std::decay_t<std::invoke_result_t<const KeyFn&, const T&>>;
-    if (!valid() || !graph_->consume(node_, port_, version_, "key_by")) {
+    if (!valid() || !graph_->check_handle(node_, port_, version_, "key_by")) {
       return KeyedStream<K, T, KeyFn>(invalid(), std::move(key_fn));
     }
-    Stream<T> s(graph_, node_, port_, graph_->node(node_).port_version[static_cast<std::size_t>(port_)]);
-    return KeyedStream<K, T, KeyFn>(s, std::move(key_fn));
+    return KeyedStream<K, T, KeyFn>(*this, std::move(key_fn));
   }
 
   // Drops records whose id id_fn(const T&) was seen within `ttl` of event time
@@ -162,10 +171,8 @@ class Stream {
 
   // Spreads records round-robin over all workers.
   Stream<T> rebalance() const {
-    if (!valid() || !graph_->consume(node_, port_, version_, "rebalance")) return invalid();
-    return Stream<T>(graph_, node_, port_,
-                     graph_->node(node_).port_version[static_cast<std::size_t>(port_)],
-                     detail::rebalance_exchange<T>());
+    if (!valid() || !graph_->check_handle(node_, port_, version_, "rebalance")) return invalid();
+    return Stream<T>(graph_, node_, port_, version_, detail::rebalance_exchange<T>());
   }
 
   // Ends the stream in `sink`; each worker writes through its own writer.
@@ -209,8 +216,8 @@ class Stream {
   int port() const { return port_; }
 
   // Adds a node that consumes this stream (through `exchange` if given, or the
-  // pending rebalance); `make` creates its instance on a worker. Returns the
-  // handle of the new node's output port 0.
+  // pending rebalance), besides any other consumer it has; `make` creates its
+  // instance on a worker. Returns the handle of the new node's output port 0.
   // `stateful`: the node keeps keyed state and takes a share of the operator
   // memory budget.
   template <typename R>
@@ -218,10 +225,11 @@ class Stream {
                    int ports = 1, bool event_time_out = false,
                    std::shared_ptr<detail::ExchangeSpecBase> exchange = nullptr,
                    bool stateful = false) const {
-    if (!valid() || !graph_->consume(node_, port_, version_, method)) {
+    if (!valid() || !graph_->check_handle(node_, port_, version_, method)) {
       return Stream<R>(graph_, -1, 0, 0);
     }
     auto node = std::make_unique<detail::FnNode>(std::move(make));
+    node->make_fan_out = &detail::make_fan_out<T>;
     node->event_time = has_event_time() || event_time_out;
     node->stateful = stateful;
     node->exchange = exchange ? std::move(exchange) : exchange_;

@@ -77,7 +77,8 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
   }
 
  public:
-
+  // Records reach the process function as const references only.
+  bool reads_input_only() const override { return true; }
 
   void push(RecordBatch<T>& batch) override {
     call_user(name_, [&] {

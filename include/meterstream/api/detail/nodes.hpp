@@ -11,6 +11,7 @@
 
 #include "meterstream/core/key_group.hpp"
 #include "meterstream/runtime/detail/exchange.hpp"
+#include "meterstream/runtime/detail/fan_out.hpp"
 #include "meterstream/runtime/detail/graph.hpp"
 #include "meterstream/runtime/detail/source_head.hpp"
 #include "meterstream/runtime/operator.hpp"

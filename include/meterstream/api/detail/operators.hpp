@@ -232,6 +232,9 @@ class SinkOp final : public Collector<T>, public OperatorInstance {
     records_ = worker.metrics().counter("sink_records");
   }
 
+  // SinkWriter::write() takes the batch const.
+  bool reads_input_only() const override { return true; }
+
   void push(RecordBatch<T>& batch) override {
     Status s = call_user(name_, [&] { return writer_->write(batch); });
     if (!s.ok()) fail(s);

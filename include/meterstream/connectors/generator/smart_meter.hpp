@@ -1,4 +1,4 @@
-// The smart-meter workload generator and the Q1 result helpers.
+// The smart-meter workload generator.
 //
 // SmartMeterGenerator produces the canonical benchmark stream of
 // shared/bench/WORKLOAD.md ("the smart-meter workload"): a deterministic,
@@ -6,10 +6,8 @@
 // arrivals, exact duplicates (retries) and voltage sags. The same
 // SmartMeterWorkload always gives the same events, on every platform.
 //
-// Q1Totals and q1_window_digest compute the results of query Q1 (per-meter
-// one-minute windows) in the form the benchmark prints and the tests compare:
-// the digest is an order-independent sum over fired windows, so a parallel run
-// must produce exactly the same totals as a sequential one.
+// The queries run over it (Q1's aggregate, totals and digest) belong to the
+// benchmark, not to the library: see bench/q1.hpp.
 //
 // Thread-safety: SmartMeterGenerator is not thread-safe (one generator per
 // thread); the value types and free functions are.
@@ -150,55 +148,5 @@ class SmartMeterGenerator {
 
 // Generates all `workload.events` events into memory.
 std::vector<MeterReading> generate_smart_meter_events(const SmartMeterWorkload& workload);
-
-// The digest term of one fired Q1 window (WORKLOAD.md "Query Q1"): a chain of
-// fmix64 over meter_id, start, count, sum_wh and (min_v << 16 | max_v).
-// Inline because it runs once per fired window in the benchmark's hot path.
-inline std::uint64_t q1_window_digest(std::uint64_t meter_id, std::int64_t start,
-                                      std::uint64_t count, std::uint64_t sum_wh,
-                                      std::uint32_t min_v, std::uint32_t max_v) {
-  std::uint64_t h = fmix64(meter_id);
-  h = fmix64(h ^ static_cast<std::uint64_t>(start));
-  h = fmix64(h ^ count);
-  h = fmix64(h ^ sum_wh);
-  return fmix64(h ^ (static_cast<std::uint64_t>(min_v) << 16 | max_v));
-}
-
-// The results of Q1. All fields are sums, so partial totals (per worker) merge
-// by addition, with the digest wrapping mod 2^64.
-struct Q1Totals {
-  std::uint64_t windows = 0;       // windows fired (one per meter and window)
-  std::uint64_t late_dropped = 0;  // events dropped as late
-  std::uint64_t duplicates_dropped = 0;  // Q2: events dropped as retries
-  std::uint64_t total_count = 0;   // sum of the windows' counts
-  std::uint64_t sum_wh = 0;        // sum of the windows' wh sums
-  std::uint64_t digest = 0;        // wrapping sum of q1_window_digest terms
-
-  // Accounts for one fired window.
-  void add_window(std::uint64_t meter_id, std::int64_t start, std::uint64_t count,
-                  std::uint64_t window_sum_wh, std::uint32_t min_v, std::uint32_t max_v) {
-    ++windows;
-    total_count += count;
-    sum_wh += window_sum_wh;
-    digest += q1_window_digest(meter_id, start, count, window_sum_wh, min_v, max_v);
-  }
-
-  // Adds another partial result (e.g. of another worker).
-  void merge(const Q1Totals& o) {
-    windows += o.windows;
-    late_dropped += o.late_dropped;
-    duplicates_dropped += o.duplicates_dropped;
-    total_count += o.total_count;
-    sum_wh += o.sum_wh;
-    digest += o.digest;
-  }
-
-  bool operator==(const Q1Totals& o) const {
-    return windows == o.windows && late_dropped == o.late_dropped &&
-           duplicates_dropped == o.duplicates_dropped &&
-           total_count == o.total_count && sum_wh == o.sum_wh && digest == o.digest;
-  }
-  bool operator!=(const Q1Totals& o) const { return !(*this == o); }
-};
 
 }  // namespace meterstream

@@ -98,6 +98,10 @@ class ExchangeSender final : public Collector<T>, public OperatorInstance {
     pending_.resize(static_cast<std::size_t>(channels_->parallelism()));
   }
 
+  // Trivially copyable records are copied into the outgoing batches; others
+  // are moved out of the input.
+  bool reads_input_only() const override { return kDirect; }
+
   void push(RecordBatch<T>& batch) override {
     // The partitioner calls the user's key function.
     call_user(name_, [&] { partition(batch); });

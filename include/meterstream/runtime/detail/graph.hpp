@@ -1,9 +1,11 @@
 // The logical plan that the DSL builds and Job runs. Not API.
 //
 // Nodes are added in creation order, which is a topological order: a node's
-// input is always an earlier node. Each output port has at most one consumer
-// (a stream handle is consumed once); the edge into a node is either chained
-// (direct calls on the same worker) or an exchange (key_by, rebalance).
+// input is always an earlier node. An output port may have any number of
+// consumers (a stream handle may be used by several steps; each worker then
+// hands the port's output to each of them through a FanOut, fan_out.hpp); the
+// edge into a node is either chained (direct calls on the same worker) or an
+// exchange (key_by, rebalance).
 #pragma once
 
 #include <memory>
@@ -58,9 +60,17 @@ class Node {
   int input = -1;                   // the producing node; -1 for sources
   int input_port = 0;
   std::shared_ptr<ExchangeSpecBase> exchange;  // on the input edge; null when chained
-  std::vector<int> consumers;       // per output port; -1 when unconsumed
+  // Per output port: the consuming nodes, in the order they were added
+  // (empty when unconsumed).
+  std::vector<std::vector<int>> consumers;
   std::vector<bool> side_output;    // per output port: may stay unconsumed
-  std::vector<int> port_version;    // per output port: bumped when a handle is consumed
+  // Per output port: bumped when a step changes the port in place
+  // (with_watermarks() on a source), which makes older handles stale.
+  std::vector<int> port_version;
+  // For nodes with an input: makes, on a worker, the Collector<In>* that
+  // hands a batch to each of several Collector<In>* (a FanOut of the input's
+  // record type), for a producer port with more than one consumer.
+  void* (*make_fan_out)(Worker&, const std::vector<void*>&) = nullptr;
   bool event_time = false;          // port 0 carries timestamps and watermarks
   bool stateful = false;            // keeps keyed state: shares the operator memory budget
   std::shared_ptr<SinkBase> sink;   // for sink nodes: commits their staged output
@@ -76,11 +86,15 @@ class Graph {
   const Node& node(int id) const { return *nodes_[static_cast<std::size_t>(id)]; }
   const std::vector<std::unique_ptr<Node>>& nodes() const { return nodes_; }
 
-  // Checks that output `port` of `producer` at handle `version` may still be
-  // consumed, and marks it consumed (bumps its version). On misuse records an
+  // Checks that a handle of output `port` of `producer` at `version` is not
+  // stale (the port was not changed in place since). On misuse records an
   // error naming `method` and returns false.
-  bool consume(int producer, int port, int version, const char* method);
-  // Connects output `port` of `producer` to the input of `consumer`.
+  bool check_handle(int producer, int port, int version, const char* method);
+  // For a step that changes output `port` in place: checks the handle as
+  // check_handle() and that the port has no consumer yet, then bumps its
+  // version. On misuse records an error naming `method` and returns false.
+  bool change_in_place(int producer, int port, int version, const char* method);
+  // Adds `consumer` to the consumers of output `port` of `producer`.
   void connect(int producer, int port, int consumer);
 
   // Records a plan error; the first one wins and Pipeline::build() returns it.

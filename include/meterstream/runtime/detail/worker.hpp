@@ -44,6 +44,11 @@ class OperatorInstance {
   // kMaxTimestamp when none.
   virtual Timestamp next_processing_time() const { return kMaxTimestamp; }
   virtual void on_processing_time(Timestamp /*now*/) {}
+  // For an instance that is also a Collector: true when push() leaves the
+  // batch it is given unchanged and hands it to no collector that may change
+  // it. A fan-out (fan_out.hpp) then gives it the producer's batch instead of
+  // a copy. Default: false (Collector::push() may modify the batch).
+  virtual bool reads_input_only() const { return false; }
 };
 
 // What a worker polls: a source instance or the receiving end of an exchange.

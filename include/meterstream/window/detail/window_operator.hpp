@@ -70,6 +70,10 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
     watermark_gauge_ = worker.metrics().gauge("window_watermark", GaugeMerge::kMin, kMinTimestamp);
   }
 
+  // Records are only read, except that late ones are moved to the late
+  // output, which leaves trivially copyable records as they were.
+  bool reads_input_only() const override { return std::is_trivially_copyable_v<T>; }
+
   void watermark_status(bool idle) override { out_->watermark_status(idle); }
 
   void end() override {
