@@ -23,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/q1.hpp"
 #include "meterstream/connectors/generator/smart_meter.hpp"
 #include "meterstream/core/status.hpp"
 
