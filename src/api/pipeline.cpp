@@ -51,6 +51,7 @@ StatusOr<Job> Pipeline::build(JobOptions options) const {
     }
   }
   if (!has_source) return absl::FailedPreconditionError("the pipeline has no source");
+  MS_RETURN_IF_ERROR(graph_->check_uids(graph_->nodes().size()));
   return Job(graph_, std::move(options));
 }
 

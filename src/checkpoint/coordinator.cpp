@@ -387,7 +387,7 @@ StatusOr<std::shared_ptr<const RestoredCheckpoint>> Coordinator::restore() {
   for (const SinkRef& s : sinks_) {
     std::vector<std::string> keep;
     if (restored) {
-      auto it = restored->prepared.find(s.name);
+      auto it = restored->prepared.find(s.uid);
       if (it != restored->prepared.end()) keep = it->second;
     }
     Status st = s.sink->recover(restored_id, keep);
@@ -835,7 +835,7 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
 
   // Staged output must survive what the metadata survives.
   for (const SinkRef& s : sinks_) {
-    auto it = by_sink.find(s.name);
+    auto it = by_sink.find(s.uid);
     if (it == by_sink.end()) continue;
     Status st = s.sink->persist(it->second);
     if (!st.ok()) {
@@ -899,7 +899,7 @@ Status Coordinator::commit_sinks(CheckpointCommit checkpoint,
   for (const SinkRef* s : order) {
     std::vector<std::string> mine;
     for (const SinkPrepared& p : prepared) {
-      if (p.sink == s->name) mine.push_back(p.prepared);
+      if (p.sink == s->uid) mine.push_back(p.prepared);
     }
     if (mine.empty() && s != commit_point_) continue;
     Status st = s->sink->commit(checkpoint, mine);
@@ -918,7 +918,7 @@ Status Coordinator::commit_sinks(CheckpointCommit checkpoint,
     CheckpointCommit mine = checkpoint;
     mine.splits.clear();
     for (const CheckpointCommit::Split& split : checkpoint.splits) {
-      if (split.source == src.name) mine.splits.push_back(split);
+      if (split.source == src.uid) mine.splits.push_back(split);
     }
     Status st = src.source->checkpoint_committed(mine);
     if (!st.ok()) {

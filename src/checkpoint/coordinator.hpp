@@ -30,11 +30,13 @@ namespace meterstream::detail {
 class Coordinator final : public CheckpointHub {
  public:
   struct SinkRef {
-    std::string name;  // the sink node's name
+    std::string uid;   // the sink node's uid: keys its staged output in checkpoints
+    std::string name;  // the sink node's name, for errors
     std::shared_ptr<SinkBase> sink;
   };
   struct SourceRef {
-    std::string name;  // the source node's name
+    std::string uid;   // the source node's uid: keys its split positions in checkpoints
+    std::string name;  // the source node's name, for logs
     std::shared_ptr<SourceBase> source;
   };
 

@@ -1,5 +1,6 @@
 #include "meterstream/runtime/detail/graph.hpp"
 
+#include <map>
 #include <utility>
 
 #include "fmt/format.h"
@@ -14,10 +15,14 @@ bool Node::active_on(const Graph& graph, int worker) const {
   return graph.node(input).active_on(graph, worker);
 }
 
-int Graph::add(std::unique_ptr<Node> node, const std::string& kind, int ports) {
+int Graph::add(std::unique_ptr<Node> node, const std::string& kind, int ports,
+                const std::string& name) {
   const int id = static_cast<int>(nodes_.size());
   node->id = id;
-  node->name = fmt::format("{}#{}", kind, id);
+  // The default uid is what the node name was before names and uids were
+  // separated, so that checkpoints of unchanged pipelines keep restoring.
+  node->uid = fmt::format("{}#{}", kind, id);
+  node->name = name.empty() ? kind : name;
   node->consumers.assign(static_cast<std::size_t>(ports), {});
   node->side_output.assign(static_cast<std::size_t>(ports), false);
   node->port_version.assign(static_cast<std::size_t>(ports), 0);
@@ -55,6 +60,40 @@ void Graph::connect(int producer, int port, int consumer) {
   c.input = producer;
   c.input_port = port;
   node(producer).consumers[static_cast<std::size_t>(port)].push_back(consumer);
+}
+
+void Graph::set_name(int id, std::string name) {
+  if (name.empty()) {
+    record_error(absl::InvalidArgumentError(
+        fmt::format("name(): the name of '{}' must not be empty", node(id).name)));
+    return;
+  }
+  node(id).name = std::move(name);
+}
+
+void Graph::set_uid(int id, std::string uid) {
+  if (uid.empty()) {
+    record_error(absl::InvalidArgumentError(
+        fmt::format("uid(): the uid of '{}' must not be empty", node(id).name)));
+    return;
+  }
+  node(id).uid = std::move(uid);
+  node(id).uid_set = true;
+}
+
+Status Graph::check_uids(std::size_t count) const {
+  std::map<std::string, const Node*> seen;
+  for (std::size_t i = 0; i < count && i < nodes_.size(); ++i) {
+    const Node& n = *nodes_[i];
+    auto [it, inserted] = seen.emplace(n.uid, &n);
+    if (!inserted) {
+      return absl::FailedPreconditionError(fmt::format(
+          "two operators have uid '{}': '{}' and '{}' (a uid names one operator's state: give "
+          "each its own)",
+          n.uid, it->second->name, n.name));
+    }
+  }
+  return Status();
 }
 
 void Graph::record_error(Status status) {

@@ -225,29 +225,30 @@ class JobState {
     std::vector<Coordinator::SinkRef> sinks;
     std::vector<Coordinator::SourceRef> sources;
     for (const Node* node : nodes()) {
-      if (node->sink) sinks.push_back({node->name, node->sink});
-      if (node->source) sources.push_back({node->name, node->source});
+      if (node->sink) sinks.push_back({node->uid, node->name, node->sink});
+      if (node->source) sources.push_back({node->uid, node->name, node->source});
     }
     MS_ASSIGN_OR_RETURN(coordinator_,
                         Coordinator::create(c, shared_, std::move(sinks), std::move(sources)));
     MS_ASSIGN_OR_RETURN(restored_, coordinator_->restore());
     if (restored_) {
+      // State is matched by uid (Stream::uid()).
+      const std::vector<Node*> all = nodes();
       for (const auto& [op, part] : restored_->operators) {
-        const std::vector<Node*> all = nodes();
-        if (std::none_of(all.begin(), all.end(), [&](const Node* n) { return n->name == op; })) {
+        if (std::none_of(all.begin(), all.end(), [&](const Node* n) { return n->uid == op; })) {
           return absl::FailedPreconditionError(fmt::format(
-              "checkpoint {} holds state of operator '{}', which this job does not have (the "
-              "pipeline changed?)",
+              "checkpoint {} holds state of the operator with uid '{}', which this job does not "
+              "have (the pipeline changed? operators without .uid() get \"<kind>#<position>\", "
+              "which shifts when steps are added before them: give stateful steps a uid)",
               restored_->id, op));
         }
       }
       for (const auto& [split, snap] : restored_->splits) {
-        const std::vector<Node*> all = nodes();
         if (std::none_of(all.begin(), all.end(),
-                         [&](const Node* n) { return n->name == split.first; })) {
+                         [&](const Node* n) { return n->uid == split.first; })) {
           return absl::FailedPreconditionError(fmt::format(
-              "checkpoint {} holds positions of source '{}', which this job does not have (the "
-              "pipeline changed?)",
+              "checkpoint {} holds positions of the source with uid '{}', which this job does "
+              "not have (the pipeline changed? give sources a uid)",
               restored_->id, split.first));
         }
       }

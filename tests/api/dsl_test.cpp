@@ -890,7 +890,7 @@ TEST_CASE("build() reports a stream that is never sunk", "[dsl]") {
   ms::Pipeline p;
   auto s = p.source(counting_source(&polled)).map(ident());
   s.filter([](const std::int64_t& x) { return x > 3; });  // dangling
-  check_build_error(p, {"filter#", "never consumed", "sink"}, polled);
+  check_build_error(p, {"'filter'", "never consumed", "sink"}, polled);
 }
 
 TEST_CASE("build() reports a null sink", "[dsl]") {

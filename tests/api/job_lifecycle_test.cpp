@@ -125,7 +125,7 @@ TEST_CASE("a key function that throws stops the job with an error naming the ste
     REQUIRE(job.ok());
     const ms::Status s = job->run();
     CHECK(s.code() == absl::StatusCode::kInternal);
-    CHECK_THAT(std::string(s.message()), Catch::Contains("partitioning into window-aggregate"));
+    CHECK_THAT(std::string(s.message()), Catch::Contains("partitioning into window(tumbling 1min).aggregate"));
     CHECK_THAT(std::string(s.message()), Catch::Contains("bad meter id"));
   }
 }

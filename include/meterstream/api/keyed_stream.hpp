@@ -61,12 +61,13 @@ class KeyedStream {
     auto key_fn = key_fn_;
     Stream<T> out = input_.template attach<T>(
         "dedup_by_sequence", "dedup-sequence",
-        [key_fn, seq_fn, horizon](detail::Worker& w, const std::string& name,
+        [key_fn, seq_fn, horizon](detail::Worker& w, const detail::OperatorIds& ids,
                                   const std::vector<void*>& d) {
           return Stream<T>::template chain<detail::SequenceDedupOp<K, T, KeyFn, SeqFn>, T>(
-              w, name, d, key_fn, seq_fn, horizon);
+              w, ids, d, key_fn, seq_fn, horizon);
         },
-        1, false, exchange(), /*stateful=*/true);
+        1, false, exchange(), /*stateful=*/true)
+        .name("key_by.dedup_by_sequence");
     return KeyedStream(out, key_fn_, true);
   }
 
@@ -76,11 +77,25 @@ class KeyedStream {
     auto key_fn = key_fn_;
     return input_.template attach<Out>(
         "process", "process",
-        [key_fn, fn](detail::Worker& w, const std::string& name, const std::vector<void*>& d) {
+        [key_fn, fn](detail::Worker& w, const detail::OperatorIds& ids, const std::vector<void*>& d) {
           return Stream<T>::template chain<detail::KeyedProcessOp<K, T, KeyFn, F, Out>, Out>(
-              w, name, d, key_fn, fn);
+              w, ids, d, key_fn, fn);
         },
-        1, false, exchange(), /*stateful=*/true);
+        1, false, exchange(), /*stateful=*/true)
+        .name("key_by.process");
+  }
+
+  // Names the step that made this stream: dedup_by_sequence() (see
+  // Stream::name()). key_by() itself adds no step: name the step after it.
+  KeyedStream name(std::string name) const {
+    if (check_step("name")) input_.name(std::move(name));
+    return *this;
+  }
+  // Sets the uid of the step that made this stream: dedup_by_sequence() (see
+  // Stream::uid()).
+  KeyedStream uid(std::string uid) const {
+    if (check_step("uid")) input_.uid(std::move(uid));
+    return *this;
   }
 
   const Stream<T>& input() const { return input_; }
@@ -92,6 +107,16 @@ class KeyedStream {
   std::shared_ptr<detail::ExchangeSpecBase> exchange() const {
     if (partitioned_) return nullptr;
     return detail::key_exchange<T>(key_fn_);
+  }
+
+  // Whether this stream was made by a step (dedup_by_sequence()), which
+  // name() and uid() apply to; records an error if not.
+  bool check_step(const char* method) const {
+    if (partitioned_ || !input_.graph()) return true;
+    input_.graph()->record_error(absl::InvalidArgumentError(
+        std::string(method) + "(): key_by() adds no step of its own; call " + method +
+        "() on the step after it (e.g. .window(...).aggregate(...)." + method + "(...))"));
+    return false;
   }
 
   Stream<T> input_;

@@ -42,6 +42,11 @@ class SourceStream : public Stream<T> {
     const int version = this->valid() ? this->graph_->node(this->node_).port_version[1] : 0;
     return Stream<std::string>(this->graph_, this->node_, 1, version);
   }
+
+  // See Stream::name() and Stream::uid() (a source's positions in
+  // checkpoints are kept under its uid); they keep undecodable() available.
+  SourceStream name(std::string name) const { return SourceStream(Stream<T>::name(std::move(name))); }
+  SourceStream uid(std::string uid) const { return SourceStream(Stream<T>::uid(std::move(uid))); }
 };
 
 class Pipeline {

@@ -42,6 +42,27 @@ namespace meterstream {
 template <typename K, typename T, typename KeyFn>
 class KeyedStream;
 
+// A sink in the plan (Stream::sink()), to name or uid it (see Stream::name(),
+// Stream::uid()).
+class SinkStep {
+ public:
+  SinkStep(std::shared_ptr<detail::Graph> graph, int node) : graph_(std::move(graph)), node_(node) {}
+  // The sink's label in errors and metrics. Default: "sink:<the sink's name()>".
+  SinkStep name(std::string name) const {
+    if (graph_ && node_ >= 0) graph_->set_name(node_, std::move(name));
+    return *this;
+  }
+  // The uid its staged output is kept under in checkpoints.
+  SinkStep uid(std::string uid) const {
+    if (graph_ && node_ >= 0) graph_->set_uid(node_, std::move(uid));
+    return *this;
+  }
+
+ private:
+  std::shared_ptr<detail::Graph> graph_;
+  int node_ = -1;
+};
+
 template <typename T>
 class Stream {
  public:
@@ -51,27 +72,27 @@ class Stream {
   template <typename F>
   auto map(F f) const {
     using R = std::decay_t<std::invoke_result_t<const F&, const T&>>;
-    return attach<R>("map", "map", [f](detail::Worker& w, const std::string& name,
+    return attach<R>("map", "map", [f](detail::Worker& w, const detail::OperatorIds& ids,
                                        const std::vector<void*>& d) {
-      return chain<detail::MapOp<T, R, F>, R>(w, name, d, f);
+      return chain<detail::MapOp<T, R, F>, R>(w, ids, d, f);
     });
   }
 
   // Keeps the records for which f(const T&) is true.
   template <typename F>
   Stream<T> filter(F f) const {
-    return attach<T>("filter", "filter", [f](detail::Worker& w, const std::string& name,
+    return attach<T>("filter", "filter", [f](detail::Worker& w, const detail::OperatorIds& ids,
                                              const std::vector<void*>& d) {
-      return chain<detail::FilterOp<T, F>, T>(w, name, d, f);
+      return chain<detail::FilterOp<T, F>, T>(w, ids, d, f);
     });
   }
 
   // Zero or more outputs per record: f(const T&, Emitter<R>&) calls emit().
   template <typename R, typename F>
   Stream<R> flat_map(F f) const {
-    return attach<R>("flat_map", "flat_map", [f](detail::Worker& w, const std::string& name,
+    return attach<R>("flat_map", "flat_map", [f](detail::Worker& w, const detail::OperatorIds& ids,
                                                  const std::vector<void*>& d) {
-      return chain<detail::FlatMapOp<T, R, F>, R>(w, name, d, f);
+      return chain<detail::FlatMapOp<T, R, F>, R>(w, ids, d, f);
     });
   }
 
@@ -124,10 +145,11 @@ class Stream {
     }
     return attach<T>(
         "with_watermarks", "watermarks",
-        [spec](detail::Worker& w, const std::string& name, const std::vector<void*>& d) {
-          return chain<detail::WatermarkAssignerOp<T>, T>(w, name, d, spec);
+        [spec](detail::Worker& w, const detail::OperatorIds& ids, const std::vector<void*>& d) {
+          return chain<detail::WatermarkAssignerOp<T>, T>(w, ids, d, spec);
         },
-        1, /*event_time_out=*/true);
+        1, /*event_time_out=*/true)
+        .name("with_watermarks");
   }
 
   // Partitions by key: records with equal keys meet on one worker. The key is
@@ -163,10 +185,11 @@ class Stream {
     }
     return attach<T>(
         "dedup_by", "dedup-id",
-        [id_fn, ttl_ms](detail::Worker& w, const std::string& name, const std::vector<void*>& d) {
-          return chain<detail::IdDedupOp<Id, T, IdFn>, T>(w, name, d, id_fn, ttl_ms);
+        [id_fn, ttl_ms](detail::Worker& w, const detail::OperatorIds& ids, const std::vector<void*>& d) {
+          return chain<detail::IdDedupOp<Id, T, IdFn>, T>(w, ids, d, id_fn, ttl_ms);
         },
-        1, false, detail::key_exchange<T>(id_fn), /*stateful=*/true);
+        1, false, detail::key_exchange<T>(id_fn), /*stateful=*/true)
+        .name("dedup_by(ttl " + detail::format_millis(ttl_ms) + ")");
   }
 
   // Spreads records round-robin over all workers.
@@ -175,23 +198,45 @@ class Stream {
     return Stream<T>(graph_, node_, port_, version_, detail::rebalance_exchange<T>());
   }
 
+  // Names the step that made this stream (Flink's name()): the label in
+  // errors, logs and metrics. Default: the step's kind and arguments, e.g.
+  // "map", "window(tumbling 1min).aggregate", "source:file:events.csv".
+  // Example: .window(ms::tumbling(1min)).aggregate(Usage{}).name("usage per minute")
+  Stream<T> name(std::string name) const {
+    if (valid()) graph_->set_name(node_, std::move(name));
+    return *this;
+  }
+
+  // Sets the uid of the step that made this stream (Flink's uid()): its
+  // state is stored under it and matched by it on restore. Give stateful
+  // steps (windows, dedup, process, sources, sinks) a uid if the pipeline
+  // may change: the default uid, "<kind>#<position in the plan>", shifts
+  // when steps are added before it, and the checkpoint then no longer
+  // restores. Uids must be unique in a pipeline (build() checks).
+  Stream<T> uid(std::string uid) const {
+    if (valid()) graph_->set_uid(node_, std::move(uid));
+    return *this;
+  }
+
   // Ends the stream in `sink`; each worker writes through its own writer.
-  void sink(std::shared_ptr<Sink<T>> sink) const {
+  // Returns the sink step, to name() or uid() it.
+  SinkStep sink(std::shared_ptr<Sink<T>> sink) const {
     if (!sink) {
       if (graph_) graph_->record_error(absl::InvalidArgumentError("sink(): the sink is null"));
-      return;
+      return SinkStep(graph_, -1);
     }
     Stream<T> s = attach<T>(
         "sink", "sink:" + sink->name(),
-        [sink](detail::Worker& w, const std::string& name,
+        [sink](detail::Worker& w, const detail::OperatorIds& ids,
                const std::vector<void*>&) -> StatusOr<void*> {
           MS_ASSIGN_OR_RETURN(auto writer, sink->create_writer(w.index(), w.parallelism()));
           auto* op = w.add_operator(
-              std::make_unique<detail::SinkOp<T>>(name, std::move(writer), sink));
+              std::make_unique<detail::SinkOp<T>>(ids, std::move(writer), sink));
           return static_cast<void*>(static_cast<Collector<T>*>(op));
         },
         /*ports=*/0);
     if (s.valid()) graph_->node(s.node_).sink = sink;
+    return SinkStep(graph_, s.node_);
   }
 
   // --- For the DSL's own types; not needed in pipelines. ---
@@ -240,12 +285,12 @@ class Stream {
     return Stream<R>(graph_, id, 0, 0);
   }
 
-  // Creates operator Op(name, output collector, args...) on a worker, chained.
+  // Creates operator Op(ids, output collector, args...) on a worker, chained.
   template <typename Op, typename Out, typename... Args>
-  static StatusOr<void*> chain(detail::Worker& w, const std::string& name,
+  static StatusOr<void*> chain(detail::Worker& w, const detail::OperatorIds& ids,
                                const std::vector<void*>& downstream, Args&&... args) {
     auto* op = w.add_operator(std::make_unique<Op>(
-        name, static_cast<Collector<Out>*>(downstream[0]), std::forward<Args>(args)...));
+        ids, static_cast<Collector<Out>*>(downstream[0]), std::forward<Args>(args)...));
     return static_cast<void*>(static_cast<Collector<T>*>(op));
   }
 

@@ -35,6 +35,14 @@ class WindowedResultStream : public Stream<Out> {
   // stream is used.
   Stream<T> late() const { return Stream<T>(this->graph_, this->node_, 1, late_version()); }
 
+  // See Stream::name() and Stream::uid(); they keep late() available.
+  WindowedResultStream name(std::string name) const {
+    return WindowedResultStream(Stream<Out>::name(std::move(name)));
+  }
+  WindowedResultStream uid(std::string uid) const {
+    return WindowedResultStream(Stream<Out>::uid(std::move(uid)));
+  }
+
  private:
   int late_version() const {
     return this->valid() ? this->graph_->node(this->node_).port_version[1] : 0;
@@ -62,6 +70,20 @@ class WindowedStream {
   // WindowResult per key and window when the window fires.
   template <typename A>
   WindowedResultStream<WindowResult<K, aggregate_result_t<A>>, T> aggregate(A agg) const {
+    return aggregate_as(std::move(agg), "aggregate");
+  }
+
+  // Combines each key's window with f(const T&, const T&) -> T.
+  template <typename F>
+  auto reduce(F f) const {
+    return aggregate_as(ReduceAggregate<T, F>{std::move(f)}, "reduce");
+  }
+
+ private:
+  // aggregate(), by `method` (its default name: "window(<assigner>).<method>").
+  template <typename A>
+  WindowedResultStream<WindowResult<K, aggregate_result_t<A>>, T> aggregate_as(
+      A agg, const char* method) const {
     using Out = WindowResult<K, aggregate_result_t<A>>;
     if (Status s = validate(); !s.ok()) {
       if (input_.graph()) input_.graph()->record_error(std::move(s));
@@ -70,39 +92,48 @@ class WindowedStream {
     auto key_fn = key_fn_;
     const Assigner assigner = assigner_;
     const std::int64_t lateness = lateness_ms_;
-    auto make = [key_fn, agg, assigner, lateness](detail::Worker& w, const std::string& name,
+    auto make = [key_fn, agg, assigner, lateness](detail::Worker& w, const detail::OperatorIds& ids,
                                                   const std::vector<void*>& d) -> StatusOr<void*> {
       auto* out = static_cast<Collector<Out>*>(d[0]);
       auto* late = static_cast<Collector<T>*>(d[1]);
       Collector<T>* op = nullptr;
       if constexpr (std::is_same_v<Assigner, SessionWindows>) {
         op = w.add_operator(std::make_unique<detail::SessionWindowOperator<K, T, KeyFn, A>>(
-            name, key_fn, agg, assigner.gap_ms, lateness, out, late));
+            ids, key_fn, agg, assigner.gap_ms, lateness, out, late));
       } else if constexpr (std::is_same_v<Assigner, SlidingWindows>) {
         op = w.add_operator(std::make_unique<detail::TimeWindowOperator<K, T, KeyFn, A>>(
-            name, key_fn, agg, assigner.size_ms, assigner.slide_ms, assigner.offset_ms, lateness,
+            ids, key_fn, agg, assigner.size_ms, assigner.slide_ms, assigner.offset_ms, lateness,
             out, late));
       } else {
         op = w.add_operator(std::make_unique<detail::TimeWindowOperator<K, T, KeyFn, A>>(
-            name, key_fn, agg, assigner.size_ms, assigner.size_ms, assigner.offset_ms, lateness,
+            ids, key_fn, agg, assigner.size_ms, assigner.size_ms, assigner.offset_ms, lateness,
             out, late));
       }
       return static_cast<void*>(op);
     };
-    Stream<Out> results = input_.template attach<Out>("aggregate", "window-aggregate", make, 2,
+    Stream<Out> results = input_.template attach<Out>(method, "window-aggregate", make, 2,
                                                       false, partitioned_ ? nullptr : detail::key_exchange<T>(key_fn_),
                                                       /*stateful=*/true);
-    if (results.valid()) results.graph()->node(results.node()).side_output[1] = true;
+    if (results.valid()) {
+      results.graph()->node(results.node()).side_output[1] = true;
+      results.graph()->node(results.node()).name = "window(" + describe() + ")." + method;
+    }
     return WindowedResultStream<Out, T>(std::move(results));
   }
 
-  // Combines each key's window with f(const T&, const T&) -> T.
-  template <typename F>
-  auto reduce(F f) const {
-    return aggregate(ReduceAggregate<T, F>{std::move(f)});
+  // "tumbling 1min", "sliding 10min/1min", "session 30s": for default names.
+  std::string describe() const {
+    using detail::format_millis;
+    if constexpr (std::is_same_v<Assigner, SessionWindows>) {
+      return "session " + format_millis(assigner_.gap_ms);
+    } else if constexpr (std::is_same_v<Assigner, SlidingWindows>) {
+      return "sliding " + format_millis(assigner_.size_ms) + "/" +
+             format_millis(assigner_.slide_ms);
+    } else {
+      return "tumbling " + format_millis(assigner_.size_ms);
+    }
   }
 
- private:
   Status validate() const {
     std::string what;
     const char* kind = std::is_same_v<Assigner, SessionWindows>   ? "session()"

@@ -76,6 +76,15 @@ std::string not_whole_millis(std::chrono::duration<Rep, Period> d) {
   return text.str();
 }
 
+// `ms` milliseconds in the largest unit that divides it, for default operator
+// names: "1min", "30s", "1500ms", "2h".
+inline std::string format_millis(std::int64_t ms) {
+  if (ms != 0 && ms % 3600000 == 0) return std::to_string(ms / 3600000) + "h";
+  if (ms != 0 && ms % 60000 == 0) return std::to_string(ms / 60000) + "min";
+  if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
 }  // namespace detail
 
 // Which clock a timer or TTL follows.

@@ -55,14 +55,16 @@ namespace detail {
 template <typename T>
 class DedupOperatorBase : public Collector<T>, public OperatorInstance {
  public:
-  DedupOperatorBase(std::string name, Collector<T>* out) : name_(std::move(name)), out_(out) {}
+  DedupOperatorBase(const OperatorIds& ids, Collector<T>* out)
+      : uid_(ids.uid), name_(ids.name), out_(out) {}
 
   void open(Worker& worker) override {
     worker_ = &worker;
     max_parallelism_ = worker.max_parallelism();
     dropped_ = worker.metrics().counter("dedup_dropped");
+    op_dropped_ = worker.metrics().counter(operator_metric("dedup_dropped", name_));
     StatusOr<std::unique_ptr<KeyedStateStore>> store =
-        worker.state_backend()->open_keyed_store(name_, worker.key_groups(), max_parallelism_);
+        worker.state_backend()->open_keyed_store(uid_, worker.key_groups(), max_parallelism_);
     if (!store.ok()) throw StatusError{store.status()};
     store_ = *std::move(store);
     StatusOr<int> id = store_->register_state({"seen", StateDescriptor::Kind::kValue});
@@ -81,7 +83,7 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
   void end() override { out_->end(); }
 
   void barrier(std::int64_t id) override {
-    OperatorSnapshot& snap = worker_->snapshot_of(id, name_);
+    OperatorSnapshot& snap = worker_->snapshot_of(id, uid_);
     worker_->snapshot_step(id, [&] { call_user(name_, [&] { snapshot_state(id, snap); }); });
     out_->barrier(id);
   }
@@ -92,7 +94,7 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
   // This operator's part of the checkpoint being restored, or null; its
   // store snapshots are restored here.
   const RestoredCheckpoint::Operator* restore_stores() {
-    const RestoredCheckpoint::Operator* mine = restored_part(*worker_, name_);
+    const RestoredCheckpoint::Operator* mine = restored_part(*worker_, uid_);
     if (mine != nullptr) detail::restore_stores(*store_, *mine);
     return mine;
   }
@@ -115,6 +117,7 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
       }
     });
     dropped_->add(static_cast<std::int64_t>(batch.size() - kept));
+    op_dropped_->add(static_cast<std::int64_t>(batch.size() - kept));
     batch.values.resize(kept);
     batch.timestamps.resize(kept);
     if (kept > 0) out_->push(batch);
@@ -122,22 +125,24 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
 
   std::size_t cache_entries_ = 0;
 
-  std::string name_;
+  std::string uid_;   // keys its state
+  std::string name_;  // for errors
   Collector<T>* out_;
   int max_parallelism_ = kDefaultMaxParallelism;
   std::unique_ptr<KeyedStateStore> store_;
   int state_id_ = 0;
   bool in_memory_ = true;
   Counter* dropped_ = nullptr;
+  Counter* op_dropped_ = nullptr;  // labelled with the operator's name
 };
 
 // dedup_by_sequence: per key, a sliding bitmap of recent sequence numbers.
 template <typename K, typename T, typename KeyFn, typename SeqFn>
 class SequenceDedupOp final : public DedupOperatorBase<T> {
  public:
-  SequenceDedupOp(std::string name, Collector<T>* out, KeyFn key_fn, SeqFn seq_fn,
+  SequenceDedupOp(const OperatorIds& ids, Collector<T>* out, KeyFn key_fn, SeqFn seq_fn,
                   std::uint64_t horizon)
-      : DedupOperatorBase<T>(std::move(name), out), key_fn_(std::move(key_fn)),
+      : DedupOperatorBase<T>(ids, out), key_fn_(std::move(key_fn)),
         seq_fn_(std::move(seq_fn)), horizon_(horizon),
         max_words_(static_cast<std::size_t>((horizon + 63) / 64)) {}
 
@@ -189,7 +194,7 @@ class SequenceDedupOp final : public DedupOperatorBase<T> {
     if constexpr (HasCodec<K>::value) {
       if (!this->in_memory_) {
         cache_->flush();
-        snapshot_store(*this->worker_, id, this->name_, *this->store_, snap);
+        snapshot_store(*this->worker_, id, this->uid_, *this->store_, snap);
         return;
       }
       KeyGroupBytes bytes(this->worker_->key_groups());
@@ -255,8 +260,8 @@ class SequenceDedupOp final : public DedupOperatorBase<T> {
 template <typename Id, typename T, typename IdFn>
 class IdDedupOp final : public DedupOperatorBase<T> {
  public:
-  IdDedupOp(std::string name, Collector<T>* out, IdFn id_fn, std::int64_t ttl_ms)
-      : DedupOperatorBase<T>(std::move(name), out), id_fn_(std::move(id_fn)), ttl_ms_(ttl_ms) {}
+  IdDedupOp(const OperatorIds& ids, Collector<T>* out, IdFn id_fn, std::int64_t ttl_ms)
+      : DedupOperatorBase<T>(ids, out), id_fn_(std::move(id_fn)), ttl_ms_(ttl_ms) {}
 
   void open(Worker& worker) override {
     DedupOperatorBase<T>::open(worker);

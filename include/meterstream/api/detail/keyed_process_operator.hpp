@@ -26,13 +26,13 @@ struct HasOnTimer<F, K, Out,
 template <typename K, typename T, typename KeyFn, typename F, typename Out>
 class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
  public:
-  KeyedProcessOp(std::string name, Collector<Out>* out, KeyFn key_fn, F fn)
-      : name_(std::move(name)), out_(out), key_fn_(std::move(key_fn)), fn_(std::move(fn)) {}
+  KeyedProcessOp(const OperatorIds& ids, Collector<Out>* out, KeyFn key_fn, F fn)
+      : uid_(ids.uid), name_(ids.name), out_(out), key_fn_(std::move(key_fn)), fn_(std::move(fn)) {}
 
   void open(Worker& worker) override {
     max_parallelism_ = worker.max_parallelism();
     batch_size_ = worker.options().batch_size;
-    auto store = worker.state_backend()->open_keyed_store(name_, worker.key_groups(),
+    auto store = worker.state_backend()->open_keyed_store(uid_, worker.key_groups(),
                                                           max_parallelism_);
     if (!store.ok()) throw StatusError{store.status()};
     store_ = *std::move(store);
@@ -42,14 +42,14 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
     ctx_.event_timers_ = &event_timers_;
     ctx_.processing_timers_ = &processing_timers_;
     worker_ = &worker;
-    if (const RestoredCheckpoint::Operator* mine = restored_part(worker, name_)) restore(*mine);
+    if (const RestoredCheckpoint::Operator* mine = restored_part(worker, uid_)) restore(*mine);
   }
 
   // Checkpoint: the store's snapshot, the timers per key group and the
   // watermark.
   void barrier(std::int64_t id) override {
     flush();
-    OperatorSnapshot& snap = worker_->snapshot_of(id, name_);
+    OperatorSnapshot& snap = worker_->snapshot_of(id, uid_);
     worker_->snapshot_step(id, [&] { snapshot(id, snap); });
     out_->barrier(id);
   }
@@ -73,7 +73,7 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
       }
     }
     blobs.move_into(snap);
-    snapshot_store(*worker_, id, name_, *store_, snap);
+    snapshot_store(*worker_, id, uid_, *store_, snap);
   }
 
  public:
@@ -181,7 +181,8 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
     out_batch_.clear();
   }
 
-  std::string name_;
+  std::string uid_;   // keys its state
+  std::string name_;  // for errors
   Collector<Out>* out_;
   KeyFn key_fn_;
   F fn_;

@@ -21,12 +21,13 @@ namespace meterstream::detail {
 // A node whose instance is made by a function: most DSL operators.
 class FnNode final : public Node {
  public:
-  // make(worker, node name, downstream collectors) -> the instance's input collector.
+  // make(worker, node uid and name, downstream collectors) -> the instance's
+  // input collector.
   using Make =
-      std::function<StatusOr<void*>(Worker&, const std::string&, const std::vector<void*>&)>;
+      std::function<StatusOr<void*>(Worker&, const OperatorIds&, const std::vector<void*>&)>;
   explicit FnNode(Make make) : make_(std::move(make)) {}
   StatusOr<void*> instantiate(Worker& worker, const std::vector<void*>& downstream) override {
-    return make_(worker, name, downstream);
+    return make_(worker, ids(), downstream);
   }
 
  private:
@@ -51,11 +52,12 @@ class SourceNode final : public Node {
 
   Status restore(const RestoredCheckpoint& checkpoint) override {
     for (const auto& [key, split] : checkpoint.splits) {
-      if (key.first != name) continue;
+      if (key.first != uid) continue;
       if (key.second < 0 || static_cast<std::size_t>(key.second) >= splits_.size()) {
         return absl::FailedPreconditionError(
             "checkpoint " + std::to_string(checkpoint.id) + " has split " +
-            std::to_string(key.second) + " of source '" + name + "', which now has " +
+            std::to_string(key.second) + " of source '" + name + "' (uid '" + uid +
+            "'), which now has " +
             std::to_string(splits_.size()) + " splits");
       }
       if (split.ended) continue;
@@ -79,7 +81,7 @@ class SourceNode final : public Node {
       ids.push_back(static_cast<int>(i));
     }
     worker.add_head(std::make_unique<SourceHead<T>>(
-        name + " (" + source_->name() + ")", name, std::move(mine), std::move(ids), event_time_,
+        name, uid, std::move(mine), std::move(ids), event_time_,
         static_cast<Collector<T>*>(downstream[0]),
         static_cast<Collector<std::string>*>(downstream[1])));
     return nullptr;

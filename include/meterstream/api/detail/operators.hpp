@@ -44,7 +44,7 @@ namespace detail {
 template <typename In, typename Out>
 class ForwardingOp : public Collector<In>, public OperatorInstance {
  public:
-  ForwardingOp(std::string name, Collector<Out>* out) : name_(std::move(name)), out_(out) {}
+  ForwardingOp(const OperatorIds& ids, Collector<Out>* out) : name_(ids.name), out_(out) {}
   void watermark(Timestamp wm) override { out_->watermark(wm); }
   void watermark_status(bool idle) override { out_->watermark_status(idle); }
   void end() override { out_->end(); }
@@ -58,8 +58,8 @@ class ForwardingOp : public Collector<In>, public OperatorInstance {
 template <typename In, typename Out, typename F>
 class MapOp final : public ForwardingOp<In, Out> {
  public:
-  MapOp(std::string name, Collector<Out>* out, F f)
-      : ForwardingOp<In, Out>(std::move(name), out), f_(std::move(f)) {}
+  MapOp(const OperatorIds& ids, Collector<Out>* out, F f)
+      : ForwardingOp<In, Out>(ids, out), f_(std::move(f)) {}
 
   void push(RecordBatch<In>& batch) override {
     out_batch_.clear();
@@ -79,8 +79,8 @@ class MapOp final : public ForwardingOp<In, Out> {
 template <typename T, typename F>
 class FilterOp final : public ForwardingOp<T, T> {
  public:
-  FilterOp(std::string name, Collector<T>* out, F f)
-      : ForwardingOp<T, T>(std::move(name), out), f_(std::move(f)) {}
+  FilterOp(const OperatorIds& ids, Collector<T>* out, F f)
+      : ForwardingOp<T, T>(ids, out), f_(std::move(f)) {}
 
   void push(RecordBatch<T>& batch) override {
     std::size_t kept = 0;
@@ -107,8 +107,8 @@ class FilterOp final : public ForwardingOp<T, T> {
 template <typename In, typename Out, typename F>
 class FlatMapOp final : public ForwardingOp<In, Out> {
  public:
-  FlatMapOp(std::string name, Collector<Out>* out, F f)
-      : ForwardingOp<In, Out>(std::move(name), out), f_(std::move(f)) {}
+  FlatMapOp(const OperatorIds& ids, Collector<Out>* out, F f)
+      : ForwardingOp<In, Out>(ids, out), f_(std::move(f)) {}
 
   void push(RecordBatch<In>& batch) override {
     out_batch_.clear();
@@ -133,8 +133,8 @@ class FlatMapOp final : public ForwardingOp<In, Out> {
 template <typename T>
 class WatermarkAssignerOp final : public Collector<T>, public OperatorInstance {
  public:
-  WatermarkAssignerOp(std::string name, Collector<T>* out, EventTimeSpec<T> spec)
-      : name_(std::move(name)), out_(out), spec_(std::move(spec)),
+  WatermarkAssignerOp(const OperatorIds& ids, Collector<T>* out, EventTimeSpec<T> spec)
+      : uid_(ids.uid), name_(ids.name), out_(out), spec_(std::move(spec)),
         generator_(spec_.strategy.bound_ms()) {}
 
   void push(RecordBatch<T>& batch) override {
@@ -168,7 +168,7 @@ class WatermarkAssignerOp final : public Collector<T>, public OperatorInstance {
 
   void open(Worker& worker) override {
     worker_ = &worker;
-    const RestoredCheckpoint::Operator* mine = restored_part(worker, name_);
+    const RestoredCheckpoint::Operator* mine = restored_part(worker, uid_);
     if (mine == nullptr) return;
     // Per instance: restored when the same worker index existed before.
     auto it = mine->operator_states.find(worker.index());
@@ -190,7 +190,7 @@ class WatermarkAssignerOp final : public Collector<T>, public OperatorInstance {
   void watermark_status(bool idle) override { out_->watermark_status(idle); }
   void end() override { out_->end(); }
   void barrier(std::int64_t id) override {
-    std::string& state = worker_->snapshot_of(id, name_).operator_state;
+    std::string& state = worker_->snapshot_of(id, uid_).operator_state;
     state.clear();
     put_i64(&state, generator_.current());
     put_i64(&state, generator_.max_timestamp());
@@ -206,7 +206,8 @@ class WatermarkAssignerOp final : public Collector<T>, public OperatorInstance {
     out_->watermark(wm);
   }
 
-  std::string name_;
+  std::string uid_;   // keys its state
+  std::string name_;  // for errors
   Collector<T>* out_;
   Worker* worker_ = nullptr;
   EventTimeSpec<T> spec_;
@@ -223,13 +224,15 @@ class WatermarkAssignerOp final : public Collector<T>, public OperatorInstance {
 template <typename T>
 class SinkOp final : public Collector<T>, public OperatorInstance {
  public:
-  SinkOp(std::string name, std::unique_ptr<SinkWriter<T>> writer, std::shared_ptr<SinkBase> sink)
-      : name_(std::move(name)), writer_(std::move(writer)), sink_(std::move(sink)) {}
+  SinkOp(const OperatorIds& ids, std::unique_ptr<SinkWriter<T>> writer,
+         std::shared_ptr<SinkBase> sink)
+      : uid_(ids.uid), name_(ids.name), writer_(std::move(writer)), sink_(std::move(sink)) {}
 
   void open(Worker& worker) override {
     worker_ = &worker;
     last_barrier_ = worker.restored_id();
     records_ = worker.metrics().counter("sink_records");
+    op_records_ = worker.metrics().counter(operator_metric("sink_records", name_));
   }
 
   // SinkWriter::write() takes the batch const.
@@ -239,6 +242,7 @@ class SinkOp final : public Collector<T>, public OperatorInstance {
     Status s = call_user(name_, [&] { return writer_->write(batch); });
     if (!s.ok()) fail(s);
     records_->add(static_cast<std::int64_t>(batch.size()));
+    op_records_->add(static_cast<std::int64_t>(batch.size()));
   }
   void watermark(Timestamp) override {}
   void watermark_status(bool) override {}
@@ -269,7 +273,7 @@ class SinkOp final : public Collector<T>, public OperatorInstance {
         call_user(name_, [&] { return writer_->prepare_commit(epoch); });
     if (!prepared.ok()) fail(prepared.status());
     if (!prepared->empty() && worker_->checkpointing()) {
-      worker_->add_prepared(epoch, SinkPrepared{name_, *prepared});
+      worker_->add_prepared(epoch, SinkPrepared{uid_, *prepared});
     }
     return *std::move(prepared);
   }
@@ -278,11 +282,13 @@ class SinkOp final : public Collector<T>, public OperatorInstance {
     throw StatusError{Status(s.code(), name_ + ": " + std::string(s.message()))};
   }
 
-  std::string name_;
+  std::string uid_;   // keys its staged output in checkpoints
+  std::string name_;  // for errors
   std::unique_ptr<SinkWriter<T>> writer_;
   std::shared_ptr<SinkBase> sink_;
   Worker* worker_ = nullptr;
   Counter* records_ = nullptr;
+  Counter* op_records_ = nullptr;  // labelled with the operator's name
   std::int64_t last_barrier_ = 0;
   bool closed_ = false;
 };

@@ -56,7 +56,15 @@ class Node {
   virtual bool active_on(const Graph& graph, int worker) const;
 
   int id = -1;
-  std::string name;                 // "window-aggregate#4", for errors and logs
+  // State identity: keys the node's state, checkpoint entries and RocksDB
+  // column families; matched on restore. Default "<kind>#<id>"
+  // ("window-aggregate#4"), or the user's Stream::uid().
+  std::string uid;
+  // Display label for errors, logs and metrics: a default a user recognises
+  // ("window(tumbling 1min).aggregate"), or the user's Stream::name().
+  std::string name;
+  bool uid_set = false;             // uid() was called (not the default)
+  OperatorIds ids() const { return OperatorIds{uid, name}; }
   int input = -1;                   // the producing node; -1 for sources
   int input_port = 0;
   std::shared_ptr<ExchangeSpecBase> exchange;  // on the input edge; null when chained
@@ -80,8 +88,10 @@ class Node {
 
 class Graph {
  public:
-  // Adds `node` with `ports` output ports; names it "<kind>#<id>".
-  int add(std::unique_ptr<Node> node, const std::string& kind, int ports);
+  // Adds `node` with `ports` output ports; its uid is "<kind>#<id>", its name
+  // `name` (`kind` when empty).
+  int add(std::unique_ptr<Node> node, const std::string& kind, int ports,
+          const std::string& name = "");
   Node& node(int id) { return *nodes_[static_cast<std::size_t>(id)]; }
   const Node& node(int id) const { return *nodes_[static_cast<std::size_t>(id)]; }
   const std::vector<std::unique_ptr<Node>>& nodes() const { return nodes_; }
@@ -96,6 +106,13 @@ class Graph {
   bool change_in_place(int producer, int port, int version, const char* method);
   // Adds `consumer` to the consumers of output `port` of `producer`.
   void connect(int producer, int port, int consumer);
+
+  // Sets the display name / uid of `node` (Stream::name(), Stream::uid());
+  // records an error for an empty one.
+  void set_name(int node, std::string name);
+  void set_uid(int node, std::string uid);
+  // The first two nodes among the first `count` that share a uid, as an error.
+  Status check_uids(std::size_t count) const;
 
   // Records a plan error; the first one wins and Pipeline::build() returns it.
   void record_error(Status status);

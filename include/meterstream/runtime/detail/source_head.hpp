@@ -88,6 +88,7 @@ class SourceHead final : public StageHead {
     if (const RestoredCheckpoint* r = worker.restored()) restore(*r);
     batch_size_ = worker.options().batch_size;
     records_ = worker.metrics().counter("source_records");
+    op_records_ = worker.metrics().counter(operator_metric("source_records", name_));
     undecodable_count_ = worker.metrics().counter("source_undecodable");
     watermark_gauge_ = worker.metrics().gauge("source_watermark", GaugeMerge::kMin, kMinTimestamp);
     const Timestamp now = processing_time_now();
@@ -151,6 +152,7 @@ class SourceHead final : public StageHead {
         batch_.timestamps.assign(batch_.values.size(), kMinTimestamp);
       }
       records_->add(static_cast<std::int64_t>(batch_.size()));
+      op_records_->add(static_cast<std::int64_t>(batch_.size()));
       s.since_watermark += static_cast<std::int64_t>(batch_.size());
       s.last_data_ms = processing_time_now();
       if (s.idle) set_split_idle(s, false);
@@ -309,6 +311,7 @@ class SourceHead final : public StageHead {
   bool idle_out_ = false;
   bool finished_ = false;
   Counter* records_ = nullptr;
+  Counter* op_records_ = nullptr;  // labelled with the source's name
   Counter* undecodable_count_ = nullptr;
   Gauge* watermark_gauge_ = nullptr;
 };

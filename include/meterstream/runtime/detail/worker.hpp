@@ -24,6 +24,21 @@ namespace meterstream::detail {
 
 class Worker;
 
+// How an operator instance is known: `uid` keys its state (checkpoint entries,
+// state stores, RocksDB column families) and stays stable across pipeline
+// changes when the user sets it; `name` is the label in errors, logs and
+// metrics. From the plan's Node.
+struct OperatorIds {
+  std::string uid;   // Node::uid, e.g. "window-aggregate#4" or the user's .uid()
+  std::string name;  // Node::name, e.g. "window(tumbling 1min).aggregate" or .name()
+};
+
+// The per-operator variant of job metric `metric`, labelled with the
+// operator's name: window_results{operator="usage per minute"}.
+inline std::string operator_metric(const std::string& metric, const std::string& name) {
+  return metric + "{operator=\"" + name + "\"}";
+}
+
 // Thrown through operator frames to unwind a worker when the job is cancelled
 // (another worker failed). Never escapes the runtime.
 struct JobCancelled {};

@@ -57,9 +57,9 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
   using R = aggregate_result_t<A>;
   using Out = WindowResult<K, R>;
 
-  WindowOperatorBase(std::string name, A agg, std::int64_t lateness, Collector<Out>* out,
+  WindowOperatorBase(const OperatorIds& ids, A agg, std::int64_t lateness, Collector<Out>* out,
                      Collector<T>* late_out)
-      : name_(std::move(name)), agg_(std::move(agg)), lateness_(lateness), out_(out),
+      : uid_(ids.uid), name_(ids.name), agg_(std::move(agg)), lateness_(lateness), out_(out),
         late_out_(late_out) {}
 
   void open(Worker& worker) override {
@@ -67,6 +67,8 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
     batch_size_ = worker.options().batch_size;
     results_ = worker.metrics().counter("window_results");
     late_ = worker.metrics().counter("window_late_records");
+    op_results_ = worker.metrics().counter(operator_metric("window_results", name_));
+    op_late_ = worker.metrics().counter(operator_metric("window_late_records", name_));
     watermark_gauge_ = worker.metrics().gauge("window_watermark", GaugeMerge::kMin, kMinTimestamp);
   }
 
@@ -87,7 +89,7 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
   void barrier(std::int64_t id) override {
     flush();
     flush_late();
-    OperatorSnapshot& snap = worker_->snapshot_of(id, name_);
+    OperatorSnapshot& snap = worker_->snapshot_of(id, uid_);
     snap.operator_state.clear();
     put_i64(&snap.operator_state, watermark_);
     worker_->snapshot_step(id, [&] { call_user(name_, [&] { snapshot_windows(id, snap); }); });
@@ -103,7 +105,7 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
   // The part of the restored checkpoint for this operator, or null; sets the
   // restored watermark.
   const RestoredCheckpoint::Operator* restored_part() {
-    const RestoredCheckpoint::Operator* mine = detail::restored_part(*worker_, name_);
+    const RestoredCheckpoint::Operator* mine = detail::restored_part(*worker_, uid_);
     if (mine == nullptr) return nullptr;
     if (auto wm = restored_watermark(*mine, name_)) watermark_ = *wm;
     return mine;
@@ -119,12 +121,14 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
   void flush() {
     if (out_batch_.empty()) return;
     results_->add(static_cast<std::int64_t>(out_batch_.size()));
+    op_results_->add(static_cast<std::int64_t>(out_batch_.size()));
     out_->push(out_batch_);
     out_batch_.clear();
   }
 
   void late_record(T& value, Timestamp ts) {
     late_->add();
+    op_late_->add();
     if (late_out_ != nullptr) late_batch_.push_back(std::move(value), ts);
   }
 
@@ -145,7 +149,8 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
     return saturating_add(window_end - 1, lateness_) <= watermark_;
   }
 
-  std::string name_;
+  std::string uid_;   // keys its state
+  std::string name_;  // for errors
   A agg_;
   std::int64_t lateness_;
   Collector<Out>* out_;
@@ -155,6 +160,8 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
   RecordBatch<Out> out_batch_;
   RecordBatch<T> late_batch_;
   Counter* results_ = nullptr;
+  Counter* op_results_ = nullptr;  // labelled with the operator's name
+  Counter* op_late_ = nullptr;
   Counter* late_ = nullptr;
   Gauge* watermark_gauge_ = nullptr;
   Worker* worker_ = nullptr;
@@ -167,10 +174,10 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
   using Acc = typename Base::Acc;
 
  public:
-  TimeWindowOperator(std::string name, KeyFn key_fn, A agg, std::int64_t size, std::int64_t slide,
+  TimeWindowOperator(const OperatorIds& ids, KeyFn key_fn, A agg, std::int64_t size, std::int64_t slide,
                      std::int64_t offset, std::int64_t lateness,
                      Collector<typename Base::Out>* out, Collector<T>* late_out)
-      : Base(std::move(name), std::move(agg), lateness, out, late_out),
+      : Base(ids, std::move(agg), lateness, out, late_out),
         key_fn_(std::move(key_fn)), size_(size), slide_(slide), offset_(offset) {}
 
   void push(RecordBatch<T>& batch) override {
@@ -202,7 +209,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
  private:
   void open_spill_store(Worker& worker) {
     {
-      auto store = worker.state_backend()->open_keyed_store(this->name_, worker.key_groups(),
+      auto store = worker.state_backend()->open_keyed_store(this->uid_, worker.key_groups(),
                                                             worker.max_parallelism());
       if (!store.ok()) throw StatusError{store.status()};
       store_ = *std::move(store);
@@ -453,7 +460,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
       }
       snap.keyed.emplace_back(kAllKeyGroups, std::move(blob));
       if (store_) {
-        snapshot_store(*this->worker_, id, this->name_, *store_, snap);
+        snapshot_store(*this->worker_, id, this->uid_, *store_, snap);
       }
     }
   }
@@ -643,10 +650,10 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
   using Acc = typename Base::Acc;
 
  public:
-  SessionWindowOperator(std::string name, KeyFn key_fn, A agg, std::int64_t gap,
+  SessionWindowOperator(const OperatorIds& ids, KeyFn key_fn, A agg, std::int64_t gap,
                         std::int64_t lateness, Collector<typename Base::Out>* out,
                         Collector<T>* late_out)
-      : Base(std::move(name), std::move(agg), lateness, out, late_out),
+      : Base(ids, std::move(agg), lateness, out, late_out),
         key_fn_(std::move(key_fn)), gap_(gap) {}
 
   void push(RecordBatch<T>& batch) override {
