@@ -153,10 +153,11 @@ class SourceHead final : public StageHead {
         update_watermark();
         return true;
       case SplitReader<T>::Poll::kNoDataNow:
-        // A live split that has nothing now: publish what it knows, and go idle
-        // after the idleness timeout.
+        // A live split that has nothing now: publish what it knows (unless
+        // the strategy emits on the record count alone), and go idle after
+        // the idleness timeout.
         if (event_time_) {
-          advance_split(s);
+          if (event_time_->strategy.emit_on_no_data()) advance_split(s);
           const std::int64_t timeout = event_time_->strategy.idle_timeout_ms();
           if (!s.idle && timeout > 0 && processing_time_now() - s.last_data_ms >= timeout) {
             set_split_idle(s, true);
