@@ -48,6 +48,15 @@ struct EventTimeSpec {
   std::shared_ptr<const TimestampAssigner<T>> assigner;
 };
 
+// Whether `reader`, ended in checkpoint `r` at `snap`, reads on after the
+// restore: only from a checkpoint that is not the final one (a job restored
+// from its final checkpoint ends at once), and only when its position was
+// recorded at its end.
+template <typename T>
+bool resumes(const RestoredCheckpoint& r, const SplitSnapshot& snap, const SplitReader<T>& reader) {
+  return !r.final && snap.ended && !snap.position.empty() && reader.resumes_after_end();
+}
+
 template <typename T>
 class SourceHead final : public StageHead {
  public:
@@ -179,7 +188,7 @@ class SourceHead final : public StageHead {
     out.watermark = s.generator.current();
     out.max_timestamp = s.generator.max_timestamp();
     out.since_watermark = s.since_watermark;
-    if (!s.ended) {
+    if (!s.ended || s.reader->resumes_after_end()) {
       StatusOr<std::string> pos = s.reader->position();
       if (!pos.ok()) {
         throw StatusError{Status(pos.status().code(), "source '" + name_ + "': " +
@@ -210,8 +219,10 @@ class SourceHead final : public StageHead {
       const SplitSnapshot& snap = it->second;
       s.generator.reset(snap.watermark, snap.max_timestamp);
       s.since_watermark = snap.since_watermark;
-      s.watermark = snap.ended ? kMaxTimestamp : snap.watermark;
-      s.ended = snap.ended;
+      // An ended split whose end is found anew at each start reads on (see
+      // SplitReader::resumes_after_end(); SourceNode::restore() sought it).
+      s.ended = snap.ended && !resumes(r, snap, *s.reader);
+      s.watermark = s.ended ? kMaxTimestamp : snap.watermark;
     }
   }
 
