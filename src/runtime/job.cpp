@@ -307,12 +307,18 @@ class JobRunner {
       : graph_(graph), options_(options),
         state_(std::make_unique<JobState>(std::move(graph), std::move(options))) {}
 
-  Status start() { return current()->start(); }
+  Status start() {
+    Status s = current()->start();
+    start_failed_ = !s.ok();
+    return s;
+  }
 
   Status wait() {
     Status s = current()->wait();
     const RestartStrategy& r = options_.restart;
-    while (!s.ok() && !cancelled_.load() && restarts_.load() < r.max_attempts &&
+    // The first start's errors are the caller's to see (start() returned
+    // them): a bad configuration or an unreachable server is not retried.
+    while (!s.ok() && !start_failed_ && !cancelled_.load() && restarts_.load() < r.max_attempts &&
            std::find(r.retriable.begin(), r.retriable.end(), s.code()) != r.retriable.end()) {
       const int attempt = restarts_.fetch_add(1) + 1;
       std::fprintf(stderr, "meterstream: the job failed (%s); restart %d of %d in %lld ms\n",
@@ -389,6 +395,7 @@ class JobRunner {
   std::unique_ptr<JobState> state_;  // guarded by mu_ (replaced on restart)
   std::atomic<int> restarts_{0};
   std::atomic<bool> cancelled_{false};
+  bool start_failed_ = false;  // the first start failed: wait() does not restart
 };
 
 }  // namespace detail
