@@ -2,11 +2,13 @@
 #include <memory>
 
 #include "q1_pipeline.hpp"
+
 #include "meterstream/connectors/kafka/kafka_source.hpp"
 
 namespace meterstream {
 
-std::shared_ptr<Source<MeterReading>> make_kafka_q1_source(const Q1Params& params) {
+std::shared_ptr<Source<MeterReading>> make_kafka_q1_source(
+    const Q1Params& params) {
   KafkaSourceOptions in;
   in.brokers = params.brokers;
   in.topics = {params.input_topic};

@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
-#include <catch2/catch.hpp>
-
 #include "common/checkpoint_jobs.hpp"
 #include "common/temp_dir.hpp"
 #include "common/workload_rows.hpp"
+#include <catch2/catch.hpp>
+
 #include "meterstream/meterstream.hpp"
 
 namespace ms = meterstream;
@@ -29,20 +29,28 @@ const mt::WorkloadRow& row() { return mt::kQ1Rows[0]; }
 // server went away). Everything else is the line sink's.
 class FailingSink final : public ms::Sink<std::string> {
  public:
-  FailingSink(const std::string& dir, ms::StatusCode code, int failures, std::int64_t after)
-      : lines_(mt::line_sink(dir)), code_(code), failures_(failures), after_(after) {}
+  FailingSink(const std::string& dir, ms::StatusCode code, int failures,
+              std::int64_t after)
+      : lines_(mt::line_sink(dir)),
+        code_(code),
+        failures_(failures),
+        after_(after) {}
   ms::Status open(const ms::SinkContext& c) override { return lines_->open(c); }
   void close() override { lines_->close(); }
   std::string name() const override { return lines_->name(); }
-  ms::Status persist(const std::vector<std::string>& p) override { return lines_->persist(p); }
-  ms::Status commit(const ms::CheckpointCommit& c, const std::vector<std::string>& p) override {
+  ms::Status persist(const std::vector<std::string>& p) override {
+    return lines_->persist(p);
+  }
+  ms::Status commit(const ms::CheckpointCommit& c,
+                    const std::vector<std::string>& p) override {
     return lines_->commit(c, p);
   }
-  ms::Status recover(std::int64_t n, const std::vector<std::string>& keep) override {
+  ms::Status recover(std::int64_t n,
+                     const std::vector<std::string>& keep) override {
     return lines_->recover(n, keep);
   }
-  ms::StatusOr<std::unique_ptr<ms::SinkWriter<std::string>>> create_writer(int w,
-                                                                           int p) override {
+  ms::StatusOr<std::unique_ptr<ms::SinkWriter<std::string>>> create_writer(
+      int w, int p) override {
     MS_ASSIGN_OR_RETURN(auto inner, lines_->create_writer(w, p));
     return std::unique_ptr<ms::SinkWriter<std::string>>(
         std::make_unique<Writer>(this, std::move(inner)));
@@ -52,10 +60,12 @@ class FailingSink final : public ms::Sink<std::string> {
  private:
   class Writer final : public ms::SinkWriter<std::string> {
    public:
-    Writer(FailingSink* sink, std::unique_ptr<ms::SinkWriter<std::string>> inner)
+    Writer(FailingSink* sink,
+           std::unique_ptr<ms::SinkWriter<std::string>> inner)
         : sink_(sink), inner_(std::move(inner)) {}
     ms::Status write(const ms::RecordBatch<std::string>& batch) override {
-      const std::int64_t n = sink_->written_.fetch_add(static_cast<std::int64_t>(batch.size()));
+      const std::int64_t n =
+          sink_->written_.fetch_add(static_cast<std::int64_t>(batch.size()));
       if (n >= sink_->after_ && sink_->failed_.load() < sink_->failures_) {
         sink_->failed_.fetch_add(1);
         sink_->written_.store(0);
@@ -102,18 +112,22 @@ ms::Pipeline q1_into(const std::shared_ptr<ms::Sink<std::string>>& sink) {
 
 }  // namespace
 
-TEST_CASE("a job whose sink fails twice restarts from its checkpoint with the exact output",
-          "[checkpoint]") {
+TEST_CASE(
+    "a job whose sink fails twice restarts from its checkpoint with the exact "
+    "output",
+    "[checkpoint]") {
   const bool rocksdb = GENERATE(false, true);
   INFO((rocksdb ? "rocksdb" : "memory"));
   mt::TempDir dir("restart");
   // About a fifth of the windows go out before each failure: the failures
   // come after checkpoints, with committed output to keep and some to redo.
-  auto sink = std::make_shared<FailingSink>(dir.str("out"), ms::StatusCode::kUnavailable, 2,
-                                            static_cast<std::int64_t>(row().expected.windows / 5));
+  auto sink = std::make_shared<FailingSink>(
+      dir.str("out"), ms::StatusCode::kUnavailable, 2,
+      static_cast<std::int64_t>(row().expected.windows / 5));
   ms::JobOptions o;
   o.parallelism = 2;
-  o.checkpoint = ms::enable_checkpointing(50ms, mt::local_storage(dir.str("chk")));
+  o.checkpoint =
+      ms::enable_checkpointing(50ms, mt::local_storage(dir.str("chk")));
   o.restart = ms::RestartStrategy::fixed_delay(3, 10ms);
   if (rocksdb) o.state_backend = mt::tiny_rocksdb(dir.str("state"));
   const auto m = mt::run_to_end(q1_into(sink), o);
@@ -124,7 +138,9 @@ TEST_CASE("a job whose sink fails twice restarts from its checkpoint with the ex
   mt::check_q1_committed(dir.str("out"), row().expected);
 }
 
-TEST_CASE("a user function that throws restarts the job up to max_attempts times", "[checkpoint]") {
+TEST_CASE(
+    "a user function that throws restarts the job up to max_attempts times",
+    "[checkpoint]") {
   mt::TempDir dir("restart-throw");
   auto throws = std::make_shared<std::atomic<int>>(0);
   auto seen = std::make_shared<std::atomic<std::int64_t>>(0);
@@ -153,7 +169,8 @@ TEST_CASE("a user function that throws restarts the job up to max_attempts times
       .sink(mt::line_sink(dir.str("out")));
   ms::JobOptions o;
   o.parallelism = 1;
-  o.checkpoint = ms::enable_checkpointing(50ms, mt::local_storage(dir.str("chk")));
+  o.checkpoint =
+      ms::enable_checkpointing(50ms, mt::local_storage(dir.str("chk")));
   o.restart = ms::RestartStrategy::fixed_delay(2, 0ms);
   ms::Job job = mt::build_job(p, o);
   const ms::Status s = job.run();
@@ -171,12 +188,15 @@ TEST_CASE("a user function that throws restarts the job up to max_attempts times
   }
 }
 
-TEST_CASE("an error that is not retriable ends the job without a restart", "[checkpoint]") {
+TEST_CASE("an error that is not retriable ends the job without a restart",
+          "[checkpoint]") {
   mt::TempDir dir("restart-fatal");
-  auto sink = std::make_shared<FailingSink>(dir.str("out"), ms::StatusCode::kDataLoss, 1, 1000);
+  auto sink = std::make_shared<FailingSink>(dir.str("out"),
+                                            ms::StatusCode::kDataLoss, 1, 1000);
   ms::JobOptions o;
   o.parallelism = 1;
-  o.checkpoint = ms::enable_checkpointing(50ms, mt::local_storage(dir.str("chk")));
+  o.checkpoint =
+      ms::enable_checkpointing(50ms, mt::local_storage(dir.str("chk")));
   o.restart = ms::RestartStrategy::fixed_delay(5, 0ms);
   ms::Job job = mt::build_job(q1_into(sink), o);
   const ms::Status s = job.run();

@@ -13,10 +13,10 @@
 #include <thread>
 #include <vector>
 
-#include <catch2/catch.hpp>
-
 #include "common/checkpoint_jobs.hpp"
 #include "common/temp_dir.hpp"
+#include <catch2/catch.hpp>
+
 #include "meterstream/meterstream.hpp"
 
 namespace ms = meterstream;
@@ -44,12 +44,13 @@ class GrowingSource final : public ms::Source<std::int64_t> {
   GrowingSource(std::shared_ptr<Partitions> parts, bool resumes)
       : parts_(std::move(parts)), resumes_(resumes) {}
   std::string name() const override { return "growing"; }
-  ms::StatusOr<std::vector<std::unique_ptr<ms::SplitReader<std::int64_t>>>> create_splits()
-      override {
+  ms::StatusOr<std::vector<std::unique_ptr<ms::SplitReader<std::int64_t>>>>
+  create_splits() override {
     std::vector<std::unique_ptr<ms::SplitReader<std::int64_t>>> out;
     std::lock_guard<std::mutex> lock(parts_->mu);
     for (std::size_t p = 0; p < parts_->values.size(); ++p) {
-      out.push_back(std::make_unique<Split>(parts_, p, parts_->values[p].size(), resumes_));
+      out.push_back(std::make_unique<Split>(parts_, p, parts_->values[p].size(),
+                                            resumes_));
     }
     return out;
   }
@@ -57,7 +58,8 @@ class GrowingSource final : public ms::Source<std::int64_t> {
  private:
   class Split final : public ms::SplitReader<std::int64_t> {
    public:
-    Split(std::shared_ptr<Partitions> parts, std::size_t p, std::size_t end, bool resumes)
+    Split(std::shared_ptr<Partitions> parts, std::size_t p, std::size_t end,
+          bool resumes)
         : parts_(std::move(parts)), p_(p), end_(end), resumes_(resumes) {}
     ms::StatusOr<Poll> poll(std::vector<std::int64_t>& out, std::size_t max,
                             std::vector<std::string>&) override {
@@ -65,13 +67,16 @@ class GrowingSource final : public ms::Source<std::int64_t> {
       if (parts_->slow.load()) std::this_thread::sleep_for(1ms);
       std::lock_guard<std::mutex> lock(parts_->mu);
       const std::vector<std::int64_t>& v = parts_->values[p_];
-      for (std::size_t n = 0; n < std::min<std::size_t>(max, 50) && next_ < end_; ++n) {
+      for (std::size_t n = 0;
+           n < std::min<std::size_t>(max, 50) && next_ < end_; ++n) {
         out.push_back(v[next_++]);
       }
       return Poll::kMore;
     }
     std::string name() const override { return "part-" + std::to_string(p_); }
-    ms::StatusOr<std::string> position() const override { return std::to_string(next_); }
+    ms::StatusOr<std::string> position() const override {
+      return std::to_string(next_);
+    }
     ms::Status seek(std::string_view position) override {
       next_ = std::stoull(std::string(position));
       return ms::Status();
@@ -93,7 +98,8 @@ class GrowingSource final : public ms::Source<std::int64_t> {
 ms::Pipeline lines_of(const std::shared_ptr<Partitions>& parts, bool resumes,
                       const std::string& out) {
   ms::Pipeline p;
-  p.source(std::shared_ptr<ms::Source<std::int64_t>>(std::make_shared<GrowingSource>(parts, resumes)))
+  p.source(std::shared_ptr<ms::Source<std::int64_t>>(
+               std::make_shared<GrowingSource>(parts, resumes)))
       .map([](std::int64_t v) { return std::to_string(v); })
       .sink(mt::line_sink(out));
   return p;
@@ -108,8 +114,10 @@ std::vector<std::string> as_lines(std::vector<std::int64_t> values) {
 
 }  // namespace
 
-TEST_CASE("an ended split that resumes after its end reads what was appended while the job was down",
-          "[checkpoint]") {
+TEST_CASE(
+    "an ended split that resumes after its end reads what was appended while "
+    "the job was down",
+    "[checkpoint]") {
   const bool resumes = GENERATE(true, false);
   INFO((resumes ? "resumes_after_end" : "default: stays ended"));
   mt::TempDir dir("resume-after-end");
@@ -117,8 +125,8 @@ TEST_CASE("an ended split that resumes after its end reads what was appended whi
   const std::string out = dir.str("out");
   auto parts = std::make_shared<Partitions>();
   parts->values.resize(2);
-  parts->append(0, 0, 100);             // ends early
-  parts->append(1, 100000, 120000);     // still reading when the job is cut
+  parts->append(0, 0, 100);          // ends early
+  parts->append(1, 100000, 120000);  // still reading when the job is cut
 
   ms::JobOptions o;
   o.parallelism = 1;
@@ -143,7 +151,8 @@ TEST_CASE("an ended split that resumes after its end reads what was appended whi
   mt::run_to_end(lines_of(parts, resumes, out), o);
 
   std::vector<std::int64_t> expected;
-  for (std::int64_t v = 0; v < (resumes ? 200 : 100); ++v) expected.push_back(v);
+  for (std::int64_t v = 0; v < (resumes ? 200 : 100); ++v)
+    expected.push_back(v);
   for (std::int64_t v = 100000; v < 121000; ++v) expected.push_back(v);
   CHECK(mt::committed_lines(out) == as_lines(expected));
 
