@@ -3,7 +3,7 @@
 #
 # The crash-and-resume check of Kafka end to end, against the real broker at
 # $MS_KAFKA_BROKERS: `BENCH kafka-q1` reads an input topic that `BENCH
-# produce` filled, checkpoints every 200 ms and writes its windows exactly
+# produce` filled, checkpoints every 100 ms and writes its windows exactly
 # once to an output topic; it is killed with SIGKILL, restarted with the same
 # command (and another --threads: 1, 2, 3 in turn), KILLS times per input
 # (default 9), then a last run finishes. The output topic is then read under
@@ -70,7 +70,7 @@ run_once() { # run_once PHASE -> sets rc
   run=$((run + 1))
   local cmd=("$bench" kafka-q1 --brokers "$brokers" --input "$input" --output-topic "$output"
     --group "$group" --transactional-id-prefix "$prefix" --checkpoint-dir "$work/chk"
-    --checkpoint-interval-ms 200 --threads "$threads")
+    --checkpoint-interval-ms 100 --threads "$threads")
   if [[ "$phase" == time ]]; then
     "${cmd[@]}" >"$work/run.json" 2>"$work/run.err" &
     local pid=$!
@@ -90,7 +90,7 @@ run_once() { # run_once PHASE -> sets rc
   else
     rc=0
     # In a subshell: bash does not report the SIGKILL of a foreground job.
-    (MS_CHECKPOINT_KILL_AT="$phase:$((RANDOM % 3 + 1))" exec "${cmd[@]}" >"$work/run.json" \
+    (MS_CHECKPOINT_KILL_AT="$phase:$((RANDOM % 2 + 1))" exec "${cmd[@]}" >"$work/run.json" \
       2>"$work/run.err") 2>/dev/null || rc=$?
   fi
   touch "$work/started"
