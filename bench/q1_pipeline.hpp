@@ -9,17 +9,20 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "q1.hpp"
 #include "meterstream/connectors/generator/smart_meter.hpp"
 #include "meterstream/core/status.hpp"
+#include "meterstream/runtime/operator.hpp"
 
 namespace meterstream {
 
-// Runs Q1 over `events` with `threads` workers (>= 1) and the state backend
-// named by `state` ("memory" or "rocksdb"; `state_dir` is where an on-disk
+// Runs Q1 over `events` (or, with params.input_topic, over that Kafka topic
+// in bounded mode: `events` is then unused) with `threads` workers (>= 1) and
+// the state backend named by `state` ("memory" or "rocksdb"; `state_dir` is where an on-disk
 // backend keeps its files, empty for a temporary folder). On failure writes
 // the error to `*error` (kInvalidArgument / kUnimplemented for a configuration
 // the program cannot run, e.g. an unavailable backend) and returns partial or
@@ -31,7 +34,14 @@ struct Q1RunInfo {
   std::int64_t checkpoints_failed = 0;
   std::int64_t checkpoint_max_sync_ms = 0;
   std::int64_t checkpoint_uploaded_bytes = 0;
+  std::int64_t restarts = 0;        // JobOptions::restart attempts used
+  std::uint64_t undecodable = 0;    // kafka-q1: input records that did not decode
 };
+
+// kafka-q1's source (bench/kafka_q1_source.cpp): the MeterReading values of
+// params.input_topic at params.brokers, group params.input_group, bounded as
+// params.kafka_bounded says.
+std::shared_ptr<Source<MeterReading>> make_kafka_q1_source(const Q1Params& params);
 
 Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params& params,
                          int threads, const std::string& state, const std::string& state_dir,
