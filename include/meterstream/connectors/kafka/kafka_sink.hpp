@@ -51,7 +51,7 @@
 // options, RestoreFrom::latest()) resumes from the last committed checkpoint
 // without loss. The library does not restart a failed job by itself.
 //
-// Metrics (Job::metrics()): kafka_sink_messages, kafka_sink_produce_errors,
+// Metrics (Job::metrics()): kafka_sink_produce_errors,
 // kafka_sink_transactions_committed, kafka_sink_transactions_aborted.
 //
 // Thread-safety: as Sink; every worker's writer produces into the same
@@ -69,26 +69,13 @@
 #include <utility>
 #include <vector>
 
+#include "meterstream/connectors/kafka/kafka_record.hpp"
 #include "meterstream/runtime/operator.hpp"
 
 namespace meterstream {
 
 // What the sink guarantees about its output (see the file comment).
 enum class KafkaDelivery { kNone, kAtLeastOnce, kExactlyOnce };
-
-struct KafkaHeader {
-  std::string name;
-  std::string value;
-};
-
-// One output message, as a serializer may return it.
-struct KafkaRecord {
-  // The message key; ignored when has_key is false (a keyless message).
-  std::string key;
-  bool has_key = false;
-  std::string value;
-  std::vector<KafkaHeader> headers;
-};
 
 struct KafkaSinkOptions {
   // Bootstrap servers, "host:port[,host:port...]". Required.

@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "meterstream/connectors/generator/smart_meter.hpp"
+#include "meterstream/connectors/kafka/kafka_record.hpp"
 #include "meterstream/core/status.hpp"
 #include "meterstream/runtime/operator.hpp"
 
@@ -153,15 +154,6 @@ struct KafkaRecordView {
   Timestamp timestamp_ms = kMinTimestamp;
 };
 
-// A record with its bytes: what kafka_raw() gives.
-struct KafkaRecord {
-  std::string topic;
-  std::int32_t partition = 0;
-  std::int64_t offset = 0;
-  std::string key;
-  std::string value;
-  Timestamp timestamp_ms = kMinTimestamp;
-};
 
 // Built-in deserializers. A deserializer is any callable
 // (const KafkaRecordView&) -> StatusOr<T>; a non-OK status makes the record
@@ -171,8 +163,15 @@ struct KafkaRecord {
 // Every record, bytes and metadata: never undecodable.
 inline auto kafka_raw() {
   return [](const KafkaRecordView& r) -> StatusOr<KafkaRecord> {
-    return KafkaRecord{std::string(r.topic), r.partition, r.offset, std::string(r.key),
-                       std::string(r.value), r.timestamp_ms};
+    KafkaRecord out;
+    out.topic = std::string(r.topic);
+    out.partition = r.partition;
+    out.offset = r.offset;
+    out.key = std::string(r.key);
+    out.has_key = !r.key.empty();
+    out.value = std::string(r.value);
+    out.timestamp_ms = r.timestamp_ms;
+    return out;
   };
 }
 
