@@ -114,6 +114,11 @@ class SourceHead final : public StageHead {
     Timestamp last_data_ms = 0;
     bool idle = false;
     bool ended = false;
+    // The position at the end, kept for the checkpoints after it: a Kafka
+    // source commits the ended partition's offsets from it (consumer lag,
+    // the transactional sink's offset commit). Empty when the reader could
+    // not say; a restore never seeks an ended split.
+    std::string end_position = {};
   };
 
   bool poll_split(Split& s) {
@@ -149,6 +154,9 @@ class SourceHead final : public StageHead {
         // record is the split's last.
         if (every > 0 && s.since_watermark >= every) advance_split(s);
         s.ended = true;
+        if (StatusOr<std::string> pos = s.reader->position(); pos.ok()) {
+          s.end_position = *std::move(pos);
+        }
         s.watermark = kMaxTimestamp;
         update_watermark();
         return true;
@@ -185,6 +193,8 @@ class SourceHead final : public StageHead {
                                                           std::string(pos.status().message()))};
       }
       out.position = *std::move(pos);
+    } else {
+      out.position = s.end_position;
     }
     return out;
   }
@@ -211,6 +221,7 @@ class SourceHead final : public StageHead {
       s.since_watermark = snap.since_watermark;
       s.watermark = snap.ended ? kMaxTimestamp : snap.watermark;
       s.ended = snap.ended;
+      if (snap.ended) s.end_position = snap.position;
     }
   }
 
