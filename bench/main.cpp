@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "bench_util.hpp"
+#include "kafka_consume.hpp"
 #include "kafka_tools.hpp"
 #include "output_check.hpp"
 #include "q1_baseline.hpp"
@@ -78,7 +79,11 @@ constexpr const char* kUsage =
     "Reads O under read_committed up to the end offsets found at start (waiting up\n"
     "to S seconds, default 120, for open transactions), each value a line\n"
     "meter_id,start,count,sum_wh,min_v,max_v, and prints one JSON line: windows,\n"
-    "total_count, sum_wh, digest, repeated, undecodable, records, partitions.\n";
+    "total_count, sum_wh, digest, repeated, undecodable, records, partitions.\n"
+    "       meterstream-bench kafka-consume --brokers B --topic T [--threads N]\n"
+    "Reads T's MeterReadings through the Kafka source (bounded, read_committed) into\n"
+    "a counting sink: the consume-only pass of bench/kafka_throughput.sh. Prints one\n"
+    "JSON line: events, undecodable, sum_wh, proc_s, events_per_s, peak_rss_mb.\n";
 
 const std::set<std::string> kQ1Flags = {
     "seed",     "meters",    "events",   "late-ppm", "dup-ppm", "anomaly-ppm", "hot-factor",
@@ -373,6 +378,7 @@ int main(int argc, char** argv) {
   if (command == "check-output") return run_check_output(args);
   if (command == "produce") return run_produce(args);
   if (command == "verify") return run_verify(args);
+  if (command == "kafka-consume") return ms::bench::run_kafka_consume(args, kUsage);
   std::cerr << "meterstream-bench: unknown sub-command '" << command << "'\n" << kUsage;
   return kExitUsage;
 }
