@@ -44,6 +44,11 @@ struct ProduceOptions {
   std::int32_t partitions = 1;
   // The events to write.
   SmartMeterWorkload workload;
+  // Generates but does not write the first `skip` events: with --events N
+  // --skip S the topic gets events S..N-1 of the workload, so that two calls
+  // (--events S, then --events N --skip S) append the N events in order
+  // (the generator's first S events do not depend on N). Default: 0
+  std::uint64_t skip = 0;
   // How long to wait for the broker to answer a metadata request at start.
   // Default: 30 s
   std::chrono::milliseconds connect_timeout = std::chrono::seconds(30);

@@ -11,6 +11,9 @@
 //   meterstream-bench verify --brokers B --topic O
 //                                           Q1's results from a Kafka topic
 //                                           of output windows (read_committed)
+//   meterstream-bench kafka-q1 --brokers B --input T --output-topic O ...
+//                                           Q1 from a Kafka topic (bounded)
+//                                           to a Kafka topic, exactly once
 //
 // The events are generated into memory first; only the query run is timed.
 // Usage errors (unknown sub-command or flag, bad value) print a message on
@@ -69,8 +72,8 @@ constexpr const char* kUsage =
     "malformed, files.\n"
     "       meterstream-bench produce --brokers B --topic T [--partitions P] [--seed S]\n"
     "         [--meters K] [--events N] [--late-ppm P] [--dup-ppm P] [--anomaly-ppm P]\n"
-    "         [--hot-factor H]\n"
-    "Writes the workload's events in generator order to topic T (created with P\n"
+    "         [--hot-factor H] [--skip S]\n"
+    "Writes the workload's events (after the first S, with --skip) in generator order to topic T (created with P\n"
     "partitions, default 1, when missing): key = meter id (8 bytes big-endian),\n"
     "value = the 26-byte MeterReading encoding, timestamp = ts_ms, partition =\n"
     "Kafka's default (murmur2 of the key). Prints one JSON line: events, topic,\n"
@@ -80,6 +83,23 @@ constexpr const char* kUsage =
     "to S seconds, default 120, for open transactions), each value a line\n"
     "meter_id,start,count,sum_wh,min_v,max_v, and prints one JSON line: windows,\n"
     "total_count, sum_wh, digest, repeated, undecodable, records, partitions.\n"
+    "       meterstream-bench kafka-q1 --brokers B --input T --output-topic O --group G\n"
+    "         --transactional-id-prefix X --checkpoint-dir D --checkpoint-interval-ms N\n"
+    "         [--threads T] [--state memory|rocksdb] [--state-dir DIR] [--state-memory-mb M]\n"
+    "         [--window-ms W] [--bound-ms B] [--wm-every E]\n"
+    "         [--delivery exactly_once|at_least_once|none]\n"
+    "         [--restart-attempts A] [--restart-delay-ms MS]\n"
+    "         [--bounded first-start|each-start|no]\n"
+    "Runs Q1 over topic T (MeterReading values, event time ts_ms, read up to the end\n"
+    "offsets found at the first start; each-start: at each start, restores included,\n"
+    "so a resumed run catches up with what was appended; no: forever; consumer\n"
+    "group G) and writes each fired window\n"
+    "as one message 'meter_id,start,count,sum_wh,min_v,max_v' to O (exactly once by\n"
+    "default: Kafka transactions, prefix X); checkpoints every N ms into D and resumes\n"
+    "from the last committed checkpoint; with --restart-attempts a failed run restarts\n"
+    "from it in-process. Exits 0 after the final commit. Prints one JSON line: events\n"
+    "(read by this run), windows, late_dropped, total_count, sum_wh, digest, proc_s,\n"
+    "events_per_s, peak_rss_mb, checkpoints, restarts, undecodable.\n"
     "       meterstream-bench kafka-consume --brokers B --topic T [--threads N]\n"
     "Reads T's MeterReadings through the Kafka source (bounded, read_committed) into\n"
     "a counting sink: the consume-only pass of bench/kafka_throughput.sh. Prints one\n"
@@ -295,7 +315,7 @@ ms::StatusOr<ms::bench::ProduceOptions> parse_produce(const std::vector<std::str
   MS_ASSIGN_OR_RETURN(ms::bench::Flags flags,
                       ms::bench::Flags::parse(args, {"brokers", "topic", "partitions", "seed",
                                                      "meters", "events", "late-ppm", "dup-ppm",
-                                                     "anomaly-ppm", "hot-factor"}));
+                                                     "anomaly-ppm", "hot-factor", "skip"}));
   ms::bench::ProduceOptions o;
   for (const char* required : {"brokers", "topic"}) {
     if (!flags.has(required)) {
@@ -306,6 +326,7 @@ ms::StatusOr<ms::bench::ProduceOptions> parse_produce(const std::vector<std::str
   MS_ASSIGN_OR_RETURN(o.topic, flags.get_string("topic", ""));
   MS_ASSIGN_OR_RETURN(std::int64_t partitions, flags.get_int("partitions", 1, 1, 1 << 20));
   o.partitions = static_cast<std::int32_t>(partitions);
+  MS_ASSIGN_OR_RETURN(o.skip, flags.get_uint("skip", 0));
   MS_RETURN_IF_ERROR(parse_workload(flags, &o.workload));
   return o;
 }
@@ -361,6 +382,91 @@ int run_verify(const std::vector<std::string>& args) {
   return std::cout ? 0 : kExitFailure;
 }
 
+// kafka-q1: Q1 from a Kafka topic to a Kafka topic (issue 9, bench point 4).
+ms::StatusOr<Q1Config> parse_kafka_q1(const std::vector<std::string>& args) {
+  MS_ASSIGN_OR_RETURN(
+      ms::bench::Flags flags,
+      ms::bench::Flags::parse(
+          args, {"brokers", "input", "output-topic", "group", "transactional-id-prefix",
+                 "checkpoint-dir", "checkpoint-interval-ms", "threads", "state", "state-dir",
+                 "state-memory-mb", "window-ms", "bound-ms", "wm-every", "delivery",
+                 "restart-attempts", "restart-delay-ms", "bounded"}));
+  Q1Config c;
+  ms::Q1Params& q = c.params;
+  MS_ASSIGN_OR_RETURN(q.kafka_bounded, flags.get_string("bounded", q.kafka_bounded,
+                                                        {"first-start", "each-start", "no"}));
+  MS_ASSIGN_OR_RETURN(q.kafka_delivery,
+                      flags.get_string("delivery", q.kafka_delivery,
+                                       {"exactly_once", "at_least_once", "none"}));
+  for (const char* required : {"brokers", "input", "output-topic", "group", "checkpoint-dir",
+                               "checkpoint-interval-ms"}) {
+    if (!flags.has(required)) {
+      return absl::InvalidArgumentError(std::string("flag --") + required + " is required");
+    }
+  }
+  if (q.kafka_delivery == "exactly_once" && !flags.has("transactional-id-prefix")) {
+    return absl::InvalidArgumentError(
+        "flag --transactional-id-prefix is required with --delivery exactly_once");
+  }
+  MS_ASSIGN_OR_RETURN(q.brokers, flags.get_string("brokers", ""));
+  MS_ASSIGN_OR_RETURN(q.input_topic, flags.get_string("input", ""));
+  MS_ASSIGN_OR_RETURN(q.output_topic, flags.get_string("output-topic", ""));
+  MS_ASSIGN_OR_RETURN(q.input_group, flags.get_string("group", ""));
+  MS_ASSIGN_OR_RETURN(q.transactional_id_prefix,
+                      flags.get_string("transactional-id-prefix", ""));
+  MS_ASSIGN_OR_RETURN(q.checkpoint_dir, flags.get_string("checkpoint-dir", ""));
+  MS_ASSIGN_OR_RETURN(q.checkpoint_interval_ms,
+                      flags.get_int("checkpoint-interval-ms", 0, 1, std::int64_t{1} << 40));
+  MS_ASSIGN_OR_RETURN(q.window_ms,
+                      flags.get_int("window-ms", q.window_ms, 1, std::int64_t{1} << 50));
+  MS_ASSIGN_OR_RETURN(q.bound_ms, flags.get_int("bound-ms", q.bound_ms, 0, std::int64_t{1} << 50));
+  MS_ASSIGN_OR_RETURN(q.wm_every, flags.get_int("wm-every", q.wm_every, 1));
+  MS_RETURN_IF_ERROR(q.validate());
+  MS_ASSIGN_OR_RETURN(std::int64_t threads, flags.get_int("threads", 1, 1, 1024));
+  c.threads = static_cast<int>(threads);
+  MS_ASSIGN_OR_RETURN(c.state, flags.get_string("state", c.state, {"memory", "rocksdb"}));
+  MS_ASSIGN_OR_RETURN(c.state_dir, flags.get_string("state-dir", c.state_dir));
+  MS_ASSIGN_OR_RETURN(q.state_memory_mb,
+                      flags.get_uint("state-memory-mb", q.state_memory_mb, 1,
+                                     std::uint64_t{1} << 20));
+  MS_ASSIGN_OR_RETURN(std::int64_t attempts, flags.get_int("restart-attempts", 0, 0, 1000000));
+  q.restart_attempts = static_cast<int>(attempts);
+  MS_ASSIGN_OR_RETURN(q.restart_delay_ms,
+                      flags.get_int("restart-delay-ms", q.restart_delay_ms, 0, 3600000));
+  return c;
+}
+
+int run_kafka_q1(const std::vector<std::string>& args) {
+  const std::string command = "kafka-q1";
+  ms::StatusOr<Q1Config> config = parse_kafka_q1(args);
+  if (!config.ok()) {
+    std::cerr << "meterstream-bench " << command << ": " << config.status().message() << "\n"
+              << kUsage;
+    return kExitUsage;
+  }
+  const Q1Config& c = *config;
+  ms::Status error;
+  ms::Q1RunInfo info;
+  const auto start = std::chrono::steady_clock::now();
+  const ms::Q1Totals totals =
+      ms::run_q1_pipeline({}, c.params, c.threads, c.state, c.state_dir, &error, &info);
+  const auto stop = std::chrono::steady_clock::now();
+  if (!error.ok()) {
+    std::cerr << "meterstream-bench " << command << ": " << error << "\n";
+    return exit_code(error);
+  }
+  const double proc_s = std::chrono::duration<double>(stop - start).count();
+  auto result =
+      ms::bench::q1_result_json(info.events_read, totals, proc_s, ms::bench::peak_rss_mb());
+  result["checkpoints"] = info.checkpoints;
+  result["checkpoints_failed"] = info.checkpoints_failed;
+  result["restarts"] = info.restarts;
+  result["undecodable"] = info.undecodable;
+  std::cout << ms::bench::json_line(result);
+  std::cout.flush();
+  return std::cout ? 0 : kExitFailure;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -378,6 +484,7 @@ int main(int argc, char** argv) {
   if (command == "check-output") return run_check_output(args);
   if (command == "produce") return run_produce(args);
   if (command == "verify") return run_verify(args);
+  if (command == "kafka-q1") return run_kafka_q1(args);
   if (command == "kafka-consume") return ms::bench::run_kafka_consume(args, kUsage);
   std::cerr << "meterstream-bench: unknown sub-command '" << command << "'\n" << kUsage;
   return kExitUsage;

@@ -60,6 +60,24 @@ struct Q1Params {
   std::string brokers;
   std::string output_topic;
   std::string transactional_id_prefix;
+  // The output topic's delivery: "exactly_once", "at_least_once" or "none"
+  // (KafkaDelivery). Default: "exactly_once"
+  std::string kafka_delivery = "exactly_once";
+  // `meterstream-bench kafka-q1`: read the events from input_topic at
+  // brokers (bounded mode, MeterReading values, consumer group input_group)
+  // instead of the in-memory events. Default: "" (in-memory events)
+  std::string input_topic;
+  std::string input_group;
+  // How the input is bounded: "first-start" (the end offsets found when the
+  // job first starts, kept by restores: Flink's setBounded), "each-start"
+  // (the end offsets found at each start, restores included:
+  // KafkaSourceOptions::bounded_end_at_each_start) or "no" (read forever).
+  // Default: "first-start"
+  std::string kafka_bounded = "first-start";
+  // JobOptions::restart: attempts after a failure (0: none) and the delay
+  // between them. Default: 0, 1000
+  int restart_attempts = 0;
+  std::int64_t restart_delay_ms = 1000;
 
   // Returns kInvalidArgument naming the first field out of range, else OK.
   Status validate() const;

@@ -13,12 +13,14 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "q1_baseline.hpp"
 #include "meterstream/connectors/generator/smart_meter.hpp"
 #include "meterstream/core/status.hpp"
+#include "meterstream/runtime/operator.hpp"
 #include "meterstream/window/aggregate.hpp"
 
 namespace meterstream {
@@ -54,7 +56,8 @@ using Q1Result = WindowResult<std::uint64_t, Q1Aggregate::Acc>;
 // The output line of `r` (bench/output_check.hpp's format, without '\n').
 std::string q1_result_line(const Q1Result& r);
 
-// Runs Q1 over `events` with `threads` workers (>= 1) and the state backend
+// Runs Q1 over `events` (or, with params.input_topic, over that Kafka topic
+// in bounded mode: `events` is then unused) with `threads` workers (>= 1) and the state backend
 // named by `state` ("memory" or "rocksdb"; `state_dir` is where an on-disk
 // backend keeps its files, empty for a temporary folder). On failure writes
 // the error to `*error` (kInvalidArgument / kUnimplemented for a configuration
@@ -67,7 +70,15 @@ struct Q1RunInfo {
   std::int64_t checkpoints_failed = 0;
   std::int64_t checkpoint_max_sync_ms = 0;
   std::int64_t checkpoint_uploaded_bytes = 0;
+  std::int64_t restarts = 0;        // JobOptions::restart attempts used
+  std::uint64_t undecodable = 0;    // kafka-q1: input records that did not decode
 };
+
+// kafka-q1's source (bench/kafka_q1_source.cpp): the MeterReading values of
+// params.input_topic at params.brokers, group params.input_group, bounded as
+// params.kafka_bounded says. Kept in a file of its own: kafka_source.hpp and
+// kafka_sink.hpp both declared a KafkaRecord when it was written.
+std::shared_ptr<Source<MeterReading>> make_kafka_q1_source(const Q1Params& params);
 
 Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params& params,
                          int threads, const std::string& state, const std::string& state_dir,

@@ -31,6 +31,16 @@ Status validate_options(JobOptions& o) {
   if (o.channel_capacity == 0) {
     return absl::InvalidArgumentError("JobOptions.channel_capacity must be >= 1");
   }
+  if (o.restart.max_attempts < 0 || o.restart.delay.count() < 0) {
+    return absl::InvalidArgumentError(fmt::format(
+        "JobOptions.restart: max_attempts ({}) and delay ({} ms) must be >= 0",
+        o.restart.max_attempts, o.restart.delay.count()));
+  }
+  if (o.restart.max_attempts > 0 && o.checkpoint.interval.count() <= 0) {
+    return absl::InvalidArgumentError(
+        "JobOptions.restart needs checkpointing (checkpoint.interval > 0): a restart resumes "
+        "from the last checkpoint, and without one it would replay the input from its start");
+  }
   return Status();
 }
 

@@ -371,6 +371,7 @@ StatusOr<std::shared_ptr<RestoredCheckpoint>> Coordinator::load(std::int64_t id)
     auto r = std::make_shared<RestoredCheckpoint>();
     r->id = meta.at("id").get<std::int64_t>();
     if (r->id != id) return bad(fmt::format("holds id {}", r->id));
+    r->final = meta.value("final", false);
     for (const json& s : meta.at("sources")) {
       SplitSnapshot split;
       split.source = s.at("source").get<std::string>();

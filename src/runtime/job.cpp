@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -294,10 +297,104 @@ class JobState {
   std::atomic<bool> cancelled_by_user_{false};
 };
 
+// The Job behind the API: the current attempt's JobState, and the restart
+// strategy that replaces it by a fresh one after a retriable failure. The
+// graph's nodes are prepared per run, so a new JobState over the same graph
+// is a new run of the same pipeline.
+class JobRunner {
+ public:
+  JobRunner(std::shared_ptr<Graph> graph, JobOptions options)
+      : graph_(graph), options_(options),
+        state_(std::make_unique<JobState>(std::move(graph), std::move(options))) {}
+
+  Status start() { return current()->start(); }
+
+  Status wait() {
+    Status s = current()->wait();
+    const RestartStrategy& r = options_.restart;
+    while (!s.ok() && !cancelled_.load() && restarts_.load() < r.max_attempts &&
+           std::find(r.retriable.begin(), r.retriable.end(), s.code()) != r.retriable.end()) {
+      const int attempt = restarts_.fetch_add(1) + 1;
+      std::fprintf(stderr, "meterstream: the job failed (%s); restart %d of %d in %lld ms\n",
+                   s.ToString().c_str(), attempt, r.max_attempts,
+                   static_cast<long long>(r.delay.count()));
+      // The failed attempt is gone before the next one opens its sinks (a
+      // transactional sink's lease and producers are released by then).
+      JobOptions next = options_;
+      next.checkpoint.restore = RestoreFrom::latest();
+      replace(nullptr);
+      const auto until = std::chrono::steady_clock::now() + r.delay;
+      while (!cancelled_.load() && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+            std::chrono::milliseconds(20), until - std::chrono::steady_clock::now()));
+      }
+      if (cancelled_.load()) return absl::CancelledError("the job was cancelled");
+      JobState* state = replace(std::make_unique<JobState>(graph_, std::move(next)));
+      s = state->start();
+      if (s.ok()) {
+        if (cancelled_.load()) state->cancel();
+        s = state->wait();
+      } else {
+        (void)state->wait();  // releases what the failed start opened
+      }
+    }
+    return s;
+  }
+
+  void cancel() {
+    cancelled_.store(true);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_) state_->cancel();
+  }
+
+  bool finished() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return state_ == nullptr || state_->finished();
+  }
+
+  std::map<std::string, std::int64_t> metrics() const {
+    std::map<std::string, std::int64_t> m;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (state_) m = state_->metrics();
+    }
+    m["job_restarts"] = restarts_.load();
+    return m;
+  }
+
+  const JobOptions& options() const { return options_; }
+
+ private:
+  JobState* current() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return state_.get();
+  }
+  // Installs `next` as the current attempt; the old one is destroyed outside
+  // the lock (it joins threads and closes sinks).
+  JobState* replace(std::unique_ptr<JobState> next) {
+    std::unique_ptr<JobState> old;
+    JobState* raw = next.get();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      old = std::move(state_);
+      state_ = std::move(next);
+    }
+    old.reset();
+    return raw;
+  }
+
+  std::shared_ptr<Graph> graph_;
+  const JobOptions options_;
+  mutable std::mutex mu_;
+  std::unique_ptr<JobState> state_;  // guarded by mu_ (replaced on restart)
+  std::atomic<int> restarts_{0};
+  std::atomic<bool> cancelled_{false};
+};
+
 }  // namespace detail
 
 Job::Job(std::shared_ptr<detail::Graph> graph, JobOptions options)
-    : state_(std::make_unique<detail::JobState>(std::move(graph), std::move(options))) {}
+    : runner_(std::make_unique<detail::JobRunner>(std::move(graph), std::move(options))) {}
 Job::Job(Job&&) noexcept = default;
 Job& Job::operator=(Job&&) noexcept = default;
 Job::~Job() = default;
@@ -306,11 +403,11 @@ Status Job::run() {
   MS_RETURN_IF_ERROR(start());
   return wait();
 }
-Status Job::start() { return state_->start(); }
-Status Job::wait() { return state_->wait(); }
-void Job::cancel() { state_->cancel(); }
-bool Job::finished() const { return state_->finished(); }
-std::map<std::string, std::int64_t> Job::metrics() const { return state_->metrics(); }
-const JobOptions& Job::options() const { return state_->options(); }
+Status Job::start() { return runner_->start(); }
+Status Job::wait() { return runner_->wait(); }
+void Job::cancel() { runner_->cancel(); }
+bool Job::finished() const { return runner_->finished(); }
+std::map<std::string, std::int64_t> Job::metrics() const { return runner_->metrics(); }
+const JobOptions& Job::options() const { return runner_->options(); }
 
 }  // namespace meterstream

@@ -17,6 +17,8 @@ namespace meterstream {
 using Status = absl::Status;
 template <typename T>
 using StatusOr = absl::StatusOr<T>;
+// The codes of a Status (kUnavailable, kAborted, ...).
+using StatusCode = absl::StatusCode;
 
 }  // namespace meterstream
 

@@ -81,6 +81,12 @@ class SplitReader {
   virtual Status seek(std::string_view /*position*/) {
     return absl::UnimplementedError("split '" + name() + "' cannot be restored");
   }
+  // Whether a split that had ended when a (non-final) checkpoint was taken
+  // reads again from its position after a restore, rather than staying
+  // ended: a split whose end is found anew at each start (a bounded Kafka
+  // partition with KafkaSourceOptions::bounded_end_at_each_start). Such a
+  // split's position() is recorded at its end too. Default: false
+  virtual bool resumes_after_end() const { return false; }
 };
 
 // A checkpoint whose state is durable, as sinks and sources see it when it

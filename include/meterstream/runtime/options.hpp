@@ -3,15 +3,57 @@
 // Thread-safety: a value type.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
+#include <vector>
 
 #include "meterstream/checkpoint/checkpoint.hpp"
 #include "meterstream/core/key_group.hpp"
+#include "meterstream/core/status.hpp"
 
 namespace meterstream {
 
 class StateBackend;
+
+// What Job::run() / Job::wait() do when a run fails: Flink's fixed-delay
+// restart strategy. A failed run is torn down (threads joined, sinks closed,
+// the coordinator stopped) and, after `delay`, the job starts again from its
+// last committed checkpoint (RestoreFrom::latest()), up to `max_attempts`
+// times; each restart counts in the metric "job_restarts" and is logged on
+// stderr with the error. Restarts need checkpointing
+// (JobOptions::checkpoint.interval > 0): without a checkpoint a restart would
+// replay the input from its start. A restart that fails to start (e.g. the
+// broker is still down) counts as an attempt too.
+//
+// Example: survive a broker restart of up to a minute.
+//   o.restart = ms::RestartStrategy::fixed_delay(12, std::chrono::seconds(5));
+struct RestartStrategy {
+  // Restarts at most, in the life of the Job. 0: a failure ends the job.
+  // Default: 0
+  int max_attempts = 0;
+
+  // Time between a failure and the next start. Default: 1 s
+  std::chrono::milliseconds delay{1000};
+
+  // The status codes that restart the job; any other code (e.g.
+  // kInvalidArgument for bad options, kDataLoss for a corrupt checkpoint,
+  // kFailedPrecondition for a second job with the same transactional prefix)
+  // ends it. kCancelled after Job::cancel() never restarts.
+  // Default: kUnavailable (a server down), kAborted (a fenced or aborted
+  // transaction), kInternal (a fatal producer error, an exception thrown by
+  // user code), kDeadlineExceeded (a commit or flush that timed out)
+  std::vector<StatusCode> retriable = {StatusCode::kUnavailable, StatusCode::kAborted,
+                                       StatusCode::kInternal, StatusCode::kDeadlineExceeded};
+
+  // `attempts` restarts, `delay` apart, on the default retriable codes.
+  static RestartStrategy fixed_delay(int attempts, std::chrono::milliseconds delay) {
+    RestartStrategy r;
+    r.max_attempts = attempts;
+    r.delay = delay;
+    return r;
+  }
+};
 
 struct JobOptions {
   // Worker threads. Each runs one instance of every operator and owns a range of
@@ -53,6 +95,9 @@ struct JobOptions {
 
   // Checkpoints and restore (checkpoint/checkpoint.hpp). Default: none.
   CheckpointOptions checkpoint;
+
+  // Restarts after a failure (see RestartStrategy). Default: none
+  RestartStrategy restart;
 };
 
 // std::thread::hardware_concurrency(), at least 1.

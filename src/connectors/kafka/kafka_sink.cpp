@@ -114,6 +114,12 @@ class KafkaSinkImpl final : public KafkaSinkCore {
   Status open(const SinkContext& context) override {
     close();
     closed_ = false;
+    {
+      // A job restarted after a failure opens the sink again: the error of
+      // the failed run is not this run's.
+      std::lock_guard<std::mutex> lock(error_mu_);
+      error_ = Status();
+    }
     MS_RETURN_IF_ERROR(validate(context));
     if (context.metrics != nullptr) {
       committed_counter_ =

@@ -564,7 +564,11 @@ Status Reader::seek(std::string_view position) {
   // Bounded: the checkpoint's end offsets hold (Flink keeps the stopping
   // offsets in the split state), so a restored job reads what the first one
   // would have.
-  if (consumer_->options().bounded) {
+  if (consumer_->options().bounded && consumer_->options().bounded_end_at_each_start) {
+    // The end found at this start (open()) holds; a checkpoint of an
+    // unbounded run has none. Never before the restored position.
+    p_->end = std::max(p_->end, p_->next);
+  } else if (consumer_->options().bounded) {
     if (pos->end_offset < 0) {
       return bad_position(name(), position,
                           "it has no end offset, and the source is bounded (was the job "

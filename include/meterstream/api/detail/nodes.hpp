@@ -57,8 +57,8 @@ class SourceNode final : public Node {
             std::to_string(key.second) + " of source '" + name + "', which now has " +
             std::to_string(splits_.size()) + " splits");
       }
-      if (split.ended) continue;
       SplitReader<T>& reader = *splits_[static_cast<std::size_t>(key.second)];
+      if (split.ended && !resumes(checkpoint, split, reader)) continue;
       Status s = reader.seek(split.position);
       if (!s.ok()) {
         return Status(s.code(), "restoring split '" + reader.name() + "' of source '" + name +

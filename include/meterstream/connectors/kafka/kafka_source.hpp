@@ -23,7 +23,7 @@
 // read_committed); a partition ends when its next offset reaches it, even when
 // the last offsets hold transaction markers rather than records; the input
 // ends when every partition has. A restored job keeps the end offsets of the
-// checkpoint.
+// checkpoint, or with bounded_end_at_each_start finds them anew.
 //
 // Bad input. A record that the deserializer rejects goes to the source's
 // undecodable() side output as "kafka <topic>/<partition>@<offset>: <reason>"
@@ -120,6 +120,18 @@ struct KafkaSourceOptions {
   // Read up to the end offsets found when the job first starts, then end the
   // input. Default: false (read forever)
   bool bounded = false;
+
+  // Bounded mode, restored job: read up to the end offsets found at this
+  // start (and read on in partitions that had ended when the checkpoint was
+  // taken), instead of the checkpoint's end offsets. A job that was down
+  // while records piled up (killed, or stopped unbounded) then catches up
+  // with them and ends; its checkpoint may come from an unbounded run. A
+  // job restored from its final checkpoint (it had ended) still ends at
+  // once: a new range of an ended job is a new job (new checkpoint storage,
+  // KafkaStartOffset::committed()). Records appended to a partition that
+  // had ended are judged late against the watermark the job had reached.
+  // Default: false (Flink's setBounded: the end offsets of the first start)
+  bool bounded_end_at_each_start = false;
 
   // isolation.level read_committed: records of aborted or open transactions
   // are never read. Default: true
@@ -232,7 +244,9 @@ class KafkaSource final : public Source<T> {
     MS_ASSIGN_OR_RETURN(core_, KafkaConsumerCore::open(options_, name()));
     std::vector<std::unique_ptr<SplitReader<T>>> out;
     for (auto& reader : core_->take_readers()) {
-      out.push_back(std::make_unique<Split>(core_, std::move(reader), deserializer_));
+      out.push_back(std::make_unique<Split>(core_, std::move(reader), deserializer_,
+                                            options_.bounded &&
+                                                options_.bounded_end_at_each_start));
     }
     return out;
   }
@@ -246,9 +260,9 @@ class KafkaSource final : public Source<T> {
   class Split final : public SplitReader<T> {
    public:
     Split(std::shared_ptr<KafkaConsumerCore> core, std::unique_ptr<KafkaPartitionReader> reader,
-          Deserializer deserializer)
+          Deserializer deserializer, bool resumes_after_end)
         : core_(std::move(core)), reader_(std::move(reader)),
-          deserializer_(std::move(deserializer)) {}
+          deserializer_(std::move(deserializer)), resumes_after_end_(resumes_after_end) {}
 
     StatusOr<typename SplitReader<T>::Poll> poll(std::vector<T>& out, std::size_t max,
                                                  std::vector<std::string>& undecodable) override {
@@ -268,6 +282,7 @@ class KafkaSource final : public Source<T> {
     std::string name() const override { return reader_->name(); }
     StatusOr<std::string> position() const override { return reader_->position(); }
     Status seek(std::string_view position) override { return reader_->seek(position); }
+    bool resumes_after_end() const override { return resumes_after_end_; }
 
    private:
     static void visit(void* context, const KafkaRecordView& record) {
@@ -295,6 +310,7 @@ class KafkaSource final : public Source<T> {
     Deserializer deserializer_;
     std::vector<T>* out_ = nullptr;
     std::vector<std::string>* undecodable_ = nullptr;
+    bool resumes_after_end_ = false;
   };
 
   KafkaSourceOptions options_;

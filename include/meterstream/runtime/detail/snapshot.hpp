@@ -88,6 +88,8 @@ struct RestoredCheckpoint {
   };
 
   std::int64_t id = 0;
+  // Taken at the end of the input: a job restored from it ends at once.
+  bool final = false;
   std::map<std::string, Operator> operators;
   // (source name, split) -> its snapshot.
   std::map<std::pair<std::string, int>, SplitSnapshot> splits;

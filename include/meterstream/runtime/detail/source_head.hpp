@@ -48,6 +48,15 @@ struct EventTimeSpec {
   std::shared_ptr<const TimestampAssigner<T>> assigner;
 };
 
+// Whether `reader`, ended in checkpoint `r` at `snap`, reads on after the
+// restore: only from a checkpoint that is not the final one (a job restored
+// from its final checkpoint ends at once), and only when its position was
+// recorded at its end.
+template <typename T>
+bool resumes(const RestoredCheckpoint& r, const SplitSnapshot& snap, const SplitReader<T>& reader) {
+  return !r.final && snap.ended && !snap.position.empty() && reader.resumes_after_end();
+}
+
 template <typename T>
 class SourceHead final : public StageHead {
  public:
@@ -117,7 +126,8 @@ class SourceHead final : public StageHead {
     // The position at the end, kept for the checkpoints after it: a Kafka
     // source commits the ended partition's offsets from it (consumer lag,
     // the transactional sink's offset commit). Empty when the reader could
-    // not say; a restore never seeks an ended split.
+    // not say. A restore seeks an ended split only when it resumes after
+    // its end (resumes()).
     std::string end_position = {};
   };
 
@@ -161,10 +171,11 @@ class SourceHead final : public StageHead {
         update_watermark();
         return true;
       case SplitReader<T>::Poll::kNoDataNow:
-        // A live split that has nothing now: publish what it knows, and go idle
-        // after the idleness timeout.
+        // A live split that has nothing now: publish what it knows (unless
+        // the strategy emits on the record count alone), and go idle after
+        // the idleness timeout.
         if (event_time_) {
-          advance_split(s);
+          if (event_time_->strategy.emit_on_no_data()) advance_split(s);
           const std::int64_t timeout = event_time_->strategy.idle_timeout_ms();
           if (!s.idle && timeout > 0 && processing_time_now() - s.last_data_ms >= timeout) {
             set_split_idle(s, true);
@@ -186,7 +197,7 @@ class SourceHead final : public StageHead {
     out.watermark = s.generator.current();
     out.max_timestamp = s.generator.max_timestamp();
     out.since_watermark = s.since_watermark;
-    if (!s.ended) {
+    if (!s.ended || s.reader->resumes_after_end()) {
       StatusOr<std::string> pos = s.reader->position();
       if (!pos.ok()) {
         throw StatusError{Status(pos.status().code(), "source '" + name_ + "': " +
@@ -219,9 +230,11 @@ class SourceHead final : public StageHead {
       const SplitSnapshot& snap = it->second;
       s.generator.reset(snap.watermark, snap.max_timestamp);
       s.since_watermark = snap.since_watermark;
-      s.watermark = snap.ended ? kMaxTimestamp : snap.watermark;
-      s.ended = snap.ended;
-      if (snap.ended) s.end_position = snap.position;
+      // An ended split whose end is found anew at each start reads on (see
+      // SplitReader::resumes_after_end(); SourceNode::restore() sought it).
+      s.ended = snap.ended && !resumes(r, snap, *s.reader);
+      s.watermark = s.ended ? kMaxTimestamp : snap.watermark;
+      if (s.ended) s.end_position = snap.position;
     }
   }
 
