@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "bench_util.hpp"
+#include "kafka_consume.hpp"
 #include "kafka_tools.hpp"
 #include "output_check.hpp"
 #include "q1_baseline.hpp"
@@ -98,7 +99,11 @@ constexpr const char* kUsage =
     "from the last committed checkpoint; with --restart-attempts a failed run restarts\n"
     "from it in-process. Exits 0 after the final commit. Prints one JSON line: events\n"
     "(read by this run), windows, late_dropped, total_count, sum_wh, digest, proc_s,\n"
-    "events_per_s, peak_rss_mb, checkpoints, restarts, undecodable.\n";
+    "events_per_s, peak_rss_mb, checkpoints, restarts, undecodable.\n"
+    "       meterstream-bench kafka-consume --brokers B --topic T [--threads N]\n"
+    "Reads T's MeterReadings through the Kafka source (bounded, read_committed) into\n"
+    "a counting sink: the consume-only pass of bench/kafka_throughput.sh. Prints one\n"
+    "JSON line: events, undecodable, sum_wh, proc_s, events_per_s, peak_rss_mb.\n";
 
 const std::set<std::string> kQ1Flags = {
     "seed",     "meters",    "events",   "late-ppm", "dup-ppm", "anomaly-ppm", "hot-factor",
@@ -480,6 +485,7 @@ int main(int argc, char** argv) {
   if (command == "produce") return run_produce(args);
   if (command == "verify") return run_verify(args);
   if (command == "kafka-q1") return run_kafka_q1(args);
+  if (command == "kafka-consume") return ms::bench::run_kafka_consume(args, kUsage);
   std::cerr << "meterstream-bench: unknown sub-command '" << command << "'\n" << kUsage;
   return kExitUsage;
 }

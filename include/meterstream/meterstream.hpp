@@ -52,6 +52,7 @@
 #include "meterstream/connectors/generator/smart_meter.hpp"
 #include "meterstream/connectors/generator/smart_meter_source.hpp"
 #include "meterstream/connectors/kafka/kafka_mock_cluster.hpp"
+#include "meterstream/connectors/kafka/kafka_record.hpp"
 #include "meterstream/connectors/kafka/kafka_sink.hpp"
 #include "meterstream/connectors/kafka/kafka_source.hpp"
 #include "meterstream/connectors/memory/memory.hpp"

@@ -1,8 +1,6 @@
-// KafkaRecord: one Kafka message with its bytes, shared by the Kafka source
-// (what kafka_raw() reads) and the Kafka sink (what a serializer may
-// return), so that a stream read raw can be written back as it is.
-//
-// Thread-safety: a value type.
+// KafkaRecord: one Kafka message with its bytes, as the Kafka source's
+// kafka_raw() deserializer gives it and as a Kafka sink's serializer may
+// return it (docs/kafka.md). A plain value type; no thread-safety concerns.
 #pragma once
 
 #include <cstdint>
@@ -19,21 +17,31 @@ struct KafkaHeader {
 };
 
 struct KafkaRecord {
-  // Where the record was read (source only; the sink writes to its options'
-  // topic, into the partition its partitioner chooses).
+  // Where the record was read (kafka_raw()); ignored by the sink, which
+  // writes to its own topic and partitioner.
+  // Default: "", 0, 0.
   std::string topic;
   std::int32_t partition = 0;
   std::int64_t offset = 0;
-  // The message key. The source sets has_key when the record has a non-empty
-  // key; the sink sends the key only when has_key is true.
+
+  // The message key; a sink ignores it when has_key is false (a keyless
+  // message). kafka_raw() sets has_key when the record has a non-empty key.
+  // Default: "", false.
   std::string key;
   bool has_key = false;
+
+  // The message value.
+  // Default: "".
   std::string value;
-  // The record's timestamp (create or log-append time) in ms since the
-  // epoch; kMinTimestamp when it has none (source only).
-  Timestamp timestamp_ms = kMinTimestamp;
-  // Headers the sink sends (the source does not read headers).
+
+  // Headers written by a sink (kafka_raw() leaves them empty).
+  // Default: none.
   std::vector<KafkaHeader> headers;
+
+  // The record timestamp read by kafka_raw() (kMinTimestamp: none); ignored
+  // by the sink.
+  // Default: kMinTimestamp.
+  Timestamp timestamp_ms = kMinTimestamp;
 };
 
 }  // namespace meterstream

@@ -49,9 +49,9 @@
 // fatal producer error or a failed transaction commit fails the job with the
 // topic and librdkafka's error; restarting the job (same storage, same
 // options, RestoreFrom::latest()) resumes from the last committed checkpoint
-// without loss. The library does not restart a failed job by itself.
+// without loss; with JobOptions::restart the job does so by itself.
 //
-// Metrics (Job::metrics()): kafka_sink_messages, kafka_sink_produce_errors,
+// Metrics (Job::metrics()): kafka_sink_produce_errors,
 // kafka_sink_transactions_committed, kafka_sink_transactions_aborted.
 //
 // Thread-safety: as Sink; every worker's writer produces into the same

@@ -137,6 +137,12 @@ class SourceHead final : public StageHead {
     Timestamp last_data_ms = 0;
     bool idle = false;
     bool ended = false;
+    // The position at the end, kept for the checkpoints after it: a Kafka
+    // source commits the ended partition's offsets from it (consumer lag,
+    // the transactional sink's offset commit). Empty when the reader could
+    // not say. A restore seeks an ended split only when it resumes after
+    // its end (resumes()).
+    std::string end_position = {};
   };
 
   bool poll_split(Split& s) {
@@ -173,6 +179,9 @@ class SourceHead final : public StageHead {
         // record is the split's last.
         if (every > 0 && s.since_watermark >= every) advance_split(s);
         s.ended = true;
+        if (StatusOr<std::string> pos = s.reader->position(); pos.ok()) {
+          s.end_position = *std::move(pos);
+        }
         s.watermark = kMaxTimestamp;
         update_watermark();
         return true;
@@ -210,6 +219,8 @@ class SourceHead final : public StageHead {
                                                           std::string(pos.status().message()))};
       }
       out.position = *std::move(pos);
+    } else {
+      out.position = s.end_position;
     }
     return out;
   }
@@ -238,6 +249,7 @@ class SourceHead final : public StageHead {
       // SplitReader::resumes_after_end(); SourceNode::restore() sought it).
       s.ended = snap.ended && !resumes(r, snap, *s.reader);
       s.watermark = s.ended ? kMaxTimestamp : snap.watermark;
+      if (s.ended) s.end_position = snap.position;
     }
   }
 
