@@ -466,6 +466,9 @@ TEST_CASE("a shared file of the checkpoints always holds the same RocksDB file",
   auto storage = mt::local_storage(dir.str("chk"));
   auto open = std::make_shared<std::atomic<bool>>(true);
   mt::Pace pace;
+  // About 1.5 s of input: at least 10 checkpoints even on a loaded machine
+  // (a checkpoint flushes RocksDB; at 1 ms a pause, 9 was seen).
+  pace.pause = std::chrono::microseconds(3000);
   ms::Pipeline p;
   paced_rec_source(p, pace, kRecords)
       .with_watermarks(ms::WatermarkStrategy::bounded_out_of_orderness(2s).with_emit_every(100),
