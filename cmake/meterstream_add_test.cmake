@@ -12,7 +12,8 @@
 #   those tagged [kafka] the label kafka (`ctest -L kafka`: the tests that
 #   use a Kafka broker or Kafka's conventions), and those tagged [serial]
 #   the label serial and RUN_SERIAL (no other test runs beside them: e.g.
-#   a chaos test that kills the shared Kafka broker).
+#   a chaos test that kills the shared Kafka broker), and those tagged
+#   [tools] (they run bench/ or examples/ binaries) the label tools.
 # - Tests run in the build directory and get MS_SOURCE_DIR / MS_BINARY_DIR as
 #   string macros (the source tree and the build tree).
 # - Tests may include bench/ headers ("bench/q1.hpp") and link
@@ -65,7 +66,9 @@ function(meterstream_add_test layer)
   # sanitizer test presets exclude, those tagged [rocksdb] the label
   # `rocksdb`, which the tsan preset excludes (Debian's RocksDB is not built
   # for TSan), those tagged [kafka] the label `kafka`, and those tagged
-  # [serial] the label `serial` and RUN_SERIAL. Catch2 v2's
+  # [serial] the label `serial` and RUN_SERIAL, and those tagged [tools]
+  # (they run the bench or example binaries) the label `tools`, which the
+  # asan preset excludes (it builds neither). Catch2 v2's
   # discovery does not turn tags into labels, so this ctest-time script (run
   # after the discovered tests are defined) asks the executable which test
   # cases carry each tag.
@@ -76,7 +79,7 @@ function(meterstream_add_test layer)
       "set(_exe [==[$<TARGET_FILE:${_target}>]==])
 if(EXISTS \"\${_exe}\")
   set(_tagged \"\")
-  foreach(_tag IN ITEMS slow rocksdb kafka serial)
+  foreach(_tag IN ITEMS slow rocksdb kafka serial tools)
     execute_process(COMMAND \"\${_exe}\" \"[\${_tag}]\" --list-test-names-only
                     OUTPUT_VARIABLE _out RESULT_VARIABLE _rc ERROR_QUIET)
     string(REPLACE \"\\n\" \";\" _names \"\${_out}\")

@@ -9,8 +9,8 @@
 #      MS_KAFKA_BROKER_DIR and MS_KAFKA_BROKER_SCRIPT for the e2e tests
 #      (stopped again when this script exits, whatever happens);
 #   3. the `dev` preset: configure, build, ctest;
-#   4. the `asan` preset (ASan + UBSan): configure, build, ctest (label `slow`
-#      excluded);
+#   4. the `asan` preset (ASan + UBSan, library and tests only): configure,
+#      build, ctest (labels `slow` and `tools` excluded);
 #   5. the `tsan` preset (ThreadSanitizer): configure, build, ctest on the
 #      memory backend only (the preset's filter: labels runtime, api, window,
 #      core, checkpoint; not slow, e2e or rocksdb);

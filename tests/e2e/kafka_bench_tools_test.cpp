@@ -77,7 +77,7 @@ std::string workload_flags(const ms::SmartMeterWorkload& w) {
 TEST_CASE(
     "produce writes the generator's events, keyed, to their partitions in "
     "order",
-    "[e2e][kafka]") {
+    "[e2e][kafka][tools]") {
   const std::string brokers = t::kafka_brokers();
   const std::string topic = t::unique_kafka_name("produce");
   const ms::SmartMeterWorkload w = small_workload();
@@ -141,7 +141,7 @@ TEST_CASE(
 }
 
 TEST_CASE("verify counts committed windows, repeats and undecodable records",
-          "[e2e][kafka]") {
+          "[e2e][kafka][tools]") {
   const std::string brokers = t::kafka_brokers();
   const std::string topic = t::unique_kafka_name("verify");
   t::create_kafka_topic(brokers, topic, 2);
@@ -196,7 +196,7 @@ TEST_CASE("verify counts committed windows, repeats and undecodable records",
 TEST_CASE(
     "verify waits for an open transaction, and says so when it outlasts the "
     "bound",
-    "[e2e][kafka]") {
+    "[e2e][kafka][tools]") {
   const std::string brokers = t::kafka_brokers();
   const std::string topic = t::unique_kafka_name("verify-open");
   t::create_kafka_topic(brokers, topic, 1);

@@ -95,7 +95,7 @@ TEST_CASE(
     "kafka_meter_aggregates writes Q2's windows exactly once and the "
     "undecodable records to "
     "the dead-letter topic, across a kill in the transaction commit",
-    "[e2e][kafka][slow]") {
+    "[e2e][kafka][slow][tools]") {
   const std::string brokers = t::kafka_brokers();
   const std::string input = t::unique_kafka_name("agg-in");
   const std::string output = t::unique_kafka_name("agg-out");
@@ -196,7 +196,7 @@ TEST_CASE(
 TEST_CASE(
     "kafka_meter_aggregates --mock runs on the mock cluster and says it is not "
     "exactly once",
-    "[e2e][kafka]") {
+    "[e2e][kafka][tools]") {
   const std::string checkpoints = temp_dir("agg-mock");
   const Run r =
       run(kExample +
@@ -222,7 +222,7 @@ TEST_CASE(
 TEST_CASE(
     "smart_meter --brokers --topic reads a produced topic and prints the "
     "generator's Q1 and Q2",
-    "[e2e][kafka]") {
+    "[e2e][kafka][tools]") {
   const std::string brokers = t::kafka_brokers();
   const std::string topic = t::unique_kafka_name("demo-in");
   const std::string workload =
