@@ -10,8 +10,9 @@
 // split (E = emit_every, default 1000) and, unless with_emit_on_no_data(false),
 // whenever the split has no data for now, the split emits max(previous
 // watermark, max timestamp seen - B - 1). A split that
-// has produced nothing for the idleness timeout stops holding the watermark back
-// until it produces again. At the end of a split its watermark becomes
+// has produced nothing for the idleness timeout emits that watermark once
+// more (for the records since its last one), then stops holding the watermark
+// back until it produces again. At the end of a split its watermark becomes
 // kMaxTimestamp.
 //
 // Thread-safety: value types.

@@ -188,11 +188,16 @@ class SourceHead final : public StageHead {
       case SplitReader<T>::Poll::kNoDataNow:
         // A live split that has nothing now: publish what it knows (unless
         // the strategy emits on the record count alone), and go idle after
-        // the idleness timeout.
+        // the idleness timeout, publishing first the watermark of the
+        // records since its last one (idleness depends on timing anyway;
+        // without this they would hold no window back only while another
+        // split is active, and none at all once every split is idle).
         if (event_time_) {
-          if (event_time_->strategy.emit_on_no_data()) advance_split(s);
+          const bool emit_now = event_time_->strategy.emit_on_no_data();
+          if (emit_now) advance_split(s);
           const std::int64_t timeout = event_time_->strategy.idle_timeout_ms();
           if (!s.idle && timeout > 0 && processing_time_now() - s.last_data_ms >= timeout) {
+            if (!emit_now) advance_split(s);
             set_split_idle(s, true);
           }
         }
