@@ -126,7 +126,7 @@ json text_list(const std::vector<std::string>& list) {
 }
 
 // An operator instance's keyed bytes and operator-wide bytes as one object.
-std::string encode_state(const OperatorSnapshot& op) {
+std::string encode_state(const OperatorInstanceState& op) {
   std::string out = kStateMagic;
   put_u64(&out, op.keyed.size());
   for (const auto& [kg, bytes] : op.keyed) {
@@ -445,7 +445,7 @@ StatusOr<std::shared_ptr<RestoredCheckpoint>> Coordinator::load(std::int64_t id)
     if (r->id != id) return bad(fmt::format("holds id {}", r->id));
     r->final = meta.value("final", false);
     for (const json& s : meta.at("sources")) {
-      SplitSnapshot split;
+      SplitState split;
       split.source = text_of(s.at("source"));
       split.split = s.at("split").get<int>();
       if (!from_hex(s.at("position").get<std::string>(), &split.position)) {
@@ -473,21 +473,21 @@ StatusOr<std::shared_ptr<RestoredCheckpoint>> Coordinator::load(std::int64_t id)
       MS_ASSIGN_OR_RETURN(std::string state, storage.get(state_path));
       MS_RETURN_IF_ERROR(decode_state(state, state_path, worker, &into));
       for (const json& st : op.at("stores")) {
-        LocalStoreSnapshot s;
+        LocalStoreCopy s;
         s.local_dir = (local / std::to_string(n++)).string();
         fs::create_directories(s.local_dir, ec);
         if (ec) return absl::PermissionDeniedError(fmt::format("cannot create '{}'", s.local_dir));
-        s.snapshot.backend = st.at("backend").get<std::string>();
-        s.snapshot.key_groups = KeyGroupRange{st.at("key_groups").at(0).get<int>(),
+        s.manifest.backend = st.at("backend").get<std::string>();
+        s.manifest.key_groups = KeyGroupRange{st.at("key_groups").at(0).get<int>(),
                                               st.at("key_groups").at(1).get<int>()};
         for (const json& f : st.at("files")) {
-          StoreSnapshot::File file{f.at("name").get<std::string>(), f.at("shared").get<bool>()};
+          StoreManifest::File file{f.at("name").get<std::string>(), f.at("shared").get<bool>()};
           if (file.name.empty() || file.name.find('/') != std::string::npos || file.name[0] == '.') {
             return bad(fmt::format("bad store file name '{}'", file.name));
           }
           MS_RETURN_IF_ERROR(
               storage.get_file(f.at("path").get<std::string>(), s.local_dir + "/" + file.name));
-          s.snapshot.files.push_back(std::move(file));
+          s.manifest.files.push_back(std::move(file));
         }
         into.stores.push_back(std::move(s));
       }
@@ -508,9 +508,9 @@ void Coordinator::start(int units) {
     std::lock_guard<std::mutex> lock(mu_);
     units_ = units;
     reports_.assign(static_cast<std::size_t>(units), std::nullopt);
-    early_.assign(static_cast<std::size_t>(units), WorkerSnapshot());
+    early_.assign(static_cast<std::size_t>(units), WorkerCheckpointPart());
     unit_finished_.assign(static_cast<std::size_t>(units), false);
-    rests_.assign(static_cast<std::size_t>(units), WorkerSnapshot());
+    rests_.assign(static_cast<std::size_t>(units), WorkerCheckpointPart());
   }
   if (options_.interval.count() > 0) {
     thread_ = std::thread([this] {
@@ -542,7 +542,7 @@ void Coordinator::stop() {
   fs::remove_all(fs::path(local_dir_) / "restore", ec);
 }
 
-void Coordinator::report(int unit, WorkerSnapshot snapshot) {
+void Coordinator::report(int unit, WorkerCheckpointPart snapshot) {
   failpoint("snapshot");
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -558,10 +558,10 @@ void Coordinator::report(int unit, WorkerSnapshot snapshot) {
   cv_.notify_all();
 }
 
-void Coordinator::finished(int unit, WorkerSnapshot rest) {
+void Coordinator::finished(int unit, WorkerCheckpointPart rest) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    WorkerSnapshot& r = rests_[static_cast<std::size_t>(unit)];
+    WorkerCheckpointPart& r = rests_[static_cast<std::size_t>(unit)];
     for (auto& s : rest.splits) r.splits.push_back(std::move(s));
     for (auto& p : rest.prepared) r.prepared.push_back(std::move(p));
     unit_finished_[static_cast<std::size_t>(unit)] = true;
@@ -602,7 +602,7 @@ void Coordinator::run() {
       pending_ = id;
     }
     triggered.store(id, std::memory_order_release);
-    std::vector<WorkerSnapshot> parts;
+    std::vector<WorkerCheckpointPart> parts;
     if (!collect(id, &parts)) return;
     Status s = complete(id, std::move(parts), /*final=*/false);
     if (!s.ok() && commit_point_ != nullptr) {
@@ -622,7 +622,7 @@ void Coordinator::run() {
   }
 }
 
-bool Coordinator::collect(std::int64_t id, std::vector<WorkerSnapshot>* parts) {
+bool Coordinator::collect(std::int64_t id, std::vector<WorkerCheckpointPart>* parts) {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (stopping_ || shared_.cancelled.load()) return false;
@@ -636,15 +636,15 @@ bool Coordinator::collect(std::int64_t id, std::vector<WorkerSnapshot>* parts) {
   }
   for (int u = 0; u < units_; ++u) {
     const auto i = static_cast<std::size_t>(u);
-    WorkerSnapshot part = std::move(early_[i]);
-    early_[i] = WorkerSnapshot();
+    WorkerCheckpointPart part = std::move(early_[i]);
+    early_[i] = WorkerCheckpointPart();
     if (reports_[i] && reports_[i]->id == id) {
       part.merge(std::move(*reports_[i]));
       reports_[i].reset();
     } else {
       // Ran out of input before this barrier: all it produced belongs here.
       part.merge(std::move(rests_[i]));
-      rests_[i] = WorkerSnapshot();
+      rests_[i] = WorkerCheckpointPart();
     }
     parts->push_back(std::move(part));
   }
@@ -653,7 +653,7 @@ bool Coordinator::collect(std::int64_t id, std::vector<WorkerSnapshot>* parts) {
 
 Status Coordinator::finish() {
   stop();
-  std::vector<WorkerSnapshot> parts;
+  std::vector<WorkerCheckpointPart> parts;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& r : reports_) {
@@ -665,7 +665,7 @@ Status Coordinator::finish() {
   }
   // Operators that ended hold no state: the final checkpoint keeps positions
   // (all at their end) and commits the rest of the output.
-  for (WorkerSnapshot& p : parts) p.operators.clear();
+  for (WorkerCheckpointPart& p : parts) p.operators.clear();
   const std::int64_t id = next_id_++;
   triggered.store(id, std::memory_order_release);
   Status s;
@@ -734,7 +734,7 @@ StatusOr<std::string> Coordinator::upload_shared(const std::string& local_file,
   return path;
 }
 
-Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts, bool final) {
+Status Coordinator::complete(std::int64_t id, std::vector<WorkerCheckpointPart> parts, bool final) {
   CheckpointStorage& storage = *options_.storage;
   std::error_code ec;
   const fs::path local = fs::path(local_dir_) / "snapshots" / checkpoint_dir(id);
@@ -747,14 +747,14 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
   } cleanup{local};
 
   std::int64_t sync_us = 0;
-  for (WorkerSnapshot& p : parts) {
+  for (WorkerCheckpointPart& p : parts) {
     sync_us = std::max(sync_us, p.sync_us);
-    for (SplitSnapshot& s : p.splits) splits_[{s.source, s.split}] = std::move(s);
+    for (SplitState& s : p.splits) splits_[{s.source, s.split}] = std::move(s);
     // Staged output waits for a checkpoint that completes, this one or later.
     for (SinkPrepared& s : p.prepared) uncommitted_.push_back(std::move(s));
   }
   last_sync_ms_->set(sync_us / 1000);
-  for (const WorkerSnapshot& p : parts) {
+  for (const WorkerCheckpointPart& p : parts) {
     if (!p.error.ok()) {
       return Status(p.error.code(), fmt::format("a snapshot failed: {}", std::string(p.error.message())));
     }
@@ -786,8 +786,8 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
   std::set<std::string> files;
   json operators = json::array();
   int n = 0;
-  for (const WorkerSnapshot& p : parts) {
-    for (const OperatorSnapshot& op : p.operators) {
+  for (const WorkerCheckpointPart& p : parts) {
+    for (const OperatorInstanceState& op : p.operators) {
       const std::string state_path = fmt::format("{}/op-{}.state", checkpoint_dir(id), n);
       const std::string state = encode_state(op);
       MS_RETURN_IF_ERROR(storage.put(state_path, state));
@@ -796,9 +796,9 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
       files.insert(state_path);
       json stores = json::array();
       int m = 0;
-      for (const LocalStoreSnapshot& s : op.stores) {
+      for (const LocalStoreCopy& s : op.stores) {
         json list = json::array();
-        for (const StoreSnapshot::File& f : s.snapshot.files) {
+        for (const StoreManifest::File& f : s.manifest.files) {
           const std::string local_file = s.local_dir + "/" + f.name;
           std::string path;
           if (f.shared) {
@@ -811,8 +811,8 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
           files.insert(path);
           list.push_back({{"name", f.name}, {"path", path}, {"shared", f.shared}});
         }
-        stores.push_back({{"backend", s.snapshot.backend},
-                          {"key_groups", {s.snapshot.key_groups.first, s.snapshot.key_groups.last}},
+        stores.push_back({{"backend", s.manifest.backend},
+                          {"key_groups", {s.manifest.key_groups.first, s.manifest.key_groups.last}},
                           {"files", std::move(list)}});
         ++m;
       }

@@ -21,7 +21,7 @@
 
 #include "meterstream/checkpoint/checkpoint.hpp"
 #include "meterstream/metrics/metrics.hpp"
-#include "meterstream/runtime/detail/snapshot.hpp"
+#include "meterstream/checkpoint/detail/checkpoint_parts.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
 
@@ -66,8 +66,8 @@ class Coordinator final : public CheckpointHub {
   // Lets another job write to the storage (the job has ended).
   void release_storage() { storage_lock_.reset(); }
 
-  void report(int unit, WorkerSnapshot snapshot) override;
-  void finished(int unit, WorkerSnapshot rest) override;
+  void report(int unit, WorkerCheckpointPart snapshot) override;
+  void finished(int unit, WorkerCheckpointPart rest) override;
   std::string store_snapshot_dir(std::int64_t id, const std::string& op, int worker) override;
 
  private:
@@ -76,9 +76,9 @@ class Coordinator final : public CheckpointHub {
 
   void run();
   // Waits for every unit's part of checkpoint `id`; false when stopped.
-  bool collect(std::int64_t id, std::vector<WorkerSnapshot>* parts);
+  bool collect(std::int64_t id, std::vector<WorkerCheckpointPart>* parts);
   // Uploads, writes the metadata, commits the sinks, applies retention.
-  Status complete(std::int64_t id, std::vector<WorkerSnapshot> parts, bool final);
+  Status complete(std::int64_t id, std::vector<WorkerCheckpointPart> parts, bool final);
   // Commits checkpoint `checkpoint`: the commit-point sink first (its commit
   // is the checkpoint's), then the other sinks, then tells the sources.
   Status commit_sinks(CheckpointCommit checkpoint, const std::vector<SinkPrepared>& prepared);
@@ -104,15 +104,15 @@ class Coordinator final : public CheckpointHub {
   bool stopping_ = false;
   int units_ = 0;
   std::int64_t pending_ = 0;                             // the checkpoint being collected
-  std::vector<std::optional<WorkerSnapshot>> reports_;   // per unit, for pending_
+  std::vector<std::optional<WorkerCheckpointPart>> reports_;   // per unit, for pending_
   std::vector<bool> unit_finished_;
-  std::vector<WorkerSnapshot> rests_;  // per unit: produced after its last report
-  std::vector<WorkerSnapshot> early_;  // per unit: reports of no pending checkpoint
+  std::vector<WorkerCheckpointPart> rests_;  // per unit: produced after its last report
+  std::vector<WorkerCheckpointPart> early_;  // per unit: reports of no pending checkpoint
   std::thread thread_;
 
   // Coordinator thread only (or the caller of finish() after the thread stopped).
   std::int64_t next_id_ = 1;
-  std::map<std::pair<std::string, int>, SplitSnapshot> splits_;  // newest known
+  std::map<std::pair<std::string, int>, SplitState> splits_;  // newest known
   std::vector<SinkPrepared> uncommitted_;  // staged output of failed checkpoints
   std::set<std::string> shared_files_;     // in storage under shared/
   // "dev:inode:size:mtime:file name" -> content name
