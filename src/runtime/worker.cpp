@@ -18,6 +18,15 @@ void JobShared::fail(Status status) {
   cancelled.store(true, std::memory_order_release);
 }
 
+void JobShared::log(LogLevel level, std::string_view message) const {
+  if (!options.log) return;
+  try {
+    options.log(level, message);
+  } catch (...) {
+    // A log hook must not take the job (or a library thread) down.
+  }
+}
+
 Status JobShared::first_error() const {
   std::lock_guard<std::mutex> lock(mu_);
   return first_error_;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "meterstream/core/key_group.hpp"
@@ -98,6 +99,8 @@ struct JobShared {
 
   // Records the first error and cancels the job.
   void fail(Status status);
+  // Hands `message` to options.log (if set; an exception it throws is dropped).
+  void log(LogLevel level, std::string_view message) const;
   Status first_error() const;
 
  private:
