@@ -6,6 +6,14 @@
 // to commit what they staged, and applies retention. One checkpoint runs at a
 // time. At the end of input Job calls finish() for the final checkpoint,
 // which commits the rest of the output.
+//
+// The checkpoint layer sits below the runtime: the coordinator knows the job
+// only through CheckpointedJob, its sinks and sources through CheckpointedSink
+// and CheckpointedSource, all owned here and implemented by the runtime
+// (src/runtime/job.cpp). Its parts, one file each: coordinator.cpp (checks,
+// the thread that triggers and collects, failures), complete.cpp (uploads,
+// the metadata, the sinks' commit), restore.cpp (choosing and loading what
+// to restore), retention.cpp, and metadata.hpp (the format in storage).
 #pragma once
 
 #include <condition_variable>
@@ -16,28 +24,68 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "meterstream/checkpoint/checkpoint.hpp"
-#include "meterstream/metrics/metrics.hpp"
 #include "meterstream/checkpoint/detail/checkpoint_parts.hpp"
-#include "meterstream/runtime/detail/worker.hpp"
-#include "meterstream/runtime/operator.hpp"
+#include "meterstream/core/key_group.hpp"
+#include "meterstream/core/log.hpp"
+#include "meterstream/core/status.hpp"
+#include "meterstream/metrics/metrics.hpp"
 
 namespace meterstream::detail {
+
+// The job as the coordinator sees it. Called from the coordinator's thread
+// and from the caller of create(), restore() and finish().
+class CheckpointedJob {
+ public:
+  virtual ~CheckpointedJob() = default;
+  // Fails the job with `status` (the first error wins) and cancels it.
+  virtual void fail(Status status) = 0;
+  virtual bool cancelled() const = 0;
+  virtual int parallelism() const = 0;
+  virtual int max_parallelism() const = 0;
+  // Per worker; assigned before start().
+  virtual std::vector<KeyGroupRange> key_group_ranges() const = 0;
+  virtual MetricRegistry& metrics() = 0;
+  // JobOptions::log.
+  virtual void log(LogLevel level, std::string_view message) = 0;
+};
+
+// A sink as the coordinator sees it: SinkBase's checkpoint methods
+// (runtime/operator.hpp has their contracts).
+class CheckpointedSink {
+ public:
+  virtual ~CheckpointedSink() = default;
+  virtual bool commit_point() const = 0;
+  virtual StatusOr<std::int64_t> committed_checkpoint() = 0;
+  virtual Status recover(std::int64_t restored_checkpoint,
+                         const std::vector<std::string>& prepared) = 0;
+  virtual Status persist(const std::vector<std::string>& prepared) = 0;
+  virtual Status commit(const CheckpointCommit& checkpoint,
+                        const std::vector<std::string>& prepared) = 0;
+};
+
+// A source as the coordinator sees it (SourceBase::checkpoint_committed()).
+class CheckpointedSource {
+ public:
+  virtual ~CheckpointedSource() = default;
+  virtual Status checkpoint_committed(const CheckpointCommit& checkpoint) = 0;
+};
 
 class Coordinator final : public CheckpointHub {
  public:
   struct SinkRef {
     std::string uid;   // the sink node's uid: keys its staged output in checkpoints
     std::string name;  // the sink node's name, for errors
-    std::shared_ptr<SinkBase> sink;
+    std::shared_ptr<CheckpointedSink> sink;
   };
   struct SourceRef {
     std::string uid;   // the source node's uid: keys its split positions in checkpoints
     std::string name;  // the source node's name, for logs
-    std::shared_ptr<SourceBase> source;
+    std::shared_ptr<CheckpointedSource> source;
   };
 
   // Checks the options (storage present, retained and failure limit >= 1,
@@ -47,7 +95,7 @@ class Coordinator final : public CheckpointHub {
   // storage that cannot be written fails here with its own code) and prepares
   // the local working folder.
   static StatusOr<std::unique_ptr<Coordinator>> create(const CheckpointOptions& options,
-                                                       JobShared& shared,
+                                                       CheckpointedJob& job,
                                                        std::vector<SinkRef> sinks,
                                                        std::vector<SourceRef> sources);
   ~Coordinator() override;
@@ -71,7 +119,7 @@ class Coordinator final : public CheckpointHub {
   std::string store_snapshot_dir(std::int64_t id, const std::string& op, int worker) override;
 
  private:
-  Coordinator(const CheckpointOptions& options, JobShared& shared, std::vector<SinkRef> sinks,
+  Coordinator(const CheckpointOptions& options, CheckpointedJob& job, std::vector<SinkRef> sinks,
               std::vector<SourceRef> sources);
 
   void run();
@@ -91,7 +139,7 @@ class Coordinator final : public CheckpointHub {
   void record_failure(std::int64_t id, const Status& status);
 
   CheckpointOptions options_;
-  JobShared& shared_;
+  CheckpointedJob& job_;
   std::vector<SinkRef> sinks_;
   std::vector<SourceRef> sources_;
   const SinkRef* commit_point_ = nullptr;  // the sink whose commit is the checkpoint's
