@@ -57,6 +57,7 @@
 #include "meterstream/connectors/kafka/kafka_source.hpp"
 #include "meterstream/connectors/memory/memory.hpp"
 #include "meterstream/core/key_group.hpp"
+#include "meterstream/core/log.hpp"
 #include "meterstream/core/status.hpp"
 #include "meterstream/core/time.hpp"
 #include "meterstream/core/version.hpp"

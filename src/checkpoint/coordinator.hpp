@@ -6,6 +6,14 @@
 // to commit what they staged, and applies retention. One checkpoint runs at a
 // time. At the end of input Job calls finish() for the final checkpoint,
 // which commits the rest of the output.
+//
+// The checkpoint layer sits below the runtime: the coordinator knows the job
+// only through CheckpointedJob, its sinks and sources through CheckpointedSink
+// and CheckpointedSource, all owned here and implemented by the runtime
+// (src/runtime/job.cpp). Its parts, one file each: coordinator.cpp (checks,
+// the thread that triggers and collects, failures), complete.cpp (uploads,
+// the metadata, the sinks' commit), restore.cpp (choosing and loading what
+// to restore), retention.cpp, and metadata.hpp (the format in storage).
 #pragma once
 
 #include <condition_variable>
@@ -16,28 +24,68 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "meterstream/checkpoint/checkpoint.hpp"
+#include "meterstream/checkpoint/detail/checkpoint_parts.hpp"
+#include "meterstream/core/key_group.hpp"
+#include "meterstream/core/log.hpp"
+#include "meterstream/core/status.hpp"
 #include "meterstream/metrics/metrics.hpp"
-#include "meterstream/runtime/detail/snapshot.hpp"
-#include "meterstream/runtime/detail/worker.hpp"
-#include "meterstream/runtime/operator.hpp"
 
 namespace meterstream::detail {
+
+// The job as the coordinator sees it. Called from the coordinator's thread
+// and from the caller of create(), restore() and finish().
+class CheckpointedJob {
+ public:
+  virtual ~CheckpointedJob() = default;
+  // Fails the job with `status` (the first error wins) and cancels it.
+  virtual void fail(Status status) = 0;
+  virtual bool cancelled() const = 0;
+  virtual int parallelism() const = 0;
+  virtual int max_parallelism() const = 0;
+  // Per worker; assigned before start().
+  virtual std::vector<KeyGroupRange> key_group_ranges() const = 0;
+  virtual MetricRegistry& metrics() = 0;
+  // JobOptions::log.
+  virtual void log(LogLevel level, std::string_view message) = 0;
+};
+
+// A sink as the coordinator sees it: SinkBase's checkpoint methods
+// (runtime/operator.hpp has their contracts).
+class CheckpointedSink {
+ public:
+  virtual ~CheckpointedSink() = default;
+  virtual bool commit_point() const = 0;
+  virtual StatusOr<std::int64_t> committed_checkpoint() = 0;
+  virtual Status recover(std::int64_t restored_checkpoint,
+                         const std::vector<std::string>& prepared) = 0;
+  virtual Status persist(const std::vector<std::string>& prepared) = 0;
+  virtual Status commit(const CheckpointCommit& checkpoint,
+                        const std::vector<std::string>& prepared) = 0;
+};
+
+// A source as the coordinator sees it (SourceBase::checkpoint_committed()).
+class CheckpointedSource {
+ public:
+  virtual ~CheckpointedSource() = default;
+  virtual Status checkpoint_committed(const CheckpointCommit& checkpoint) = 0;
+};
 
 class Coordinator final : public CheckpointHub {
  public:
   struct SinkRef {
     std::string uid;   // the sink node's uid: keys its staged output in checkpoints
     std::string name;  // the sink node's name, for errors
-    std::shared_ptr<SinkBase> sink;
+    std::shared_ptr<CheckpointedSink> sink;
   };
   struct SourceRef {
     std::string uid;   // the source node's uid: keys its split positions in checkpoints
     std::string name;  // the source node's name, for logs
-    std::shared_ptr<SourceBase> source;
+    std::shared_ptr<CheckpointedSource> source;
   };
 
   // Checks the options (storage present, retained and failure limit >= 1,
@@ -47,7 +95,7 @@ class Coordinator final : public CheckpointHub {
   // storage that cannot be written fails here with its own code) and prepares
   // the local working folder.
   static StatusOr<std::unique_ptr<Coordinator>> create(const CheckpointOptions& options,
-                                                       JobShared& shared,
+                                                       CheckpointedJob& job,
                                                        std::vector<SinkRef> sinks,
                                                        std::vector<SourceRef> sources);
   ~Coordinator() override;
@@ -66,19 +114,19 @@ class Coordinator final : public CheckpointHub {
   // Lets another job write to the storage (the job has ended).
   void release_storage() { storage_lock_.reset(); }
 
-  void report(int unit, WorkerSnapshot snapshot) override;
-  void finished(int unit, WorkerSnapshot rest) override;
+  void report(int unit, WorkerCheckpointPart snapshot) override;
+  void finished(int unit, WorkerCheckpointPart rest) override;
   std::string store_snapshot_dir(std::int64_t id, const std::string& op, int worker) override;
 
  private:
-  Coordinator(const CheckpointOptions& options, JobShared& shared, std::vector<SinkRef> sinks,
+  Coordinator(const CheckpointOptions& options, CheckpointedJob& job, std::vector<SinkRef> sinks,
               std::vector<SourceRef> sources);
 
   void run();
   // Waits for every unit's part of checkpoint `id`; false when stopped.
-  bool collect(std::int64_t id, std::vector<WorkerSnapshot>* parts);
+  bool collect(std::int64_t id, std::vector<WorkerCheckpointPart>* parts);
   // Uploads, writes the metadata, commits the sinks, applies retention.
-  Status complete(std::int64_t id, std::vector<WorkerSnapshot> parts, bool final);
+  Status complete(std::int64_t id, std::vector<WorkerCheckpointPart> parts, bool final);
   // Commits checkpoint `checkpoint`: the commit-point sink first (its commit
   // is the checkpoint's), then the other sinks, then tells the sources.
   Status commit_sinks(CheckpointCommit checkpoint, const std::vector<SinkPrepared>& prepared);
@@ -91,7 +139,7 @@ class Coordinator final : public CheckpointHub {
   void record_failure(std::int64_t id, const Status& status);
 
   CheckpointOptions options_;
-  JobShared& shared_;
+  CheckpointedJob& job_;
   std::vector<SinkRef> sinks_;
   std::vector<SourceRef> sources_;
   const SinkRef* commit_point_ = nullptr;  // the sink whose commit is the checkpoint's
@@ -104,15 +152,15 @@ class Coordinator final : public CheckpointHub {
   bool stopping_ = false;
   int units_ = 0;
   std::int64_t pending_ = 0;                             // the checkpoint being collected
-  std::vector<std::optional<WorkerSnapshot>> reports_;   // per unit, for pending_
+  std::vector<std::optional<WorkerCheckpointPart>> reports_;   // per unit, for pending_
   std::vector<bool> unit_finished_;
-  std::vector<WorkerSnapshot> rests_;  // per unit: produced after its last report
-  std::vector<WorkerSnapshot> early_;  // per unit: reports of no pending checkpoint
+  std::vector<WorkerCheckpointPart> rests_;  // per unit: produced after its last report
+  std::vector<WorkerCheckpointPart> early_;  // per unit: reports of no pending checkpoint
   std::thread thread_;
 
   // Coordinator thread only (or the caller of finish() after the thread stopped).
   std::int64_t next_id_ = 1;
-  std::map<std::pair<std::string, int>, SplitSnapshot> splits_;  // newest known
+  std::map<std::pair<std::string, int>, SplitState> splits_;  // newest known
   std::vector<SinkPrepared> uncommitted_;  // staged output of failed checkpoints
   std::set<std::string> shared_files_;     // in storage under shared/
   // "dev:inode:size:mtime:file name" -> content name

@@ -4,7 +4,7 @@
 // with MS_CHECKPOINT_KILL_AT="<point>:<n>" in the environment, the n-th call
 // (counted over the process, default 1) with that point sends SIGKILL to the
 // process itself. Points so far: "snapshot", "upload", "metadata", "commit",
-// "committed", "retention" (src/checkpoint/coordinator.cpp) and
+// "committed", "retention" (src/checkpoint/coordinator.cpp, complete.cpp) and
 // "kafka-commit" (inside the Kafka sink's transaction commit).
 //
 // Only builds configured with the CMake option MS_FAULT_INJECTION=ON (the

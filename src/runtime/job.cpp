@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -23,6 +22,61 @@ int default_parallelism() {
 }
 
 namespace detail {
+
+namespace {
+
+// The runtime's side of the checkpoint seam (checkpoint/coordinator.hpp):
+// the job, its sinks and its sources as the coordinator sees them.
+class CoordinatedJob final : public CheckpointedJob {
+ public:
+  explicit CoordinatedJob(JobShared& shared) : shared_(shared) {}
+  void fail(Status status) override { shared_.fail(std::move(status)); }
+  bool cancelled() const override { return shared_.cancelled.load(); }
+  int parallelism() const override { return shared_.options.parallelism; }
+  int max_parallelism() const override { return shared_.options.max_parallelism; }
+  std::vector<KeyGroupRange> key_group_ranges() const override {
+    return shared_.key_group_ranges;
+  }
+  MetricRegistry& metrics() override { return shared_.metrics; }
+  void log(LogLevel level, std::string_view message) override { shared_.log(level, message); }
+
+ private:
+  JobShared& shared_;
+};
+
+class CoordinatedSink final : public CheckpointedSink {
+ public:
+  explicit CoordinatedSink(std::shared_ptr<SinkBase> sink) : sink_(std::move(sink)) {}
+  bool commit_point() const override { return sink_->commit_point(); }
+  StatusOr<std::int64_t> committed_checkpoint() override { return sink_->committed_checkpoint(); }
+  Status recover(std::int64_t restored_checkpoint,
+                 const std::vector<std::string>& prepared) override {
+    return sink_->recover(restored_checkpoint, prepared);
+  }
+  Status persist(const std::vector<std::string>& prepared) override {
+    return sink_->persist(prepared);
+  }
+  Status commit(const CheckpointCommit& checkpoint,
+                const std::vector<std::string>& prepared) override {
+    return sink_->commit(checkpoint, prepared);
+  }
+
+ private:
+  std::shared_ptr<SinkBase> sink_;
+};
+
+class CoordinatedSource final : public CheckpointedSource {
+ public:
+  explicit CoordinatedSource(std::shared_ptr<SourceBase> source) : source_(std::move(source)) {}
+  Status checkpoint_committed(const CheckpointCommit& checkpoint) override {
+    return source_->checkpoint_committed(checkpoint);
+  }
+
+ private:
+  std::shared_ptr<SourceBase> source_;
+};
+
+}  // namespace
 
 class JobState {
  public:
@@ -228,11 +282,16 @@ class JobState {
     std::vector<Coordinator::SinkRef> sinks;
     std::vector<Coordinator::SourceRef> sources;
     for (const Node* node : nodes()) {
-      if (node->sink) sinks.push_back({node->uid, node->name, node->sink});
-      if (node->source) sources.push_back({node->uid, node->name, node->source});
+      if (node->sink) {
+        sinks.push_back({node->uid, node->name, std::make_shared<CoordinatedSink>(node->sink)});
+      }
+      if (node->source) {
+        sources.push_back(
+            {node->uid, node->name, std::make_shared<CoordinatedSource>(node->source)});
+      }
     }
-    MS_ASSIGN_OR_RETURN(coordinator_,
-                        Coordinator::create(c, shared_, std::move(sinks), std::move(sources)));
+    MS_ASSIGN_OR_RETURN(coordinator_, Coordinator::create(c, coordinated_job_, std::move(sinks),
+                                                          std::move(sources)));
     MS_ASSIGN_OR_RETURN(restored_, coordinator_->restore());
     if (restored_) {
       // State is matched by uid (Stream::uid()).
@@ -300,6 +359,7 @@ class JobState {
 
   std::shared_ptr<Graph> graph_;
   JobShared shared_;
+  CoordinatedJob coordinated_job_{shared_};
   std::unique_ptr<Coordinator> coordinator_;
   std::shared_ptr<const RestoredCheckpoint> restored_;
   std::vector<std::shared_ptr<SinkBase>> opened_sinks_;
@@ -341,9 +401,15 @@ class JobRunner {
     while (!s.ok() && !start_failed_ && !cancelled_.load() && restarts_.load() < r.max_attempts &&
            std::find(r.retriable.begin(), r.retriable.end(), s.code()) != r.retriable.end()) {
       const int attempt = restarts_.fetch_add(1) + 1;
-      std::fprintf(stderr, "meterstream: the job failed (%s); restart %d of %d in %lld ms\n",
-                   s.ToString().c_str(), attempt, r.max_attempts,
-                   static_cast<long long>(r.delay.count()));
+      if (options_.log) {
+        try {
+          options_.log(LogLevel::kWarning,
+                       fmt::format("the job failed ({}); restart {} of {} in {} ms", s.ToString(),
+                                   attempt, r.max_attempts, r.delay.count()));
+        } catch (...) {
+          // A log hook must not stop the restart.
+        }
+      }
       // The failed attempt is gone before the next one opens its sinks (a
       // transactional sink's lease and producers are released by then).
       JobOptions next = options_;

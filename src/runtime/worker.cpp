@@ -18,6 +18,15 @@ void JobShared::fail(Status status) {
   cancelled.store(true, std::memory_order_release);
 }
 
+void JobShared::log(LogLevel level, std::string_view message) const {
+  if (!options.log) return;
+  try {
+    options.log(level, message);
+  } catch (...) {
+    // A log hook must not take the job (or a library thread) down.
+  }
+}
+
 Status JobShared::first_error() const {
   std::lock_guard<std::mutex> lock(mu_);
   return first_error_;
@@ -69,12 +78,12 @@ void Worker::wait_for_space(int stage) {
   }
 }
 
-OperatorSnapshot& Worker::snapshot_of(std::int64_t epoch, const std::string& op) {
-  WorkerSnapshot& p = pending_[epoch];
-  for (OperatorSnapshot& o : p.operators) {
+OperatorInstanceState& Worker::snapshot_of(std::int64_t epoch, const std::string& op) {
+  WorkerCheckpointPart& p = pending_[epoch];
+  for (OperatorInstanceState& o : p.operators) {
     if (o.op == op) return o;
   }
-  OperatorSnapshot& o = p.operators.emplace_back();
+  OperatorInstanceState& o = p.operators.emplace_back();
   o.op = op;
   o.worker = index_;
   o.key_groups = key_groups_;
@@ -90,7 +99,7 @@ void Worker::maybe_report() {
     if (!head->finished() && head->last_barrier < n) return;
   }
   reported_ = n;
-  WorkerSnapshot report;
+  WorkerCheckpointPart report;
   report.id = n;
   // Contributions of checkpoint n and earlier; later ones wait for theirs.
   for (auto it = pending_.begin(); it != pending_.end() && it->first <= n;) {
@@ -125,7 +134,7 @@ void Worker::run() {
                                             [](const StageHead* h) { return h->finished(); });
       if (all_finished) {
         if (shared_.checkpoints != nullptr) {
-          WorkerSnapshot rest;
+          WorkerCheckpointPart rest;
           for (auto& [epoch, part] : pending_) rest.merge(std::move(part));
           pending_.clear();
           shared_.checkpoints->finished(unit_, std::move(rest));

@@ -11,7 +11,7 @@
 // exactly as RocksDB does, so that both backends snapshot the same bytes.
 //
 // A snapshot is one file, kSnapshotFile, in the format of
-// state/snapshot_file.hpp: the descriptors and every live entry.
+// state/state_file.hpp: the descriptors and every live entry.
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -28,7 +28,7 @@
 #include "absl/container/btree_map.h"
 #include "absl/strings/str_cat.h"
 #include "meterstream/state/state_backend.hpp"
-#include "state/snapshot_file.hpp"
+#include "state/state_file.hpp"
 #include "state/store_common.hpp"
 #include "state/ttl_format.hpp"
 
@@ -254,11 +254,11 @@ class MemoryKeyedStateStore final : public detail::KeyedStoreBase<MemoryState> {
     return bytes;
   }
 
-  StatusOr<StoreSnapshot> snapshot(const std::string& dir) override {
+  StatusOr<StoreManifest> snapshot(const std::string& dir) override {
     MS_RETURN_IF_ERROR(detail::prepare_snapshot_dir(dir));
-    detail::SnapshotHeader header{operator_id_, max_parallelism_, range_, {}};
+    detail::StateFileHeader header{operator_id_, max_parallelism_, range_, {}};
     for (const State& state : states_) header.states.push_back(state.descriptor);
-    detail::SnapshotFileBuilder file(header);
+    detail::StateFileBuilder file(header);
     for (int kg = range_.first; kg <= range_.last; ++kg) {
       MS_RETURN_IF_ERROR(for_each_in_key_group(
           kg, [&](int state, std::string_view key, std::string_view stored) {
@@ -274,16 +274,16 @@ class MemoryKeyedStateStore final : public detail::KeyedStoreBase<MemoryState> {
                                               "': ", ec.message()));
     }
     MS_RETURN_IF_ERROR(file.write((std::filesystem::path(dir) / kSnapshotFile).string()));
-    return StoreSnapshot{name(), range_, {{kSnapshotFile, false}}};
+    return StoreManifest{name(), range_, {{kSnapshotFile, false}}};
   }
 
-  Status restore(const std::string& dir, const StoreSnapshot& snapshot) override {
-    detail::SnapshotFileReader file;
+  Status restore(const std::string& dir, const StoreManifest& snapshot) override {
+    detail::StateFileReader file;
     std::vector<int> ids;
     KeyGroupRange groups;
     MS_RETURN_IF_ERROR(
         detail::begin_restore(*this, dir, snapshot, kSnapshotFile, &file, &ids, &groups));
-    detail::SnapshotEntry e;
+    detail::StateFileEntry e;
     while (true) {
       MS_ASSIGN_OR_RETURN(const bool more, file.next(&e));
       if (!more) return Status();

@@ -415,9 +415,9 @@ void write_random(KeyedStateStore& store, const std::vector<int>& ids, int entri
 }
 
 // The SST files of a snapshot, and checks that exactly they are shared.
-std::set<std::string> sst_files(const StoreSnapshot& snapshot) {
+std::set<std::string> sst_files(const StoreManifest& snapshot) {
   std::set<std::string> ssts;
-  for (const StoreSnapshot::File& f : snapshot.files) {
+  for (const StoreManifest::File& f : snapshot.files) {
     const bool sst = fs::path(f.name).extension() == ".sst";
     CHECK(f.shared == sst);
     if (sst) ssts.insert(f.name);
@@ -438,9 +438,9 @@ TEST_CASE("rocksdb: snapshot SST files are shared, and unchanged ones are reused
   write_random(*store, {a, b}, 2'000, 1);
 
   const std::string dir1 = snapshots.path + "/1";
-  const StoreSnapshot first = value_or_fail(store->snapshot(dir1));
+  const StoreManifest first = value_or_fail(store->snapshot(dir1));
   std::set<std::string> names;
-  for (const StoreSnapshot::File& f : first.files) names.insert(f.name.substr(0, 8));
+  for (const StoreManifest::File& f : first.files) names.insert(f.name.substr(0, 8));
   CHECK(names.count("states.b") == 1);  // the descriptors
   CHECK(names.count("CURRENT") == 1);
   CHECK(names.count("MANIFEST") == 1);
@@ -451,7 +451,7 @@ TEST_CASE("rocksdb: snapshot SST files are shared, and unchanged ones are reused
   // A small change: the next snapshot adds one small SST file.
   REQUIRE(store->put(a, 5, "key-5", "changed").ok());
   const std::string dir2 = snapshots.path + "/2";
-  const StoreSnapshot second = value_or_fail(store->snapshot(dir2));
+  const StoreManifest second = value_or_fail(store->snapshot(dir2));
   const std::set<std::string> second_ssts = sst_files(second);
   std::uintmax_t reused_bytes = 0;
   for (const std::string& name : first_ssts) {
@@ -486,7 +486,7 @@ TEST_CASE("rocksdb: stores restore from one snapshot folder concurrently and lea
   TempPath tmp;
   TempPath dir("snapshot");
   auto backend = open_backend(tmp.path);
-  StoreSnapshot snapshot;
+  StoreManifest snapshot;
   auto other = open_store(*backend, "other", KeyGroupRange{0, 127});
   write_random(*other, {value_or_fail(other->register_state({"w"}))}, 1'000, 2);
   {
@@ -534,7 +534,7 @@ TEST_CASE("rocksdb: a corrupt SST file of a snapshot is kDataLoss naming it",
   auto store = open_store(*backend, "op", KeyGroupRange{0, 63});
   const int id = value_or_fail(store->register_state({"v"}));
   write_random(*store, {id}, 1'000, 4);
-  const StoreSnapshot snapshot = value_or_fail(store->snapshot(dir.path));
+  const StoreManifest snapshot = value_or_fail(store->snapshot(dir.path));
   const std::set<std::string> ssts = sst_files(snapshot);
   REQUIRE(ssts.size() == 1);
   const fs::path sst = fs::path(dir.path) / *ssts.begin();
@@ -566,8 +566,8 @@ TEST_CASE("rocksdb: a snapshot of the memory backend does not restore into Rocks
   for (KeyedStateStore* store : {rocksdb_store.get(), memory_store.get()}) {
     REQUIRE(store->put(value_or_fail(store->register_state({"v"})), 1, "k", "v").ok());
   }
-  const StoreSnapshot of_rocksdb = value_or_fail(rocksdb_store->snapshot(dir.path + "/r"));
-  const StoreSnapshot of_memory = value_or_fail(memory_store->snapshot(dir.path + "/m"));
+  const StoreManifest of_rocksdb = value_or_fail(rocksdb_store->snapshot(dir.path + "/r"));
+  const StoreManifest of_memory = value_or_fail(memory_store->snapshot(dir.path + "/m"));
   CHECK(memory_store->restore(dir.path + "/r", of_rocksdb).code() ==
         absl::StatusCode::kFailedPrecondition);
   CHECK(rocksdb_store->restore(dir.path + "/m", of_memory).code() ==

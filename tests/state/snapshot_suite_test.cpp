@@ -70,19 +70,19 @@ std::vector<Entry> in_range(const std::vector<Entry>& entries, KeyGroupRange ran
   return out;
 }
 
-StoreSnapshot snapshot_or_fail(KeyedStateStore& store, const std::string& dir) {
-  StoreSnapshot snapshot = value_or_fail(store.snapshot(dir));
+StoreManifest snapshot_or_fail(KeyedStateStore& store, const std::string& dir) {
+  StoreManifest snapshot = value_or_fail(store.snapshot(dir));
   CHECK(snapshot.key_groups == store.key_group_range());
   CHECK(snapshot.backend == store.name());
   REQUIRE_FALSE(snapshot.files.empty());
-  for (const StoreSnapshot::File& f : snapshot.files) {
+  for (const StoreManifest::File& f : snapshot.files) {
     CHECK(fs::is_regular_file(fs::path(dir) / f.name));
   }
   return snapshot;
 }
 
 void restore_or_fail(KeyedStateStore& store, const std::string& dir,
-                     const StoreSnapshot& snapshot) {
+                     const StoreManifest& snapshot) {
   const Status s = store.restore(dir, snapshot);
   INFO(s.ToString());
   REQUIRE(s.ok());
@@ -104,7 +104,7 @@ TEST_CASE("a restored snapshot is the state at snapshot time, of every kind, TTL
     const std::string dir = tmp.path + "/1";
     const Ttl ttl = Ttl(std::chrono::seconds(10)).event_time();
     std::vector<Entry> at_snapshot;
-    StoreSnapshot snapshot;
+    StoreManifest snapshot;
     {
       auto store = open_store(backend, "op", kAllGroups);
       KeyContext ctx;
@@ -192,7 +192,7 @@ TEST_CASE("restore rescales: snapshots of two ranges into one store, and back in
     TempPath tmp("snapshot");
     const KeyGroupRange low{0, 63};
     const KeyGroupRange high{64, 127};
-    StoreSnapshot low_snapshot, high_snapshot, all_snapshot;
+    StoreManifest low_snapshot, high_snapshot, all_snapshot;
     std::vector<Entry> expected;
     {
       auto a = open_store(backend, "op", low);
@@ -237,7 +237,7 @@ TEST_CASE("restore rejects a snapshot of another backend, operator or state decl
           "[state][snapshot]") {
   for_each_state_backend([](StateBackend& backend) {
     TempPath tmp("snapshot");
-    StoreSnapshot snapshot;
+    StoreManifest snapshot;
     {
       auto store = open_store(backend, "op", kAllGroups);
       fill(*store, KeyGroupRange{0, 3}, "x");
@@ -246,7 +246,7 @@ TEST_CASE("restore rejects a snapshot of another backend, operator or state decl
     }
     auto store = open_store(backend, "op", kAllGroups);
 
-    StoreSnapshot other_backend = snapshot;
+    StoreManifest other_backend = snapshot;
     other_backend.backend = std::string(backend.name()) == "memory" ? "rocksdb" : "memory";
     Status s = store->restore(tmp.path, other_backend);
     CHECK(s.code() == absl::StatusCode::kFailedPrecondition);
@@ -274,12 +274,12 @@ TEST_CASE("restore of a snapshot with a missing or corrupt file is kDataLoss nam
     TempPath tmp("snapshot");
     auto store = open_store(backend, "op", KeyGroupRange{0, 63});
     fill(*store, KeyGroupRange{0, 63}, "x");
-    const StoreSnapshot snapshot = snapshot_or_fail(*store, tmp.path + "/0");
+    const StoreManifest snapshot = snapshot_or_fail(*store, tmp.path + "/0");
     store.reset();
     auto target = open_store(backend, "op", kAllGroups);
 
     int n = 0;
-    for (const StoreSnapshot::File& file : snapshot.files) {
+    for (const StoreManifest::File& file : snapshot.files) {
       const std::string dir = tmp.path + "/" + std::to_string(++n);
       fs::copy(tmp.path + "/0", dir);
       fs::remove(fs::path(dir) / file.name);
@@ -291,7 +291,7 @@ TEST_CASE("restore of a snapshot with a missing or corrupt file is kDataLoss nam
 
     // The backend's own file (memory: the state; RocksDB: the descriptors),
     // corrupted and truncated.
-    for (const StoreSnapshot::File& file : snapshot.files) {
+    for (const StoreManifest::File& file : snapshot.files) {
       if (fs::path(file.name).extension() != ".bin") continue;
       for (const bool truncate : {false, true}) {
         const std::string dir = tmp.path + "/" + std::to_string(++n);
@@ -329,7 +329,7 @@ TEST_CASE("stores of one backend snapshot concurrently", "[state][snapshot]") {
     const std::vector<KeyGroupRange> ranges = {{0, 63}, {64, 127}};
     struct Taken {
       std::string dir;
-      StatusOr<StoreSnapshot> snapshot;
+      StatusOr<StoreManifest> snapshot;
       StatusOr<std::vector<Entry>> entries;
     };
     std::vector<std::vector<Taken>> taken(ranges.size());

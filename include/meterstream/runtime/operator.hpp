@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "meterstream/checkpoint/checkpoint.hpp"
 #include "meterstream/core/record_batch.hpp"
 #include "meterstream/core/status.hpp"
 #include "meterstream/core/time.hpp"
@@ -87,28 +88,6 @@ class SplitReader {
   // partition with KafkaSourceOptions::bounded_end_at_each_start). Such a
   // split's position() is recorded at its end too. Default: false
   virtual bool resumes_after_end() const { return false; }
-};
-
-// A checkpoint whose state is durable, as sinks and sources see it when it
-// commits (SinkBase::commit(), SourceBase::checkpoint_committed()).
-struct CheckpointCommit {
-  struct Split {
-    std::string source;    // the source node's name, as in the checkpoint metadata
-    int split = 0;         // the split's index in its source
-    std::string position;  // SplitReader::position() at the barrier
-    bool ended = false;    // the split had ended
-  };
-
-  std::int64_t id = 0;
-  // The job's last checkpoint, taken at the end of its input.
-  bool final = false;
-  // The position of every split in the checkpoint; for a source's
-  // checkpoint_committed(), only that source's splits.
-  std::vector<Split> splits;
-  // A commit-point sink (SinkBase::commit_point()) committed this checkpoint,
-  // and with it the positions of the job's Kafka sources inside its
-  // transaction: sources must not commit them again.
-  bool transactional = false;
 };
 
 // The part of a source that does not depend on its record type.

@@ -10,6 +10,7 @@
 
 #include "meterstream/checkpoint/checkpoint.hpp"
 #include "meterstream/core/key_group.hpp"
+#include "meterstream/core/log.hpp"
 #include "meterstream/core/status.hpp"
 
 namespace meterstream {
@@ -20,8 +21,8 @@ class StateBackend;
 // restart strategy. A failed run is torn down (threads joined, sinks closed,
 // the coordinator stopped) and, after `delay`, the job starts again from its
 // last committed checkpoint (RestoreFrom::latest()), up to `max_attempts`
-// times; each restart counts in the metric "job_restarts" and is logged on
-// stderr with the error. Restarts need checkpointing
+// times; each restart counts in the metric "job_restarts" and is logged
+// (JobOptions::log) with the error. Restarts need checkpointing
 // (JobOptions::checkpoint.interval > 0): without a checkpoint a restart would
 // replay the input from its start. A restart that fails to start (e.g. the
 // broker is still down) counts as an attempt too.
@@ -98,6 +99,14 @@ struct JobOptions {
 
   // Restarts after a failure (see RestartStrategy). Default: none
   RestartStrategy restart;
+
+  // Where the job's log messages go (core/log.hpp): failures it survives (a
+  // checkpoint that failed, one that does not verify on restore, a source
+  // that could not commit its offsets, retention) and progress (checkpoints
+  // a restore removed, a restart). Called from the job's threads, possibly
+  // concurrently: it must be thread-safe. An empty function drops them.
+  // Default: log_to_stderr (one line "meterstream: <message>" each).
+  LogFunction log = log_to_stderr;
 };
 
 // std::thread::hardware_concurrency(), at least 1.

@@ -66,11 +66,12 @@ struct StateDescriptor {
 // The name of a kind for messages: "value", "map", "list", "aggregating".
 const char* to_string(StateDescriptor::Kind kind);
 
-// What KeyedStateStore::snapshot() wrote: files in a local folder, from which
-// KeyedStateStore::restore() rebuilds the state. The checkpoint coordinator
+// The manifest of a store's snapshot: what KeyedStateStore::snapshot() wrote
+// (files in a local folder, from which KeyedStateStore::restore() rebuilds
+// the state), the backend that wrote them and the store's key groups. The checkpoint coordinator
 // uploads the files and records this description in the checkpoint's
 // metadata.
-struct StoreSnapshot {
+struct StoreManifest {
   struct File {
     // Relative to the snapshot's folder ("state.bin", "000012.sst").
     std::string name;
@@ -202,7 +203,7 @@ class KeyedStateStore {
   // changes to the store do not change them. Memory: a copy of the entries in
   // one file. RocksDB: a flush, then rocksdb::Checkpoint's hard links to the
   // database's files; SST files are marked shared.
-  virtual StatusOr<StoreSnapshot> snapshot(const std::string& dir) = 0;
+  virtual StatusOr<StoreManifest> snapshot(const std::string& dir) = 0;
 
   // Adds to this store the entries of `snapshot` (its files downloaded into
   // the local folder `dir` under their names) whose key group is in this
@@ -215,7 +216,7 @@ class KeyedStateStore {
   // state back) and matches the others by name; a state registered with
   // another kind or TTL is kFailedPrecondition. Values keep their TTL expiry.
   // A file that is missing or does not parse is kDataLoss naming it.
-  virtual Status restore(const std::string& dir, const StoreSnapshot& snapshot) = 0;
+  virtual Status restore(const std::string& dir, const StoreManifest& snapshot) = 0;
 };
 
 // A process-wide factory of keyed state stores.

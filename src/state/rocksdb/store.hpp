@@ -68,8 +68,8 @@ class RocksDBKeyedStateStore final : public KeyedStoreBase<RocksDBState> {
   Status purge_expired() override;
   StatusOr<std::uint64_t> approximate_size_bytes() override;
 
-  StatusOr<StoreSnapshot> snapshot(const std::string& dir) override;
-  Status restore(const std::string& dir, const StoreSnapshot& snapshot) override;
+  StatusOr<StoreManifest> snapshot(const std::string& dir) override;
+  Status restore(const std::string& dir, const StoreManifest& snapshot) override;
 
  private:
   using State = RocksDBState;

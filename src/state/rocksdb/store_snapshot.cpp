@@ -13,7 +13,7 @@
 #include "state/rocksdb/checkpoint_reader.hpp"
 #include "state/rocksdb/keys.hpp"
 #include "state/rocksdb/store.hpp"
-#include "state/snapshot_file.hpp"
+#include "state/state_file.hpp"
 #include "state/ttl_format.hpp"
 
 namespace meterstream::detail {
@@ -21,7 +21,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The descriptors of a snapshot's store (state/snapshot_file.hpp), next to
+// The descriptors of a snapshot's store (state/state_file.hpp), next to
 // the checkpoint's files.
 constexpr const char* kSnapshotStatesFile = "states.bin";
 // A restore writes in batches of about this many bytes.
@@ -29,16 +29,16 @@ constexpr std::size_t kRestoreBatchBytes = std::size_t{1} << 20;
 
 }  // namespace
 
-StatusOr<StoreSnapshot> RocksDBKeyedStateStore::snapshot(const std::string& dir) {
+StatusOr<StoreManifest> RocksDBKeyedStateStore::snapshot(const std::string& dir) {
   MS_RETURN_IF_ERROR(prepare_snapshot_dir(dir));
   std::error_code ec;
   const fs::path absolute = fs::absolute(dir, ec);  // as Checkpoint wants it
   MS_RETURN_IF_ERROR(db_->create_checkpoint(ec ? dir : absolute.string()));
-  SnapshotHeader header{operator_id_, max_parallelism_, range_, {}};
+  StateFileHeader header{operator_id_, max_parallelism_, range_, {}};
   for (const State& state : states_) header.states.push_back(state.descriptor);
   MS_RETURN_IF_ERROR(
-      SnapshotFileBuilder(header).write((fs::path(dir) / kSnapshotStatesFile).string()));
-  StoreSnapshot snapshot{name(), range_, {}};
+      StateFileBuilder(header).write((fs::path(dir) / kSnapshotStatesFile).string()));
+  StoreManifest snapshot{name(), range_, {}};
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     std::error_code type_ec;
     if (!it->is_regular_file(type_ec)) continue;
@@ -52,14 +52,14 @@ StatusOr<StoreSnapshot> RocksDBKeyedStateStore::snapshot(const std::string& dir)
                                             "': ", ec.message()));
   }
   std::sort(snapshot.files.begin(), snapshot.files.end(),
-            [](const StoreSnapshot::File& a, const StoreSnapshot::File& b) {
+            [](const StoreManifest::File& a, const StoreManifest::File& b) {
               return a.name < b.name;
             });
   return snapshot;
 }
 
-Status RocksDBKeyedStateStore::restore(const std::string& dir, const StoreSnapshot& snapshot) {
-  SnapshotFileReader file;
+Status RocksDBKeyedStateStore::restore(const std::string& dir, const StoreManifest& snapshot) {
+  StateFileReader file;
   std::vector<int> ids;
   KeyGroupRange groups;
   MS_RETURN_IF_ERROR(

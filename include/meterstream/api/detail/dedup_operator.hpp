@@ -12,7 +12,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "meterstream/metrics/metrics.hpp"
-#include "meterstream/runtime/detail/operator_snapshot.hpp"
+#include "meterstream/runtime/detail/operator_checkpoint.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
@@ -83,13 +83,13 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
   void end() override { out_->end(); }
 
   void barrier(std::int64_t id) override {
-    OperatorSnapshot& snap = worker_->snapshot_of(id, uid_);
+    OperatorInstanceState& snap = worker_->snapshot_of(id, uid_);
     worker_->snapshot_step(id, [&] { call_user(name_, [&] { snapshot_state(id, snap); }); });
     out_->barrier(id);
   }
 
  protected:
-  virtual void snapshot_state(std::int64_t id, OperatorSnapshot& snap) = 0;
+  virtual void snapshot_state(std::int64_t id, OperatorInstanceState& snap) = 0;
 
   // This operator's part of the checkpoint being restored, or null; its
   // store snapshots are restored here.
@@ -190,7 +190,7 @@ class SequenceDedupOp final : public DedupOperatorBase<T> {
  protected:
   // In memory the cache is the state; on disk it is written back, and the
   // store's snapshot holds it.
-  void snapshot_state(std::int64_t id, OperatorSnapshot& snap) override {
+  void snapshot_state(std::int64_t id, OperatorInstanceState& snap) override {
     if constexpr (HasCodec<K>::value) {
       if (!this->in_memory_) {
         cache_->flush();
@@ -321,7 +321,7 @@ class IdDedupOp final : public DedupOperatorBase<T> {
 
  protected:
   // Every id still remembered is in the expiry queue: that is the state.
-  void snapshot_state(std::int64_t, OperatorSnapshot& snap) override {
+  void snapshot_state(std::int64_t, OperatorInstanceState& snap) override {
     snap.operator_state.clear();
     put_i64(&snap.operator_state, watermark_);
     if constexpr (HasCodec<Id>::value) {

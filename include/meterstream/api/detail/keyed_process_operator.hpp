@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "meterstream/api/process_function.hpp"
-#include "meterstream/runtime/detail/operator_snapshot.hpp"
+#include "meterstream/runtime/detail/operator_checkpoint.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
@@ -49,13 +49,13 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
   // watermark.
   void barrier(std::int64_t id) override {
     flush();
-    OperatorSnapshot& snap = worker_->snapshot_of(id, uid_);
+    OperatorInstanceState& snap = worker_->snapshot_of(id, uid_);
     worker_->snapshot_step(id, [&] { snapshot(id, snap); });
     out_->barrier(id);
   }
 
  private:
-  void snapshot(std::int64_t id, OperatorSnapshot& snap) {
+  void snapshot(std::int64_t id, OperatorInstanceState& snap) {
     snap.operator_state.clear();
     put_i64(&snap.operator_state, ctx_.watermark_);
     KeyGroupBytes blobs(worker_->key_groups());

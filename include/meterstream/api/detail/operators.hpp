@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "meterstream/metrics/metrics.hpp"
-#include "meterstream/runtime/detail/operator_snapshot.hpp"
+#include "meterstream/runtime/detail/operator_checkpoint.hpp"
 #include "meterstream/runtime/detail/source_head.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/worker.hpp"

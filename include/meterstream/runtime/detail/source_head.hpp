@@ -66,7 +66,7 @@ struct EventTimeSpec {
 // from its final checkpoint ends at once), and only when its position was
 // recorded at its end.
 template <typename T>
-bool resumes(const RestoredCheckpoint& r, const SplitSnapshot& snap, const SplitReader<T>& reader) {
+bool resumes(const RestoredCheckpoint& r, const SplitState& snap, const SplitReader<T>& reader) {
   return !r.final && snap.ended && !snap.position.empty() && reader.resumes_after_end();
 }
 
@@ -209,8 +209,8 @@ class SourceHead final : public StageHead {
     return got_data;
   }
 
-  SplitSnapshot split_snapshot(const Split& s) const {
-    SplitSnapshot out;
+  SplitState split_snapshot(const Split& s) const {
+    SplitState out;
     out.source = node_;
     out.split = s.id;
     out.ended = s.ended;
@@ -247,7 +247,7 @@ class SourceHead final : public StageHead {
     for (Split& s : splits_) {
       auto it = r.splits.find({node_, s.id});
       if (it == r.splits.end()) continue;
-      const SplitSnapshot& snap = it->second;
+      const SplitState& snap = it->second;
       s.generator.reset(snap.watermark, snap.max_timestamp);
       s.since_watermark = snap.since_watermark;
       // An ended split whose end is found anew at each start reads on (see

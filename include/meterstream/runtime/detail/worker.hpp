@@ -7,13 +7,14 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "meterstream/core/key_group.hpp"
 #include "meterstream/core/status.hpp"
 #include "meterstream/core/time.hpp"
 #include "meterstream/metrics/metrics.hpp"
-#include "meterstream/runtime/detail/snapshot.hpp"
+#include "meterstream/checkpoint/detail/checkpoint_parts.hpp"
 #include "meterstream/runtime/options.hpp"
 
 namespace meterstream {
@@ -82,22 +83,6 @@ class StageHead : public OperatorInstance {
   std::int64_t last_barrier = 0;
 };
 
-// The checkpoint coordinator as workers see it (src/checkpoint/coordinator.cpp).
-class CheckpointHub {
- public:
-  virtual ~CheckpointHub() = default;
-  // The newest checkpoint whose barrier sources are to inject; 0: none yet.
-  std::atomic<std::int64_t> triggered{0};
-  // Reporting unit `unit` (a worker thread) has passed barrier snapshot.id on
-  // every head; its operators' snapshots are in `snapshot`.
-  virtual void report(int unit, WorkerSnapshot snapshot) = 0;
-  // Unit `unit` ran to the end of its input; `rest` holds what it produced
-  // since its last report (staged sink output, ended splits).
-  virtual void finished(int unit, WorkerSnapshot rest) = 0;
-  // A new local folder (not yet existing) for a store snapshot of checkpoint `id`.
-  virtual std::string store_snapshot_dir(std::int64_t id, const std::string& op, int worker) = 0;
-};
-
 // State shared by the workers of one run.
 struct JobShared {
   explicit JobShared(const JobOptions& o) : options(o) {}
@@ -114,6 +99,8 @@ struct JobShared {
 
   // Records the first error and cancels the job.
   void fail(Status status);
+  // Hands `message` to options.log (if set; an exception it throws is dropped).
+  void log(LogLevel level, std::string_view message) const;
   Status first_error() const;
 
  private:
@@ -177,9 +164,9 @@ class Worker {
   // checkpoint with the contributions of its epoch and earlier ones only.
   //
   // The part that operator `op` fills at barrier `epoch`.
-  OperatorSnapshot& snapshot_of(std::int64_t epoch, const std::string& op);
+  OperatorInstanceState& snapshot_of(std::int64_t epoch, const std::string& op);
   // Records a split's position; a sink's staged output.
-  void add_split_snapshot(std::int64_t epoch, SplitSnapshot split) {
+  void add_split_snapshot(std::int64_t epoch, SplitState split) {
     pending_[epoch].splits.push_back(std::move(split));
   }
   void add_prepared(std::int64_t epoch, SinkPrepared prepared) {
@@ -194,7 +181,7 @@ class Worker {
     try {
       fn();
     } catch (const StatusError& e) {
-      WorkerSnapshot& p = pending_[epoch];
+      WorkerCheckpointPart& p = pending_[epoch];
       if (p.error.ok()) p.error = e.status;
     }
   }
@@ -224,7 +211,7 @@ class Worker {
   std::int64_t blocked_rounds_ = 0;
   int unit_ = 0;
   std::int64_t reported_ = 0;
-  std::map<std::int64_t, WorkerSnapshot> pending_;  // by epoch
+  std::map<std::int64_t, WorkerCheckpointPart> pending_;  // by epoch
 };
 
 }  // namespace meterstream::detail

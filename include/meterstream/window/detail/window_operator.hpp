@@ -38,7 +38,7 @@
 #include "meterstream/core/codec.hpp"
 #include "meterstream/core/key_group.hpp"
 #include "meterstream/metrics/metrics.hpp"
-#include "meterstream/runtime/detail/operator_snapshot.hpp"
+#include "meterstream/runtime/detail/operator_checkpoint.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
@@ -89,7 +89,7 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
   void barrier(std::int64_t id) override {
     flush();
     flush_late();
-    OperatorSnapshot& snap = worker_->snapshot_of(id, uid_);
+    OperatorInstanceState& snap = worker_->snapshot_of(id, uid_);
     snap.operator_state.clear();
     put_i64(&snap.operator_state, watermark_);
     worker_->snapshot_step(id, [&] { call_user(name_, [&] { snapshot_windows(id, snap); }); });
@@ -100,7 +100,7 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
  protected:
   // Writes the windows into `snap` (keyed bytes, operator_state after the
   // watermark, store snapshots).
-  virtual void snapshot_windows(std::int64_t id, OperatorSnapshot& snap) = 0;
+  virtual void snapshot_windows(std::int64_t id, OperatorInstanceState& snap) = 0;
 
   // The part of the restored checkpoint for this operator, or null; sets the
   // restored watermark.
@@ -426,7 +426,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
   static constexpr std::uint64_t kRawFormat = 1;
   static constexpr std::uint64_t kCodecFormat = 2;
 
-  void snapshot_windows(std::int64_t id, OperatorSnapshot& snap) override {
+  void snapshot_windows(std::int64_t id, OperatorInstanceState& snap) override {
     if constexpr (kRawEntries || (HasCodec<K>::value && HasCodec<Acc>::value)) {
       put_u64(&snap.operator_state, next_chunk_);
       put_u64(&snap.operator_state, expected_keys_);
@@ -759,7 +759,7 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
 
   // Per key group: key, its sessions (start, end, fired, accumulator). The
   // timers follow from the sessions.
-  void snapshot_windows(std::int64_t, OperatorSnapshot& snap) override {
+  void snapshot_windows(std::int64_t, OperatorInstanceState& snap) override {
     if constexpr (HasCodec<K>::value && HasCodec<Acc>::value) {
       KeyGroupBytes blobs(this->worker_->key_groups());
       for (const auto& [key, sessions] : sessions_) {

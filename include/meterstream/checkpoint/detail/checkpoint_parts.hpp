@@ -1,4 +1,7 @@
-// What operators put into a checkpoint and get back on restore. Not API.
+// The checkpoint's data model: what workers and operators put into a
+// checkpoint, what they get back on restore, and the coordinator as workers
+// see it (CheckpointHub). Not API. The checkpoint layer owns it; the runtime
+// fills it (docs/architecture.md, "Checkpoints").
 //
 // At barrier N every operator instance writes its state as bytes per key
 // group (so that a restore with other key-group ranges can pick the key
@@ -10,6 +13,7 @@
 // RestoredCheckpoint that operators read in open().
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -23,8 +27,9 @@
 
 namespace meterstream::detail {
 
-// One split of a source at a barrier (or at its end).
-struct SplitSnapshot {
+// The state of one split of a source at a barrier (or at its end): its
+// reader's position and its watermark generator.
+struct SplitState {
   std::string source;      // the source node's name
   int split = 0;           // index among the source's splits
   std::string position;    // SplitReader::position()
@@ -34,24 +39,26 @@ struct SplitSnapshot {
   bool ended = false;
 };
 
-// A store snapshot waiting in a local folder for its upload.
-struct LocalStoreSnapshot {
+// A copy of a state store in a local folder: a store snapshot waiting for its
+// upload, or one downloaded for a restore. `manifest` lists its files.
+struct LocalStoreCopy {
   std::string local_dir;
-  StoreSnapshot snapshot;
+  StoreManifest manifest;
 };
 
 // The key group of state bytes that hold entries of every key group of an
 // instance (the restore filters them by key).
 inline constexpr int kAllKeyGroups = -1;
 
-// One operator instance's part of a checkpoint.
-struct OperatorSnapshot {
+// One operator instance's state at a barrier: its bytes per key group, its
+// operator-wide bytes and copies of its state stores.
+struct OperatorInstanceState {
   std::string op;  // the operator's name (a node name, or a store's operator id)
   int worker = 0;
   KeyGroupRange key_groups;
   std::vector<std::pair<int, std::string>> keyed;  // key group (or kAllKeyGroups) -> bytes
   std::string operator_state;                      // operator-wide bytes, may be empty
-  std::vector<LocalStoreSnapshot> stores;
+  std::vector<LocalStoreCopy> stores;
 };
 
 // What a sink staged for commit.
@@ -60,17 +67,18 @@ struct SinkPrepared {
   std::string prepared;
 };
 
-// One worker's part of checkpoint `id`.
-struct WorkerSnapshot {
+// One worker thread's part of checkpoint `id`: what its operators, sources
+// and sinks contributed, reported to the coordinator in one piece.
+struct WorkerCheckpointPart {
   std::int64_t id = 0;
-  std::vector<OperatorSnapshot> operators;
-  std::vector<SplitSnapshot> splits;
+  std::vector<OperatorInstanceState> operators;
+  std::vector<SplitState> splits;
   std::vector<SinkPrepared> prepared;
   std::int64_t sync_us = 0;  // time spent in operators' snapshots (the pause)
   Status error;              // an operator's snapshot failed: the checkpoint fails
 
   // Appends `other` (contributions of another epoch) to this one.
-  void merge(WorkerSnapshot&& other) {
+  void merge(WorkerCheckpointPart&& other) {
     for (auto& o : other.operators) operators.push_back(std::move(o));
     for (auto& s : other.splits) splits.push_back(std::move(s));
     for (auto& p : other.prepared) prepared.push_back(std::move(p));
@@ -84,7 +92,7 @@ struct RestoredCheckpoint {
   struct Operator {
     std::map<int, std::vector<std::string>> keyed;  // key group -> state bytes
     std::map<int, std::string> operator_states;     // old worker index -> bytes
-    std::vector<LocalStoreSnapshot> stores;         // downloaded
+    std::vector<LocalStoreCopy> stores;         // downloaded
   };
 
   std::int64_t id = 0;
@@ -92,7 +100,7 @@ struct RestoredCheckpoint {
   bool final = false;
   std::map<std::string, Operator> operators;
   // (source name, split) -> its snapshot.
-  std::map<std::pair<std::string, int>, SplitSnapshot> splits;
+  std::map<std::pair<std::string, int>, SplitState> splits;
   // sink name -> what the checkpoint still has to commit.
   std::map<std::string, std::vector<std::string>> prepared;
 
@@ -100,6 +108,23 @@ struct RestoredCheckpoint {
     auto it = operators.find(op);
     return it == operators.end() ? nullptr : &it->second;
   }
+};
+
+// The checkpoint coordinator as workers see it (src/checkpoint/coordinator.hpp
+// implements it).
+class CheckpointHub {
+ public:
+  virtual ~CheckpointHub() = default;
+  // The newest checkpoint whose barrier sources are to inject; 0: none yet.
+  std::atomic<std::int64_t> triggered{0};
+  // Reporting unit `unit` (a worker thread) has passed barrier snapshot.id on
+  // every head; its operators' snapshots are in `snapshot`.
+  virtual void report(int unit, WorkerCheckpointPart snapshot) = 0;
+  // Unit `unit` ran to the end of its input; `rest` holds what it produced
+  // since its last report (staged sink output, ended splits).
+  virtual void finished(int unit, WorkerCheckpointPart rest) = 0;
+  // A new local folder (not yet existing) for a store snapshot of checkpoint `id`.
+  virtual std::string store_snapshot_dir(std::int64_t id, const std::string& op, int worker) = 0;
 };
 
 // Little helpers for operators' state bytes.

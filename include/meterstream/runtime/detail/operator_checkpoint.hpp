@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "meterstream/core/codec.hpp"
-#include "meterstream/runtime/detail/snapshot.hpp"
+#include "meterstream/checkpoint/detail/checkpoint_parts.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/state/state_backend.hpp"
 
@@ -83,18 +83,18 @@ void require_codecs(const std::string& op) {
 // Snapshots `store` (the synchronous part) into a new local folder of
 // checkpoint `id` and adds it to `snap`.
 inline void snapshot_store(Worker& worker, std::int64_t id, const std::string& op,
-                           KeyedStateStore& store, OperatorSnapshot& snap) {
+                           KeyedStateStore& store, OperatorInstanceState& snap) {
   std::string dir = worker.store_snapshot_dir(id, op);
-  StatusOr<StoreSnapshot> taken = store.snapshot(dir);
+  StatusOr<StoreManifest> taken = store.snapshot(dir);
   if (!taken.ok()) throw StatusError{taken.status()};
-  snap.stores.push_back(LocalStoreSnapshot{std::move(dir), *std::move(taken)});
+  snap.stores.push_back(LocalStoreCopy{std::move(dir), *std::move(taken)});
 }
 
 // Restores into `store` every store snapshot of `part` (the key groups of
 // the store's own range).
 inline void restore_stores(KeyedStateStore& store, const RestoredCheckpoint::Operator& part) {
-  for (const LocalStoreSnapshot& s : part.stores) {
-    Status st = store.restore(s.local_dir, s.snapshot);
+  for (const LocalStoreCopy& s : part.stores) {
+    Status st = store.restore(s.local_dir, s.manifest);
     if (!st.ok()) throw StatusError{st};
   }
 }
@@ -108,7 +108,7 @@ class KeyGroupBytes {
   std::string& operator[](int key_group) {
     return bytes_[static_cast<std::size_t>(key_group - range_.first)];
   }
-  void move_into(OperatorSnapshot& snap) {
+  void move_into(OperatorInstanceState& snap) {
     for (std::size_t g = 0; g < bytes_.size(); ++g) {
       if (!bytes_[g].empty()) {
         snap.keyed.emplace_back(range_.first + static_cast<int>(g), std::move(bytes_[g]));

@@ -1,9 +1,10 @@
 // Internal: what the memory and RocksDB backends share for
 // KeyedStateStore::snapshot() and restore() (docs/state.md, "Snapshots and
-// restore"): the snapshot file, and the steps of a restore that do not depend
+// restore"): the state file, and the steps of a restore that do not depend
 // on the backend.
 //
-// The snapshot file describes the store that took the snapshot (operator id,
+// The state file ("state.bin" of the memory backend, "states.bin" of
+// RocksDB's; error messages call it the snapshot file) describes the store that took the snapshot (operator id,
 // max_parallelism, key groups, state descriptors) and, for the memory
 // backend, holds its entries. Layout (integers big-endian):
 //
@@ -33,7 +34,7 @@
 namespace meterstream::detail {
 
 // The store that took a snapshot.
-struct SnapshotHeader {
+struct StateFileHeader {
   std::string operator_id;
   int max_parallelism = 0;
   KeyGroupRange key_groups;
@@ -41,9 +42,9 @@ struct SnapshotHeader {
 };
 
 // Builds a snapshot file in memory, then writes it.
-class SnapshotFileBuilder {
+class StateFileBuilder {
  public:
-  explicit SnapshotFileBuilder(const SnapshotHeader& header);
+  explicit StateFileBuilder(const StateFileHeader& header);
 
   // `state` is an index into header.states.
   void add(int state, int key_group, std::string_view key, std::string_view stored);
@@ -56,7 +57,7 @@ class SnapshotFileBuilder {
 };
 
 // An entry of a snapshot file; the views point into the reader's buffer.
-struct SnapshotEntry {
+struct StateFileEntry {
   int state = 0;  // index into header().states
   int key_group = 0;
   std::string_view key;
@@ -65,18 +66,18 @@ struct SnapshotEntry {
 
 // Reads a snapshot file whole and checks its checksum before anything is
 // parsed, so that a restore does not apply half of a corrupt file.
-class SnapshotFileReader {
+class StateFileReader {
  public:
   // Reads `path`: kDataLoss naming it when it is missing, cannot be read, or
   // is not a snapshot file (magic, checksum, header).
   Status open(const std::string& path);
 
-  const SnapshotHeader& header() const { return header_; }
+  const StateFileHeader& header() const { return header_; }
 
   // The next entry; false after the last. kDataLoss naming the file for an
   // entry that does not parse: truncated, an unknown state, a key group
   // outside the header's, a TTL value without its expiry.
-  StatusOr<bool> next(SnapshotEntry* entry);
+  StatusOr<bool> next(StateFileEntry* entry);
 
  private:
   Status parse_error(const char* what) const;
@@ -85,7 +86,7 @@ class SnapshotFileReader {
   std::string bytes_;
   std::size_t pos_ = 0;
   std::size_t end_ = 0;  // where the checksum starts
-  SnapshotHeader header_;
+  StateFileHeader header_;
 };
 
 // snapshot()'s folder: kAlreadyExists when `dir` exists (the interface wants
@@ -104,8 +105,8 @@ Status prepare_snapshot_dir(const std::string& dir);
 // is the key groups to restore: the snapshot's that `store` owns (maybe
 // none: size() == 0).
 Status begin_restore(KeyedStateStore& store, const std::string& dir,
-                     const StoreSnapshot& snapshot, const std::string& file_name,
-                     SnapshotFileReader* reader, std::vector<int>* ids,
+                     const StoreManifest& snapshot, const std::string& file_name,
+                     StateFileReader* reader, std::vector<int>* ids,
                      KeyGroupRange* groups);
 
 }  // namespace meterstream::detail

@@ -1,6 +1,6 @@
 // The snapshot file and the backend-independent steps of a restore
-// (state/snapshot_file.hpp).
-#include "state/snapshot_file.hpp"
+// (state/state_file.hpp).
+#include "state/state_file.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -62,7 +62,7 @@ struct Cursor {
 
 }  // namespace
 
-SnapshotFileBuilder::SnapshotFileBuilder(const SnapshotHeader& header) {
+StateFileBuilder::StateFileBuilder(const StateFileHeader& header) {
   bytes_.append(kMagic.data(), kMagic.size());
   put_bytes(header.operator_id, &bytes_);
   put_uint(static_cast<std::uint64_t>(header.max_parallelism), 4, &bytes_);
@@ -80,7 +80,7 @@ SnapshotFileBuilder::SnapshotFileBuilder(const SnapshotHeader& header) {
   }
 }
 
-void SnapshotFileBuilder::add(int state, int key_group, std::string_view key,
+void StateFileBuilder::add(int state, int key_group, std::string_view key,
                               std::string_view stored) {
   put_uint(static_cast<std::uint64_t>(state), 4, &bytes_);
   put_uint(static_cast<std::uint64_t>(key_group), 4, &bytes_);
@@ -88,7 +88,7 @@ void SnapshotFileBuilder::add(int state, int key_group, std::string_view key,
   put_bytes(stored, &bytes_);
 }
 
-Status SnapshotFileBuilder::write(const std::string& path) {
+Status StateFileBuilder::write(const std::string& path) {
   put_uint(hash_bytes(bytes_), kChecksumBytes, &bytes_);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes_.data(), static_cast<std::streamsize>(bytes_.size()));
@@ -99,12 +99,12 @@ Status SnapshotFileBuilder::write(const std::string& path) {
   return Status();
 }
 
-Status SnapshotFileReader::parse_error(const char* what) const {
+Status StateFileReader::parse_error(const char* what) const {
   return absl::DataLossError(
       absl::StrCat("snapshot file '", path_, "' does not parse: ", what));
 }
 
-Status SnapshotFileReader::open(const std::string& path) {
+Status StateFileReader::open(const std::string& path) {
   path_ = path;
   std::error_code ec;
   const std::uintmax_t size = fs::file_size(path, ec);
@@ -164,7 +164,7 @@ Status SnapshotFileReader::open(const std::string& path) {
   return Status();
 }
 
-StatusOr<bool> SnapshotFileReader::next(SnapshotEntry* entry) {
+StatusOr<bool> StateFileReader::next(StateFileEntry* entry) {
   if (pos_ == end_) return false;
   Cursor c{bytes_, pos_, end_};
   if (!c.u32(&entry->state) || !c.u32(&entry->key_group) || !c.view(&entry->key) ||
@@ -201,8 +201,8 @@ Status prepare_snapshot_dir(const std::string& dir) {
 }
 
 Status begin_restore(KeyedStateStore& store, const std::string& dir,
-                     const StoreSnapshot& snapshot, const std::string& file_name,
-                     SnapshotFileReader* reader, std::vector<int>* ids,
+                     const StoreManifest& snapshot, const std::string& file_name,
+                     StateFileReader* reader, std::vector<int>* ids,
                      KeyGroupRange* groups) {
   const std::string context =
       absl::StrCat("operator '", store.operator_id(), "': restore from '", dir, "'");
@@ -211,7 +211,7 @@ Status begin_restore(KeyedStateStore& store, const std::string& dir,
         context, ": a snapshot of the ", snapshot.backend, " backend, this store is ",
         store.name()));
   }
-  for (const StoreSnapshot::File& file : snapshot.files) {
+  for (const StoreManifest::File& file : snapshot.files) {
     std::error_code ec;
     if (!fs::is_regular_file(fs::path(dir) / file.name, ec)) {
       return absl::DataLossError(
@@ -219,7 +219,7 @@ Status begin_restore(KeyedStateStore& store, const std::string& dir,
     }
   }
   MS_RETURN_IF_ERROR(reader->open((fs::path(dir) / file_name).string()));
-  const SnapshotHeader& header = reader->header();
+  const StateFileHeader& header = reader->header();
   if (header.operator_id != store.operator_id() ||
       header.max_parallelism != store.max_parallelism()) {
     return absl::FailedPreconditionError(absl::StrCat(
