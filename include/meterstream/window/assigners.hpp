@@ -28,8 +28,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <cstddef>
-#include <iterator>
 #include <string>
 #include <type_traits>
 
@@ -112,16 +110,11 @@ struct TumblingWindows {
 // range of TimeWindow, computed as iterated (no allocation).
 class SlidingAssignment {
  public:
-  class iterator {
+  // What range-for needs (an input iterator without the std traits).
+  class Iterator {
    public:
-    using iterator_category = std::forward_iterator_tag;
-    using value_type = TimeWindow;
-    using difference_type = std::ptrdiff_t;
-    using pointer = const TimeWindow*;
-    using reference = TimeWindow;
-
     TimeWindow operator*() const { return TimeWindow{start_, window_end(start_, size_)}; }
-    iterator& operator++() {
+    Iterator& operator++() {
       // Windows start after ts - size; stopping where the next start is not
       // representable (timestamps near the low end of int64).
       if (start_ < kMinTimestamp + slide_) {
@@ -132,14 +125,14 @@ class SlidingAssignment {
       }
       return *this;
     }
-    bool operator==(const iterator& o) const {
+    bool operator==(const Iterator& o) const {
       return done_ == o.done_ && (done_ || start_ == o.start_);
     }
-    bool operator!=(const iterator& o) const { return !(*this == o); }
+    bool operator!=(const Iterator& o) const { return !(*this == o); }
 
    private:
     friend class SlidingAssignment;
-    iterator(Timestamp start, Timestamp first_excluded, std::int64_t size, std::int64_t slide,
+    Iterator(Timestamp start, Timestamp first_excluded, std::int64_t size, std::int64_t slide,
              bool done)
         : start_(start), first_excluded_(first_excluded), size_(size), slide_(slide),
           done_(done) {}
@@ -155,8 +148,8 @@ class SlidingAssignment {
         size_(size), slide_(slide) {}
   // The newest window, [window_start(ts, slide, offset), + size), always
   // first; then every `slide` earlier while the window still holds ts.
-  iterator begin() const { return iterator(last_start_, first_excluded_, size_, slide_, false); }
-  iterator end() const { return iterator(0, 0, size_, slide_, true); }
+  Iterator begin() const { return Iterator(last_start_, first_excluded_, size_, slide_, false); }
+  Iterator end() const { return Iterator(0, 0, size_, slide_, true); }
 
  private:
   Timestamp last_start_;
