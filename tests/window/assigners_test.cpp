@@ -69,7 +69,7 @@ TEST_CASE("sliding assign() stops at the low end of int64 without overflow", "[w
   CHECK(high[1].start == high[0].start - 30000);
 }
 
-TEST_CASE("session assign() gives [ts, ts + gap), which merges with what it touches",
+TEST_CASE("session assign() gives ts to ts + gap, which merges with what it touches",
           "[window]") {
   const ms::SessionWindows w = ms::session(30s);
   const ms::TimeWindow a = w.assign(1000);
