@@ -20,7 +20,8 @@
 #include "meterstream/api/stream.hpp"
 #include "meterstream/window/aggregate.hpp"
 #include "meterstream/window/assigners.hpp"
-#include "meterstream/window/detail/window_operator.hpp"
+#include "meterstream/window/detail/session_window_operator.hpp"
+#include "meterstream/window/detail/time_window_operator.hpp"
 
 namespace meterstream {
 
@@ -51,6 +52,9 @@ class WindowedResultStream : public Stream<Out> {
 
 template <typename K, typename T, typename KeyFn, typename Assigner>
 class WindowedStream {
+  static_assert(detail::kIsWindowAssigner<Assigner>,
+                "window(): use ms::tumbling(), ms::sliding() or ms::session()");
+
  public:
   WindowedStream(Stream<T> input, KeyFn key_fn, Assigner assigner, bool partitioned = false)
       : input_(std::move(input)), key_fn_(std::move(key_fn)), assigner_(assigner),
@@ -96,19 +100,12 @@ class WindowedStream {
                                                   const std::vector<void*>& d) -> StatusOr<void*> {
       auto* out = static_cast<Collector<Out>*>(d[0]);
       auto* late = static_cast<Collector<T>*>(d[1]);
-      Collector<T>* op = nullptr;
-      if constexpr (std::is_same_v<Assigner, SessionWindows>) {
-        op = w.add_operator(std::make_unique<detail::SessionWindowOperator<K, T, KeyFn, A>>(
-            ids, key_fn, agg, assigner.gap_ms, lateness, out, late));
-      } else if constexpr (std::is_same_v<Assigner, SlidingWindows>) {
-        op = w.add_operator(std::make_unique<detail::TimeWindowOperator<K, T, KeyFn, A>>(
-            ids, key_fn, agg, assigner.size_ms, assigner.slide_ms, assigner.offset_ms, lateness,
-            out, late));
-      } else {
-        op = w.add_operator(std::make_unique<detail::TimeWindowOperator<K, T, KeyFn, A>>(
-            ids, key_fn, agg, assigner.size_ms, assigner.size_ms, assigner.offset_ms, lateness,
-            out, late));
-      }
+      // Sessions merge windows; tumbling and sliding windows do not.
+      using Op = std::conditional_t<Assigner::kMerging,
+                                    detail::SessionWindowOperator<K, T, KeyFn, A>,
+                                    detail::TimeWindowOperator<K, T, KeyFn, Assigner, A>>;
+      Collector<T>* op =
+          w.add_operator(std::make_unique<Op>(ids, key_fn, agg, assigner, lateness, out, late));
       return static_cast<void*>(op);
     };
     Stream<Out> results = input_.template attach<Out>(method, "window-aggregate", make, 2,
@@ -116,53 +113,13 @@ class WindowedStream {
                                                       /*stateful=*/true);
     if (results.valid()) {
       results.graph()->node(results.node()).side_output[1] = true;
-      results.graph()->node(results.node()).name = "window(" + describe() + ")." + method;
+      results.graph()->node(results.node()).name = "window(" + assigner_.describe() + ")." + method;
     }
     return WindowedResultStream<Out, T>(std::move(results));
   }
 
-  // "tumbling 1min", "sliding 10min/1min", "session 30s": for default names.
-  std::string describe() const {
-    using detail::format_millis;
-    if constexpr (std::is_same_v<Assigner, SessionWindows>) {
-      return "session " + format_millis(assigner_.gap_ms);
-    } else if constexpr (std::is_same_v<Assigner, SlidingWindows>) {
-      return "sliding " + format_millis(assigner_.size_ms) + "/" +
-             format_millis(assigner_.slide_ms);
-    } else {
-      return "tumbling " + format_millis(assigner_.size_ms);
-    }
-  }
-
   Status validate() const {
-    std::string what;
-    const char* kind = std::is_same_v<Assigner, SessionWindows>   ? "session()"
-                       : std::is_same_v<Assigner, SlidingWindows> ? "sliding()"
-                                                                  : "tumbling()";
-    if (!assigner_.inexact.empty()) {
-      what = std::string(kind) + ": " + assigner_.inexact +
-             " is not a whole number of milliseconds (event time counts milliseconds)";
-    } else if constexpr (std::is_same_v<Assigner, SessionWindows>) {
-      if (assigner_.gap_ms <= 0) {
-        what = "session() needs a gap > 0, got " + std::to_string(assigner_.gap_ms) + " ms";
-      }
-    } else if constexpr (std::is_same_v<Assigner, SlidingWindows>) {
-      if (assigner_.size_ms <= 0 || assigner_.slide_ms <= 0) {
-        what = "sliding() needs a size > 0 and a slide > 0, got " +
-               std::to_string(assigner_.size_ms) + " ms and " +
-               std::to_string(assigner_.slide_ms) + " ms";
-      } else if (assigner_.slide_ms > assigner_.size_ms) {
-        what = "sliding() with a slide of " + std::to_string(assigner_.slide_ms) +
-               " ms > its size of " + std::to_string(assigner_.size_ms) +
-               " ms would drop the records between windows";
-      }
-    } else {
-      static_assert(std::is_same_v<Assigner, TumblingWindows>,
-                    "window(): use ms::tumbling(), ms::sliding() or ms::session()");
-      if (assigner_.size_ms <= 0) {
-        what = "tumbling() needs a size > 0, got " + std::to_string(assigner_.size_ms) + " ms";
-      }
-    }
+    std::string what = assigner_.invalid();
     if (what.empty() && !lateness_inexact_.empty()) {
       what = "allowed_lateness(): " + lateness_inexact_ +
              " is not a whole number of milliseconds (event time counts milliseconds)";
