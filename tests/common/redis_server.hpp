@@ -6,12 +6,6 @@
 // The helpers fail the current test (Catch2 REQUIRE/FAIL) on any error.
 #pragma once
 
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -26,6 +20,11 @@
 
 #include <catch2/catch.hpp>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace meterstream::test {
 
@@ -41,8 +40,10 @@ inline RedisAddress shared_redis() {
   const char* port = std::getenv("MS_REDIS_PORT");
   if (host == nullptr || *host == '\0' || port == nullptr || *port == '\0') {
     FAIL(
-        "MS_REDIS_HOST / MS_REDIS_PORT are not set. Run the tests with scripts/test.sh, or "
-        "start a server: `redis-server --port 6390 --save '' --appendonly no --daemonize yes` "
+        "MS_REDIS_HOST / MS_REDIS_PORT are not set. Run the tests with "
+        "scripts/test.sh, or "
+        "start a server: `redis-server --port 6390 --save '' --appendonly no "
+        "--daemonize yes` "
         "and `export MS_REDIS_HOST=127.0.0.1 MS_REDIS_PORT=6390`");
   }
   return RedisAddress{host, std::atoi(port)};
@@ -53,8 +54,8 @@ inline RedisAddress shared_redis() {
 inline std::string unique_redis_prefix(const std::string& what) {
   static std::atomic<int> n{0};
   static const std::uint32_t run = std::random_device{}();
-  return "ms-" + what + "-" + std::to_string(::getpid()) + "-" + std::to_string(run) + "-" +
-         std::to_string(n++) + ":";
+  return "ms-" + what + "-" + std::to_string(::getpid()) + "-" +
+         std::to_string(run) + "-" + std::to_string(n++) + ":";
 }
 
 // A loopback TCP port that was free a moment ago.
@@ -80,7 +81,8 @@ using RedisReplyPtr = std::unique_ptr<redisReply, RedisReplyDeleter>;
 // A plain hiredis connection (no pipelining, no retries).
 class RedisClient {
  public:
-  explicit RedisClient(const RedisAddress& a, const std::string& password = "") {
+  explicit RedisClient(const RedisAddress& a,
+                       const std::string& password = "") {
     timeval tv{5, 0};
     c_ = redisConnectWithTimeout(a.host.c_str(), a.port, tv);
     REQUIRE(c_ != nullptr);
@@ -93,7 +95,8 @@ class RedisClient {
   RedisClient(const RedisClient&) = delete;
   RedisClient& operator=(const RedisClient&) = delete;
 
-  // Runs a command; fails the test on a lost connection (not on an error reply).
+  // Runs a command; fails the test on a lost connection (not on an error
+  // reply).
   RedisReplyPtr command(const std::vector<std::string>& args) {
     std::vector<const char*> argv;
     std::vector<std::size_t> lens;
@@ -101,12 +104,14 @@ class RedisClient {
       argv.push_back(s.data());
       lens.push_back(s.size());
     }
-    void* r = redisCommandArgv(c_, static_cast<int>(args.size()), argv.data(), lens.data());
+    void* r = redisCommandArgv(c_, static_cast<int>(args.size()), argv.data(),
+                               lens.data());
     INFO("redis command " << args.front() << ": " << c_->errstr);
     REQUIRE(r != nullptr);
     return RedisReplyPtr(static_cast<redisReply*>(r));
   }
-  // A status, string or error reply as text; nil as "(nil)"; an integer in decimal.
+  // A status, string or error reply as text; nil as "(nil)"; an integer in
+  // decimal.
   std::string str(const std::vector<std::string>& args) {
     RedisReplyPtr r = command(args);
     if (r->type == REDIS_REPLY_NIL) return "(nil)";
@@ -115,7 +120,9 @@ class RedisClient {
   }
   long long integer(const std::vector<std::string>& args) {
     RedisReplyPtr r = command(args);
-    INFO("reply type " << r->type << (r->str ? std::string(": ") + r->str : std::string()));
+    INFO(
+        "reply type " << r->type
+                      << (r->str ? std::string(": ") + r->str : std::string()));
     REQUIRE(r->type == REDIS_REPLY_INTEGER);
     return r->integer;
   }
@@ -128,7 +135,8 @@ class RedisClient {
     std::map<std::string, std::string> out;
     std::string cursor = "0";
     do {
-      RedisReplyPtr r = command({"SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"});
+      RedisReplyPtr r =
+          command({"SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"});
       REQUIRE(r->type == REDIS_REPLY_ARRAY);
       REQUIRE(r->elements == 2);
       cursor.assign(r->element[0]->str, r->element[0]->len);
@@ -142,7 +150,9 @@ class RedisClient {
   }
 
  private:
-  static std::string text(const redisReply* r) { return std::string(r->str, r->len); }
+  static std::string text(const redisReply* r) {
+    return std::string(r->str, r->len);
+  }
 
   std::string content(const std::string& key) {
     const std::string type = str({"TYPE", key});
@@ -183,7 +193,9 @@ class RedisClient {
 class OwnRedisServer {
  public:
   explicit OwnRedisServer(std::string dir, std::vector<std::string> extra = {})
-      : dir_(std::move(dir)), extra_(std::move(extra)), port_(free_loopback_port()) {
+      : dir_(std::move(dir)),
+        extra_(std::move(extra)),
+        port_(free_loopback_port()) {
     start();
   }
   ~OwnRedisServer() { kill(); }
@@ -196,10 +208,23 @@ class OwnRedisServer {
   // answers.
   void start() {
     REQUIRE(pid_ <= 0);
-    std::vector<std::string> args = {"redis-server", "--bind", "127.0.0.1", "--port",
-                                     std::to_string(port_), "--dir", dir_, "--save", "",
-                                     "--appendonly", "yes", "--appendfsync", "always",
-                                     "--daemonize", "no", "--logfile", dir_ + "/redis.log"};
+    std::vector<std::string> args = {"redis-server",
+                                     "--bind",
+                                     "127.0.0.1",
+                                     "--port",
+                                     std::to_string(port_),
+                                     "--dir",
+                                     dir_,
+                                     "--save",
+                                     "",
+                                     "--appendonly",
+                                     "yes",
+                                     "--appendfsync",
+                                     "always",
+                                     "--daemonize",
+                                     "no",
+                                     "--logfile",
+                                     dir_ + "/redis.log"};
     args.insert(args.end(), extra_.begin(), extra_.end());
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
@@ -210,7 +235,8 @@ class OwnRedisServer {
       ::execvp("redis-server", argv.data());
       ::_exit(127);
     }
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(30);
     for (;;) {
       timeval tv{1, 0};
       redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
@@ -218,7 +244,8 @@ class OwnRedisServer {
       if (c != nullptr && c->err == 0) {
         auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
         // PONG, or NOAUTH from a server with a password: either way it answers.
-        up = r != nullptr && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR) &&
+        up = r != nullptr &&
+             (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR) &&
              std::string(r->str, r->len).rfind("LOADING", 0) != 0;
         if (r != nullptr) freeReplyObject(r);
       }
@@ -227,9 +254,11 @@ class OwnRedisServer {
       int status = 0;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
-        FAIL("redis-server exited at start (is it installed? see " << dir_ << "/redis.log)");
+        FAIL("redis-server exited at start (is it installed? see "
+             << dir_ << "/redis.log)");
       }
-      if (std::chrono::steady_clock::now() > deadline) FAIL("redis-server did not answer in 30 s");
+      if (std::chrono::steady_clock::now() > deadline)
+        FAIL("redis-server did not answer in 30 s");
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }

@@ -2,8 +2,6 @@
 // scripts/test.sh (MS_REDIS_HOST, MS_REDIS_PORT) and servers the tests start,
 // kill and restart themselves. What the sink wrote is read back through a
 // hiredis connection of the test's own (tests/common/redis_server.hpp).
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -18,12 +16,13 @@
 #include <utility>
 #include <vector>
 
-#include <catch2/catch.hpp>
-
 #include "bench/q1.hpp"
 #include "common/checkpoint_jobs.hpp"
 #include "common/redis_server.hpp"
 #include "common/temp_dir.hpp"
+#include <catch2/catch.hpp>
+#include <sys/wait.h>
+
 #include "meterstream/meterstream.hpp"
 
 namespace ms = meterstream;
@@ -49,8 +48,8 @@ struct Update {
   std::int64_t version = 0;
 };
 
-ms::Status run_updates(const ms::RedisSinkOptions& o, std::vector<Update> updates,
-                       int parallelism = 1) {
+ms::Status run_updates(const ms::RedisSinkOptions& o,
+                       std::vector<Update> updates, int parallelism = 1) {
   ms::Pipeline p;
   p.source(ms::from_vector(std::move(updates)))
       .sink(ms::redis_sink<Update>(o, [](const Update& u) {
@@ -87,7 +86,8 @@ class GatedSplit final : public ms::SplitReader<ms::MeterReading> {
       std::this_thread::sleep_for(1ms);
       return Poll::kNoDataNow;
     }
-    std::size_t end = std::min(events_->size(), next_ + std::min<std::size_t>(max, 256));
+    std::size_t end =
+        std::min(events_->size(), next_ + std::min<std::size_t>(max, 256));
     if (closed && next_ < gate_->at) end = std::min(end, gate_->at);
     out.insert(out.end(), events_->begin() + static_cast<std::ptrdiff_t>(next_),
                events_->begin() + static_cast<std::ptrdiff_t>(end));
@@ -95,7 +95,9 @@ class GatedSplit final : public ms::SplitReader<ms::MeterReading> {
     return Poll::kMore;
   }
   std::string name() const override { return "gated"; }
-  ms::StatusOr<std::string> position() const override { return std::to_string(next_); }
+  ms::StatusOr<std::string> position() const override {
+    return std::to_string(next_);
+  }
   ms::Status seek(std::string_view position) override {
     next_ = std::stoull(std::string(position));
     return ms::Status();
@@ -113,8 +115,8 @@ class GatedSource final : public ms::Source<ms::MeterReading> {
               std::shared_ptr<Gate> gate)
       : events_(std::move(events)), gate_(std::move(gate)) {}
   std::string name() const override { return "gated"; }
-  ms::StatusOr<std::vector<std::unique_ptr<ms::SplitReader<ms::MeterReading>>>> create_splits()
-      override {
+  ms::StatusOr<std::vector<std::unique_ptr<ms::SplitReader<ms::MeterReading>>>>
+  create_splits() override {
     std::vector<std::unique_ptr<ms::SplitReader<ms::MeterReading>>> v;
     v.push_back(std::make_unique<GatedSplit>(events_, gate_));
     return v;
@@ -149,8 +151,10 @@ bool is_sag(const ms::MeterReading& r) { return r.voltage_dv < 2200; }
 struct MeterRun {
   std::shared_ptr<Gate> gate = std::make_shared<Gate>();
   // Set by the test: the next reading makes the job fail (once).
-  std::shared_ptr<std::atomic<bool>> fail_next = std::make_shared<std::atomic<bool>>(false);
-  std::shared_ptr<std::atomic<bool>> failed = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<bool>> fail_next =
+      std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<bool>> failed =
+      std::make_shared<std::atomic<bool>>(false);
 };
 
 // Per meter and minute (allowed lateness 10 min, so late readings update
@@ -158,14 +162,16 @@ struct MeterRun {
 // "<window start>", versioned by the window's count; every voltage sag an
 // alert "<prefix>alert:<meter>:<seq>" into stream "<prefix>alerts" (a
 // retried reading has the same id: one alert).
-ms::Pipeline meter_pipeline(const ms::RedisSinkOptions& o, const std::string& prefix,
-                            const MeterRun& run) {
+ms::Pipeline meter_pipeline(const ms::RedisSinkOptions& o,
+                            const std::string& prefix, const MeterRun& run) {
   ms::Pipeline p;
   auto readings =
-      p.source(std::make_shared<GatedSource>(meter_events(), run.gate))
+      p.source(std::shared_ptr<ms::Source<ms::MeterReading>>(
+                   std::make_shared<GatedSource>(meter_events(), run.gate)))
           .uid("readings")
-          .with_watermarks(ms::bounded_out_of_orderness(5min).with_emit_on_no_data(false),
-                           &ms::MeterReading::ts_ms)
+          .with_watermarks(
+              ms::bounded_out_of_orderness(5min).with_emit_on_no_data(false),
+              &ms::MeterReading::ts_ms)
           .map([run](const ms::MeterReading& r) {
             if (run.fail_next->load() && !run.failed->exchange(true)) {
               throw std::runtime_error("injected failure");
@@ -177,7 +183,8 @@ ms::Pipeline meter_pipeline(const ms::RedisSinkOptions& o, const std::string& pr
           o,
           [prefix](const ms::MeterReading& r) {
             ms::RedisAlert a;
-            a.key = prefix + "alert:" + std::to_string(r.meter_id) + ":" + std::to_string(r.seq);
+            a.key = prefix + "alert:" + std::to_string(r.meter_id) + ":" +
+                    std::to_string(r.seq);
             a.stream = prefix + "alerts";
             a.fields = {{"meter", std::to_string(r.meter_id)},
                         {"seq", std::to_string(r.seq)},
@@ -190,13 +197,14 @@ ms::Pipeline meter_pipeline(const ms::RedisSinkOptions& o, const std::string& pr
       .allowed_lateness(10min)
       .aggregate(ms::Q1Aggregate{})
       .uid("windows")
-      .sink(ms::redis_sink<ms::Q1Result>(o,
-                                         [prefix](const ms::Q1Result& r) {
-                                           return ms::RedisUpsert{
-                                               prefix + "q1:" + std::to_string(r.key),
-                                               std::to_string(r.start), ms::q1_result_line(r),
-                                               static_cast<std::int64_t>(r.value.count)};
-                                         }))
+      .sink(ms::redis_sink<ms::Q1Result>(
+          o,
+          [prefix](const ms::Q1Result& r) {
+            return ms::RedisUpsert{prefix + "q1:" + std::to_string(r.key),
+                                   std::to_string(r.start),
+                                   ms::q1_result_line(r),
+                                   static_cast<std::int64_t>(r.value.count)};
+          }))
       .uid("aggregates");
   return p;
 }
@@ -249,22 +257,28 @@ void check_meter_content(const std::map<std::string, std::string>& dump,
   CHECK(alert_keys == sags.size());
   REQUIRE(dump.count("alerts") == 1);
   const std::string& stream = dump.at("alerts");
-  CHECK(static_cast<std::size_t>(std::count(stream.begin(), stream.end(), '\n')) == sags.size());
+  CHECK(static_cast<std::size_t>(
+            std::count(stream.begin(), stream.end(), '\n')) == sags.size());
   CHECK(windows > 1000);
-  CHECK(counted + static_cast<std::uint64_t>(late_records) == meter_events()->size());
+  CHECK(counted + static_cast<std::uint64_t>(late_records) ==
+        meter_events()->size());
 }
 
 }  // namespace
 
-TEST_CASE("redis sink upserts are idempotent and an older version never overwrites a newer one",
-          "[redis][e2e]") {
+TEST_CASE(
+    "redis sink upserts are idempotent and an older version never overwrites a "
+    "newer one",
+    "[redis][e2e]") {
   const RedisAddress a = ms::test::shared_redis();
   const std::string k = ms::test::unique_redis_prefix("upsert");
   const ms::RedisSinkOptions o = options_for(a);
   std::vector<Update> updates = {
-      {k + "w", "10", "v1", 1}, {k + "w", "10", "v3", 3}, {k + "w", "10", "v2", 2},
-      {k + "w", "10", "v3", 3}, {k + "w", "20", "x5", 5}, {k + "w", "20", "x4", 4},
-      {k + "s", "", "s7", 7},   {k + "s", "", "s6", 6},   {k + "s", "", "s7", 7},
+      {k + "w", "10", "v1", 1}, {k + "w", "10", "v3", 3},
+      {k + "w", "10", "v2", 2}, {k + "w", "10", "v3", 3},
+      {k + "w", "20", "x5", 5}, {k + "w", "20", "x4", 4},
+      {k + "s", "", "s7", 7},   {k + "s", "", "s6", 6},
+      {k + "s", "", "s7", 7},
   };
   REQUIRE(run_updates(o, updates).ok());
   RedisClient c(a);
@@ -281,7 +295,8 @@ TEST_CASE("redis sink upserts are idempotent and an older version never overwrit
   std::reverse(updates.begin(), updates.end());
   REQUIRE(run_updates(o, updates, 2).ok());
   CHECK(c.dump(k) == first);
-  REQUIRE(run_updates(o, {{k + "w", "10", "old", 0}, {k + "s", "", "old", 6}}).ok());
+  REQUIRE(run_updates(o, {{k + "w", "10", "old", 0}, {k + "s", "", "old", 6}})
+              .ok());
   CHECK(c.dump(k) == first);
 
   // A newer version wins.
@@ -329,15 +344,19 @@ TEST_CASE("redis sink writes each alert once across a replay", "[redis][e2e]") {
   CHECK(c.dump(k) == first);
 }
 
-TEST_CASE("redis sink reports bad options, an address that does not answer and a throwing "
-          "formatter, naming the sink",
-          "[redis][e2e]") {
+TEST_CASE(
+    "redis sink reports bad options, an address that does not answer and a "
+    "throwing "
+    "formatter, naming the sink",
+    "[redis][e2e]") {
   auto start_error = [](ms::RedisSinkOptions o) {
     ms::Pipeline p;
     p.source(ms::from_vector(std::vector<int>{1, 2, 3}))
-        .sink(ms::redis_sink<int>(o, [](int i) {
-          return ms::RedisUpsert{"k", "", std::to_string(i), i};
-        }))
+        .sink(ms::redis_sink<int>(
+            o,
+            [](int i) {
+              return ms::RedisUpsert{"k", "", std::to_string(i), i};
+            }))
         .name("hot-aggregates");
     auto job = p.build(ms::JobOptions());
     REQUIRE(job.ok());
@@ -351,7 +370,8 @@ TEST_CASE("redis sink reports bad options, an address that does not answer and a
   INFO(s.ToString());
   CHECK(s.code() == absl::StatusCode::kUnavailable);
   CHECK(s.message().find("hot-aggregates") != std::string::npos);
-  CHECK(s.message().find("127.0.0.1:" + std::to_string(o.port)) != std::string::npos);
+  CHECK(s.message().find("127.0.0.1:" + std::to_string(o.port)) !=
+        std::string::npos);
 
   ms::RedisSinkOptions tls = o;
   tls.tls = true;
@@ -370,10 +390,12 @@ TEST_CASE("redis sink reports bad options, an address that does not answer and a
   const RedisAddress a = ms::test::shared_redis();
   ms::Pipeline p;
   p.source(ms::from_vector(std::vector<int>{1, 2, 3}))
-      .sink(ms::redis_sink<int>(options_for(a), [](int i) -> ms::RedisUpsert {
-        if (i == 2) throw std::runtime_error("no key for 2");
-        return ms::RedisUpsert{"unused", "", "", 0};
-      }))
+      .sink(ms::redis_sink<int>(options_for(a),
+                                [](int i) -> ms::RedisUpsert {
+                                  if (i == 2)
+                                    throw std::runtime_error("no key for 2");
+                                  return ms::RedisUpsert{"unused", "", "", 0};
+                                }))
       .name("bad-formatter");
   auto job = p.build(ms::JobOptions());
   REQUIRE(job.ok());
@@ -384,8 +406,10 @@ TEST_CASE("redis sink reports bad options, an address that does not answer and a
   CHECK(s.message().find("no key for 2") != std::string::npos);
 }
 
-TEST_CASE("redis sink passes auth and database through, and refused credentials fail the start",
-          "[redis][e2e]") {
+TEST_CASE(
+    "redis sink passes auth and database through, and refused credentials fail "
+    "the start",
+    "[redis][e2e]") {
   ms::test::TempDir dir("redis-auth");
   OwnRedisServer server(dir.str(), {"--requirepass", "s3cret-pass"});
   ms::RedisSinkOptions o = options_for(server.address());
@@ -409,9 +433,11 @@ TEST_CASE("redis sink passes auth and database through, and refused credentials 
   CHECK(none.code() == absl::StatusCode::kPermissionDenied);
 }
 
-TEST_CASE("redis sink survives redis being killed and restarted mid-run with the uninterrupted "
-          "content",
-          "[redis][e2e][slow]") {
+TEST_CASE(
+    "redis sink survives redis being killed and restarted mid-run with the "
+    "uninterrupted "
+    "content",
+    "[redis][e2e][slow]") {
   ms::test::TempDir dir("redis-restart");
   OwnRedisServer server(dir.str());
   ms::RedisSinkOptions o = options_for(server.address());
@@ -427,13 +453,15 @@ TEST_CASE("redis sink survives redis being killed and restarted mid-run with the
   ms::test::TempDir chk("redis-restart-chk");
   ms::JobOptions jo;
   jo.parallelism = 2;
-  jo.checkpoint = ms::enable_checkpointing(20ms, ms::test::local_storage(chk.str("storage")));
+  jo.checkpoint = ms::enable_checkpointing(
+      20ms, ms::test::local_storage(chk.str("storage")));
   jo.checkpoint.local_dir = chk.str("work");
   auto job = meter_pipeline(o, cut, run).build(jo);
   REQUIRE(job.ok());
   REQUIRE(job->start().ok());
   const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (!run.gate->reached.load() || job->metrics()["checkpoints_completed"] < 1) {
+  while (!run.gate->reached.load() ||
+         job->metrics()["checkpoints_completed"] < 1) {
     REQUIRE(!job->finished());
     REQUIRE(std::chrono::steady_clock::now() < deadline);
     std::this_thread::sleep_for(5ms);
@@ -454,9 +482,10 @@ TEST_CASE("redis sink survives redis being killed and restarted mid-run with the
   CHECK(c.dump(cut) == want);
 }
 
-TEST_CASE("redis sink job that fails and restarts from its checkpoint ends with the "
-          "uninterrupted content, no alert twice",
-          "[redis][e2e][slow]") {
+TEST_CASE(
+    "redis sink job that fails and restarts from its checkpoint ends with the "
+    "uninterrupted content, no alert twice",
+    "[redis][e2e][slow]") {
   const RedisAddress a = ms::test::shared_redis();
   ms::RedisSinkOptions o = options_for(a);
   o.max_in_flight = 100;
@@ -469,14 +498,16 @@ TEST_CASE("redis sink job that fails and restarts from its checkpoint ends with 
   ms::test::TempDir chk("redis-job-restart");
   ms::JobOptions jo;
   jo.parallelism = 2;
-  jo.checkpoint = ms::enable_checkpointing(20ms, ms::test::local_storage(chk.str("storage")));
+  jo.checkpoint = ms::enable_checkpointing(
+      20ms, ms::test::local_storage(chk.str("storage")));
   jo.checkpoint.local_dir = chk.str("work");
   jo.restart = ms::RestartStrategy::fixed_delay(2, 50ms);
   auto job = meter_pipeline(o, cut, run).build(jo);
   REQUIRE(job.ok());
   REQUIRE(job->start().ok());
   const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (!run.gate->reached.load() || job->metrics()["checkpoints_completed"] < 2) {
+  while (!run.gate->reached.load() ||
+         job->metrics()["checkpoints_completed"] < 2) {
     REQUIRE(!job->finished());
     REQUIRE(std::chrono::steady_clock::now() < deadline);
     std::this_thread::sleep_for(5ms);
@@ -513,19 +544,22 @@ int run_command(const std::string& cmd, std::string* out) {
 std::uint64_t summary_number(const std::string& out, const std::string& label) {
   const auto at = out.find("\n  " + label + " ");
   REQUIRE(at != std::string::npos);
-  return std::stoull(out.substr(out.find_first_not_of(' ', at + 3 + label.size())));
+  return std::stoull(
+      out.substr(out.find_first_not_of(' ', at + 3 + label.size())));
 }
 
 }  // namespace
 
-TEST_CASE("smart_meter --redis writes every window as an upsert, the same on a rerun",
-          "[redis][e2e][tools]") {
+TEST_CASE(
+    "smart_meter --redis writes every window as an upsert, the same on a rerun",
+    "[redis][e2e][tools]") {
   const RedisAddress a = ms::test::shared_redis();
   const std::string prefix = ms::test::unique_redis_prefix("smart-meter");
-  const std::string cmd = std::string(MS_BINARY_DIR) +
-                          "/examples/smart_meter --meters 300 --events 30000 --threads 2 "
-                          "--redis " + a.host + ":" + std::to_string(a.port) +
-                          " --redis-prefix " + prefix;
+  const std::string cmd =
+      std::string(MS_BINARY_DIR) +
+      "/examples/smart_meter --meters 300 --events 30000 --threads 2 "
+      "--redis " +
+      a.host + ":" + std::to_string(a.port) + " --redis-prefix " + prefix;
   std::string out;
   REQUIRE(run_command(cmd, &out) == 0);
   INFO(out);
@@ -557,4 +591,34 @@ TEST_CASE("smart_meter --redis writes every window as an upsert, the same on a r
   std::string again;
   REQUIRE(run_command(cmd, &again) == 0);
   CHECK(c.dump(prefix) == first);
+}
+
+TEST_CASE(
+    "redis sink fails the job clearly when redis stays down past max_outage",
+    "[redis][e2e]") {
+  ms::test::TempDir dir("redis-outage");
+  OwnRedisServer server(dir.str());
+  ms::RedisSinkOptions o = options_for(server.address());
+  o.reconnect_backoff_max = 50ms;
+  o.max_outage = 300ms;
+  MeterRun run;
+  run.gate->at = meter_events()->size() / 2;
+  auto job = meter_pipeline(o, "outage:", run).build(ms::JobOptions());
+  REQUIRE(job.ok());
+  REQUIRE(job->start().ok());
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!run.gate->reached.load()) {
+    REQUIRE(!job->finished());
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::sleep_for(5ms);
+  }
+  server.kill();
+  run.gate->open = true;
+  const ms::Status s = job->wait();
+  INFO(s.ToString());
+  CHECK(s.code() == absl::StatusCode::kUnavailable);
+  CHECK(s.message().find("max_outage") != std::string::npos);
+  CHECK(
+      s.message().find("127.0.0.1:" + std::to_string(server.address().port)) !=
+      std::string::npos);
 }

@@ -2,15 +2,11 @@
 // (include/meterstream/connectors/redis/redis_sink.hpp; docs/redis.md).
 #include "meterstream/connectors/redis/redis_sink.hpp"
 
-#include <pthread.h>
-#include <signal.h>
-#include <sys/time.h>
-
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <deque>
-#include <cerrno>
 #include <exception>
 #include <mutex>
 #include <optional>
@@ -19,9 +15,12 @@
 #include <utility>
 #include <vector>
 
-#include <hiredis/hiredis.h>
-
 #include "fmt/format.h"
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/time.h>
+
 #include "meterstream/metrics/metrics.hpp"
 
 namespace meterstream {
@@ -146,7 +145,8 @@ std::string reply_text(const redisReply* r) {
 // the server restarting (LOADING), a busy script, a script cache that was
 // flushed (NOSCRIPT: a new connection loads the scripts again).
 bool transient_reply(const std::string& error) {
-  for (const char* prefix : {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "NOSCRIPT"}) {
+  for (const char* prefix :
+       {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "NOSCRIPT"}) {
     if (error.rfind(prefix, 0) == 0) return true;
   }
   return false;
@@ -161,7 +161,8 @@ struct CommandResult {
   bool transport = false;
 };
 
-CommandResult run_command(redisContext* c, const std::vector<std::string>& args) {
+CommandResult run_command(redisContext* c,
+                          const std::vector<std::string>& args) {
   std::vector<const char*> argv;
   std::vector<std::size_t> lens;
   for (const std::string& a : args) {
@@ -170,10 +171,12 @@ CommandResult run_command(redisContext* c, const std::vector<std::string>& args)
   }
   CommandResult result;
   SigpipeGuard guard;
-  void* raw = redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data());
+  void* raw = redisCommandArgv(c, static_cast<int>(args.size()), argv.data(),
+                               lens.data());
   if (raw == nullptr) {
     result.transport = true;
-    result.status = absl::UnavailableError(c->errstr[0] != '\0' ? c->errstr : "connection lost");
+    result.status = absl::UnavailableError(
+        c->errstr[0] != '\0' ? c->errstr : "connection lost");
     return result;
   }
   result.reply.reset(static_cast<redisReply*>(raw));
@@ -190,13 +193,14 @@ CommandResult run_command(redisContext* c, const std::vector<std::string>& args)
 class RedisSinkImpl final : public RedisSinkCore,
                             public std::enable_shared_from_this<RedisSinkImpl> {
  public:
-  explicit RedisSinkImpl(RedisSinkOptions options) : options_(std::move(options)) {
+  explicit RedisSinkImpl(RedisSinkOptions options)
+      : options_(std::move(options)) {
     address_ = options_.host.find(':') != std::string::npos
                    ? "[" + options_.host + "]:" + std::to_string(options_.port)
                    : options_.host + ":" + std::to_string(options_.port);
-    name_ = "redis:" + address_ + (options_.database != 0
-                                       ? "/" + std::to_string(options_.database)
-                                       : std::string());
+    name_ = "redis:" + address_ +
+            (options_.database != 0 ? "/" + std::to_string(options_.database)
+                                    : std::string());
   }
 
   std::string name() const override { return name_; }
@@ -213,12 +217,14 @@ class RedisSinkImpl final : public RedisSinkCore,
     }
     // Reaches the server now, so that an address that does not answer or
     // refused credentials fail the start rather than the first record.
-    MS_ASSIGN_OR_RETURN(Context c, connect_until(Clock::now() + options_.connect_timeout));
+    MS_ASSIGN_OR_RETURN(Context c,
+                        connect_until(Clock::now() + options_.connect_timeout));
     (void)c;
     return Status();
   }
 
-  StatusOr<std::unique_ptr<RedisSinkWriterCore>> create_writer(int worker) override;
+  StatusOr<std::unique_ptr<RedisSinkWriterCore>> create_writer(
+      int worker) override;
 
   // Connects, authenticates, selects the database and loads the scripts;
   // one attempt. kUnavailable for what a retry may cure.
@@ -226,14 +232,17 @@ class RedisSinkImpl final : public RedisSinkCore,
     SigpipeGuard guard;
     Context c(redisConnectWithTimeout(options_.host.c_str(), options_.port,
                                       to_timeval(options_.connect_timeout)));
-    if (c == nullptr) return absl::ResourceExhaustedError(name_ + ": cannot allocate a context");
+    if (c == nullptr)
+      return absl::ResourceExhaustedError(name_ +
+                                          ": cannot allocate a context");
     if (c->err != 0) {
-      return absl::UnavailableError(
-          fmt::format("{}: cannot connect to {}: {}", name_, address_, c->errstr));
+      return absl::UnavailableError(fmt::format("{}: cannot connect to {}: {}",
+                                                name_, address_, c->errstr));
     }
-    if (redisSetTimeout(c.get(), to_timeval(options_.command_timeout)) != REDIS_OK) {
-      return absl::UnavailableError(
-          fmt::format("{}: cannot set the timeout on {}: {}", name_, address_, c->errstr));
+    if (redisSetTimeout(c.get(), to_timeval(options_.command_timeout)) !=
+        REDIS_OK) {
+      return absl::UnavailableError(fmt::format(
+          "{}: cannot set the timeout on {}: {}", name_, address_, c->errstr));
     }
     redisEnableKeepAlive(c.get());
     if (!options_.password.empty()) {
@@ -243,30 +252,39 @@ class RedisSinkImpl final : public RedisSinkCore,
       CommandResult r = run_command(c.get(), auth);
       if (!r.status.ok()) {
         // Redis's messages (WRONGPASS ...) do not repeat the password.
-        const std::string msg = fmt::format("{}: AUTH{} refused by {}: {}", name_,
-                                            options_.user.empty() ? "" : " as " + options_.user,
-                                            address_, std::string(r.status.message()));
-        return r.transport ? absl::UnavailableError(msg) : absl::PermissionDeniedError(msg);
+        const std::string msg =
+            fmt::format("{}: AUTH{} refused by {}: {}", name_,
+                        options_.user.empty() ? "" : " as " + options_.user,
+                        address_, std::string(r.status.message()));
+        return r.transport ? absl::UnavailableError(msg)
+                           : absl::PermissionDeniedError(msg);
       }
     }
     if (options_.database != 0) {
-      CommandResult r = run_command(c.get(), {"SELECT", std::to_string(options_.database)});
+      CommandResult r =
+          run_command(c.get(), {"SELECT", std::to_string(options_.database)});
       if (!r.status.ok()) {
-        const std::string msg = fmt::format("{}: SELECT {} on {}: {}", name_, options_.database,
-                                            address_, std::string(r.status.message()));
-        if (r.status.message().rfind("NOAUTH", 0) == 0) return absl::PermissionDeniedError(msg);
-        return r.transport ? absl::UnavailableError(msg) : absl::InvalidArgumentError(msg);
+        const std::string msg =
+            fmt::format("{}: SELECT {} on {}: {}", name_, options_.database,
+                        address_, std::string(r.status.message()));
+        if (r.status.message().rfind("NOAUTH", 0) == 0)
+          return absl::PermissionDeniedError(msg);
+        return r.transport ? absl::UnavailableError(msg)
+                           : absl::InvalidArgumentError(msg);
       }
     }
     for (auto [script, sha] : {std::pair{kUpsertScript, &upsert_sha_},
                                std::pair{kAlertScript, &alert_sha_}}) {
       CommandResult r = run_command(c.get(), {"SCRIPT", "LOAD", script});
       if (!r.status.ok() || r.reply->type != REDIS_REPLY_STRING) {
-        const std::string msg = fmt::format("{}: SCRIPT LOAD on {}: {}", name_, address_,
-                                            r.status.ok() ? std::string("unexpected reply")
-                                                         : std::string(r.status.message()));
-        if (r.status.message().rfind("NOAUTH", 0) == 0) return absl::PermissionDeniedError(msg);
-        return r.transport ? absl::UnavailableError(msg) : absl::FailedPreconditionError(msg);
+        const std::string msg =
+            fmt::format("{}: SCRIPT LOAD on {}: {}", name_, address_,
+                        r.status.ok() ? std::string("unexpected reply")
+                                      : std::string(r.status.message()));
+        if (r.status.message().rfind("NOAUTH", 0) == 0)
+          return absl::PermissionDeniedError(msg);
+        return r.transport ? absl::UnavailableError(msg)
+                           : absl::FailedPreconditionError(msg);
       }
       // Written once per connection with the same value (the script's SHA-1):
       // every writer reads it only after its own connect.
@@ -283,13 +301,16 @@ class RedisSinkImpl final : public RedisSinkCore,
     const auto start = Clock::now();
     for (;;) {
       StatusOr<Context> c = connect_once();
-      if (c.ok() || c.status().code() != absl::StatusCode::kUnavailable) return c;
+      if (c.ok() || c.status().code() != absl::StatusCode::kUnavailable)
+        return c;
       const auto now = Clock::now();
       if (now + backoff > deadline) {
         const auto tried =
-            std::chrono::duration_cast<std::chrono::milliseconds>(now - start).count();
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - start)
+                .count();
         return absl::UnavailableError(
-            fmt::format("{} (no answer for {} ms)", std::string(c.status().message()), tried));
+            fmt::format("{} (no answer for {} ms)",
+                        std::string(c.status().message()), tried));
       }
       std::this_thread::sleep_for(backoff);
       backoff = std::min(backoff * 2, options_.reconnect_backoff_max);
@@ -315,34 +336,44 @@ class RedisSinkImpl final : public RedisSinkCore,
     auto bad = [this](const std::string& what) {
       return absl::InvalidArgumentError(name_ + ": RedisSinkOptions::" + what);
     };
-    if (options_.tls || !options_.tls_ca_file.empty() || !options_.tls_cert_file.empty() ||
-        !options_.tls_key_file.empty() || !options_.tls_server_name.empty()) {
+    if (options_.tls || !options_.tls_ca_file.empty() ||
+        !options_.tls_cert_file.empty() || !options_.tls_key_file.empty() ||
+        !options_.tls_server_name.empty()) {
       return absl::UnimplementedError(fmt::format(
-          "{}: TLS was asked for (RedisSinkOptions::tls or tls_*), but this build uses "
-          "hiredis {}.{}.{}, which has no TLS support (hiredis 1.0 with hiredis_ssl adds it); "
+          "{}: TLS was asked for (RedisSinkOptions::tls or tls_*), but this "
+          "build uses "
+          "hiredis {}.{}.{}, which has no TLS support (hiredis 1.0 with "
+          "hiredis_ssl adds it); "
           "connect through a TLS tunnel (e.g. stunnel) on loopback instead",
           name_, HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH));
     }
     if (options_.host.empty()) return bad("host is empty");
     if (options_.port < 1 || options_.port > 65535) {
-      return bad("port must be in 1..65535, got " + std::to_string(options_.port));
+      return bad("port must be in 1..65535, got " +
+                 std::to_string(options_.port));
     }
     if (options_.database < 0) {
-      return bad("database must be >= 0, got " + std::to_string(options_.database));
+      return bad("database must be >= 0, got " +
+                 std::to_string(options_.database));
     }
     if (!options_.user.empty() && options_.password.empty()) {
       return bad("user '" + options_.user + "' needs a password");
     }
-    if (options_.max_in_flight < 1) return bad("max_in_flight must be at least 1");
-    if (options_.connect_timeout.count() <= 0) return bad("connect_timeout must be > 0");
-    if (options_.command_timeout.count() <= 0) return bad("command_timeout must be > 0");
+    if (options_.max_in_flight < 1)
+      return bad("max_in_flight must be at least 1");
+    if (options_.connect_timeout.count() <= 0)
+      return bad("connect_timeout must be > 0");
+    if (options_.command_timeout.count() <= 0)
+      return bad("command_timeout must be > 0");
     if (options_.reconnect_backoff_initial.count() <= 0 ||
         options_.reconnect_backoff_max < options_.reconnect_backoff_initial) {
-      return bad("reconnect_backoff_initial must be > 0 and <= reconnect_backoff_max");
+      return bad(
+          "reconnect_backoff_initial must be > 0 and <= reconnect_backoff_max");
     }
     if (options_.max_outage.count() < 0) return bad("max_outage must be >= 0");
     if (options_.version_suffix.empty()) {
-      return bad("version_suffix is empty (the version would overwrite the value)");
+      return bad(
+          "version_suffix is empty (the version would overwrite the value)");
     }
     return Status();
   }
@@ -374,20 +405,27 @@ class RedisWriter final : public RedisSinkWriterCore {
   Status upsert(const RedisUpsert& u) override {
     if (u.key.empty()) return invalid("an upsert with an empty key");
     if (u.version < 0 || u.version >= (std::int64_t{1} << 53)) {
-      return invalid(fmt::format("upsert of '{}': version {} outside 0..2^53-1", u.key,
-                                 u.version));
+      return invalid(fmt::format("upsert of '{}': version {} outside 0..2^53-1",
+                                 u.key, u.version));
     }
     Pending p;
     p.kind = Kind::kUpsert;
     p.key = u.key;
-    p.args = {"EVALSHA", upsert_sha_, "2", u.key, u.key + sink_->options().version_suffix,
-              u.field, u.value, std::to_string(u.version)};
+    p.args = {"EVALSHA",
+              upsert_sha_,
+              "2",
+              u.key,
+              u.key + sink_->options().version_suffix,
+              u.field,
+              u.value,
+              std::to_string(u.version)};
     return submit(std::move(p));
   }
 
   Status alert(const RedisAlert& a) override {
     if (a.key.empty()) return invalid("an alert with an empty key");
-    if (a.ttl.count() < 0) return invalid("alert '" + a.key + "': negative ttl");
+    if (a.ttl.count() < 0)
+      return invalid("alert '" + a.key + "': negative ttl");
     Pending p;
     p.kind = Kind::kAlert;
     p.key = a.key;
@@ -448,7 +486,8 @@ class RedisWriter final : public RedisSinkWriterCore {
   };
 
   Status invalid(const std::string& what) {
-    return absl::InvalidArgumentError(sink_->name() + ": the formatter returned " + what);
+    return absl::InvalidArgumentError(sink_->name() +
+                                      ": the formatter returned " + what);
   }
 
   Status append(const Pending& p) {
@@ -460,10 +499,10 @@ class RedisWriter final : public RedisSinkWriterCore {
       argv.push_back(a.data());
       lens.push_back(a.size());
     }
-    if (redisAppendCommandArgv(c_.get(), static_cast<int>(argv.size()), argv.data(),
-                               lens.data()) != REDIS_OK) {
-      return absl::ResourceExhaustedError(sink_->name() + ": cannot buffer a command for '" +
-                                          p.key + "'");
+    if (redisAppendCommandArgv(c_.get(), static_cast<int>(argv.size()),
+                               argv.data(), lens.data()) != REDIS_OK) {
+      return absl::ResourceExhaustedError(
+          sink_->name() + ": cannot buffer a command for '" + p.key + "'");
     }
     return Status();
   }
@@ -473,7 +512,8 @@ class RedisWriter final : public RedisSinkWriterCore {
     if (c_ == nullptr) MS_RETURN_IF_ERROR(reconnect("not connected"));
     MS_RETURN_IF_ERROR(append(p));
     pending_.push_back(std::move(p));
-    while (pending_.size() > sink_->options().max_in_flight) MS_RETURN_IF_ERROR(read_one());
+    while (pending_.size() > sink_->options().max_in_flight)
+      MS_RETURN_IF_ERROR(read_one());
     return Status();
   }
 
@@ -490,7 +530,8 @@ class RedisWriter final : public RedisSinkWriterCore {
         rc = redisGetReply(c_.get(), &raw);
       }
       if (rc != REDIS_OK || raw == nullptr) {
-        MS_RETURN_IF_ERROR(reconnect(c_->errstr[0] != '\0' ? c_->errstr : "connection lost"));
+        MS_RETURN_IF_ERROR(
+            reconnect(c_->errstr[0] != '\0' ? c_->errstr : "connection lost"));
         continue;
       }
       Reply reply(static_cast<redisReply*>(raw));
@@ -501,14 +542,15 @@ class RedisWriter final : public RedisSinkWriterCore {
           MS_RETURN_IF_ERROR(reconnect(text));
           continue;
         }
-        return fail(absl::FailedPreconditionError(
-            fmt::format("{}: Redis refused the {} of '{}': {}", sink_->name(),
-                        p.kind == Kind::kUpsert ? "upsert" : "alert", p.key, text)));
+        return fail(absl::FailedPreconditionError(fmt::format(
+            "{}: Redis refused the {} of '{}': {}", sink_->name(),
+            p.kind == Kind::kUpsert ? "upsert" : "alert", p.key, text)));
       }
       outage_start_.reset();
       if (sink_->writes_ != nullptr) sink_->writes_->add();
       if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
-        Counter* c = p.kind == Kind::kUpsert ? sink_->stale_ : sink_->duplicates_;
+        Counter* c =
+            p.kind == Kind::kUpsert ? sink_->stale_ : sink_->duplicates_;
         if (c != nullptr) c->add();
       }
       pending_.pop_front();
@@ -542,12 +584,15 @@ class RedisWriter final : public RedisSinkWriterCore {
         return Status();
       }
       const auto down = Clock::now() - *outage_start_;
-      if (c.status().code() != absl::StatusCode::kUnavailable || down >= o.max_outage) {
-        return fail(absl::UnavailableError(fmt::format(
-            "{}: writer {} lost its connection to {} ({}) and could not reconnect within "
-            "max_outage ({} ms), {} writes unconfirmed: {}",
-            sink_->name(), worker_, sink_->address(), first_error_, o.max_outage.count(),
-            pending_.size(), std::string(c.status().message()))));
+      if (c.status().code() != absl::StatusCode::kUnavailable ||
+          down >= o.max_outage) {
+        return fail(absl::UnavailableError(
+            fmt::format("{}: writer {} lost its connection to {} ({}) and "
+                        "could not reconnect within "
+                        "max_outage ({} ms), {} writes unconfirmed: {}",
+                        sink_->name(), worker_, sink_->address(), first_error_,
+                        o.max_outage.count(), pending_.size(),
+                        std::string(c.status().message()))));
       }
     }
   }
@@ -573,8 +618,10 @@ class RedisWriter final : public RedisSinkWriterCore {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<RedisSinkWriterCore>> RedisSinkImpl::create_writer(int worker) {
-  MS_ASSIGN_OR_RETURN(Context c, connect_until(Clock::now() + options_.connect_timeout));
+StatusOr<std::unique_ptr<RedisSinkWriterCore>> RedisSinkImpl::create_writer(
+    int worker) {
+  MS_ASSIGN_OR_RETURN(Context c,
+                      connect_until(Clock::now() + options_.connect_timeout));
   return std::unique_ptr<RedisSinkWriterCore>(
       std::make_unique<RedisWriter>(shared_from_this(), std::move(c), worker));
 }

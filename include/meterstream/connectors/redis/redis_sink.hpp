@@ -167,7 +167,8 @@ class RedisSinkWriterCore {
 class RedisSinkCore : public SinkBase {
  public:
   static std::shared_ptr<RedisSinkCore> create(RedisSinkOptions options);
-  virtual StatusOr<std::unique_ptr<RedisSinkWriterCore>> create_writer(int worker) = 0;
+  virtual StatusOr<std::unique_ptr<RedisSinkWriterCore>> create_writer(
+      int worker) = 0;
 };
 
 // "what(): " of the current exception, for a formatter that threw.
@@ -177,13 +178,17 @@ template <typename T, typename Formatter>
 class RedisSink final : public Sink<T> {
  public:
   RedisSink(RedisSinkOptions options, Formatter formatter)
-      : core_(RedisSinkCore::create(std::move(options))), formatter_(std::move(formatter)) {}
+      : core_(RedisSinkCore::create(std::move(options))),
+        formatter_(std::move(formatter)) {}
 
   std::string name() const override { return core_->name(); }
-  Status open(const SinkContext& context) override { return core_->open(context); }
+  Status open(const SinkContext& context) override {
+    return core_->open(context);
+  }
   void close() override { core_->close(); }
 
-  StatusOr<std::unique_ptr<SinkWriter<T>>> create_writer(int worker, int) override {
+  StatusOr<std::unique_ptr<SinkWriter<T>>> create_writer(int worker,
+                                                         int) override {
     MS_ASSIGN_OR_RETURN(auto core, core_->create_writer(worker));
     return std::unique_ptr<SinkWriter<T>>(
         std::make_unique<Writer>(std::move(core), formatter_, core_->name()));
@@ -191,13 +196,17 @@ class RedisSink final : public Sink<T> {
 
  private:
   using Result = std::decay_t<std::invoke_result_t<Formatter&, const T&>>;
-  static_assert(std::is_same_v<Result, RedisUpsert> || std::is_same_v<Result, RedisAlert>,
-                "redis_sink(): the formatter must return RedisUpsert or RedisAlert");
+  static_assert(
+      std::is_same_v<Result, RedisUpsert> || std::is_same_v<Result, RedisAlert>,
+      "redis_sink(): the formatter must return RedisUpsert or RedisAlert");
 
   class Writer final : public SinkWriter<T> {
    public:
-    Writer(std::unique_ptr<RedisSinkWriterCore> core, Formatter formatter, std::string name)
-        : core_(std::move(core)), formatter_(std::move(formatter)), name_(std::move(name)) {}
+    Writer(std::unique_ptr<RedisSinkWriterCore> core, Formatter formatter,
+           std::string name)
+        : core_(std::move(core)),
+          formatter_(std::move(formatter)),
+          name_(std::move(name)) {}
 
     Status write(const RecordBatch<T>& batch) override {
       for (const T& v : batch.values) {
@@ -205,8 +214,8 @@ class RedisSink final : public Sink<T> {
         try {
           w = formatter_(v);
         } catch (...) {
-          return absl::InternalError(name_ + ": the formatter threw: " +
-                                     current_exception_text());
+          return absl::InternalError(
+              name_ + ": the formatter threw: " + current_exception_text());
         }
         if constexpr (std::is_same_v<Result, RedisUpsert>) {
           MS_RETURN_IF_ERROR(core_->upsert(w));
@@ -248,9 +257,10 @@ class RedisSink final : public Sink<T> {
 //                            static_cast<std::int64_t>(u.count)};
 //   }));
 template <typename T, typename Formatter>
-std::shared_ptr<Sink<T>> redis_sink(RedisSinkOptions options, Formatter formatter) {
-  return std::make_shared<detail::RedisSink<T, Formatter>>(std::move(options),
-                                                          std::move(formatter));
+std::shared_ptr<Sink<T>> redis_sink(RedisSinkOptions options,
+                                    Formatter formatter) {
+  return std::make_shared<detail::RedisSink<T, Formatter>>(
+      std::move(options), std::move(formatter));
 }
 
 }  // namespace meterstream
