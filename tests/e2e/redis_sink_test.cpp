@@ -150,9 +150,13 @@ bool is_sag(const ms::MeterReading& r) { return r.voltage_dv < 2200; }
 // What a run of the meter pipeline does besides writing to Redis.
 struct MeterRun {
   std::shared_ptr<Gate> gate = std::make_shared<Gate>();
-  // Set by the test: the next reading makes the job fail (once).
+  // Set by the test: the job fails (once) at the `fail_after`-th reading
+  // after it.
   std::shared_ptr<std::atomic<bool>> fail_next =
       std::make_shared<std::atomic<bool>>(false);
+  std::int64_t fail_after = 1;
+  std::shared_ptr<std::atomic<std::int64_t>> seen =
+      std::make_shared<std::atomic<std::int64_t>>(0);
   std::shared_ptr<std::atomic<bool>> failed =
       std::make_shared<std::atomic<bool>>(false);
 };
@@ -173,7 +177,8 @@ ms::Pipeline meter_pipeline(const ms::RedisSinkOptions& o,
               ms::bounded_out_of_orderness(5min).with_emit_on_no_data(false),
               &ms::MeterReading::ts_ms)
           .map([run](const ms::MeterReading& r) {
-            if (run.fail_next->load() && !run.failed->exchange(true)) {
+            if (run.fail_next->load() && ++*run.seen >= run.fail_after &&
+                !run.failed->exchange(true)) {
               throw std::runtime_error("injected failure");
             }
             return r;
@@ -494,6 +499,7 @@ TEST_CASE(
 
   const std::string cut = ms::test::unique_redis_prefix("cut");
   MeterRun run;
+  run.fail_after = 3000;  // copied into the pipeline: set before it
   run.gate->at = meter_events()->size() / 2;
   ms::test::TempDir chk("redis-job-restart");
   ms::JobOptions jo;
@@ -512,15 +518,22 @@ TEST_CASE(
     REQUIRE(std::chrono::steady_clock::now() < deadline);
     std::this_thread::sleep_for(5ms);
   }
-  // The first reading after the gate fails the job; it restarts from its
-  // newest checkpoint and writes the readings since then again.
+  // A reading in the second half fails the job (after the sinks wrote
+  // some of that half's output, unless a checkpoint came in between); it
+  // restarts from its newest checkpoint and writes the readings since then
+  // again.
   run.fail_next->store(true);
   run.gate->open = true;
   const ms::Status s = job->wait();
   INFO(s.ToString());
   REQUIRE(s.ok());
   CHECK(run.failed->load());
-  CHECK(job->metrics().at("job_restarts") == 1);
+  const auto m = job->metrics();
+  CHECK(m.at("job_restarts") == 1);
+  // The restarted attempt resumed from a checkpoint, not from the start.
+  CHECK(m.at("source_records") < static_cast<std::int64_t>(meter_events()->size()));
+  INFO("replayed writes found in Redis: " << m.at("redis_sink_stale_upserts") << " upserts, "
+       << m.at("redis_sink_duplicate_alerts") << " alerts");
 
   RedisClient c(a);
   const auto want = c.dump(ref);
