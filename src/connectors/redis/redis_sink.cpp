@@ -583,9 +583,17 @@ class RedisWriter final : public RedisSinkWriterCore {
         }
         return Status();
       }
+      if (c.status().code() != absl::StatusCode::kUnavailable) {
+        // The server answers but refuses us (credentials changed while
+        // the job ran): no retry cures that.
+        return fail(Status(
+            c.status().code(),
+            fmt::format("{}: writer {} reconnecting to {} after \"{}\": {}",
+                        sink_->name(), worker_, sink_->address(), first_error_,
+                        std::string(c.status().message()))));
+      }
       const auto down = Clock::now() - *outage_start_;
-      if (c.status().code() != absl::StatusCode::kUnavailable ||
-          down >= o.max_outage) {
+      if (down >= o.max_outage) {
         return fail(absl::UnavailableError(
             fmt::format("{}: writer {} lost its connection to {} ({}) and "
                         "could not reconnect within "
