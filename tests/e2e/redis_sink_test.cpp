@@ -436,13 +436,28 @@ TEST_CASE(
   const ms::Status none = run_updates(o, {{"auth-key", "f", "w", 2}});
   INFO(none.ToString());
   CHECK(none.code() == absl::StatusCode::kPermissionDenied);
+
+  // An ACL user (AUTH user password).
+  CHECK(c.str({"ACL", "SETUSER", "writer", "on", ">writer-pass", "~*",
+               "+@all"}) == "OK");
+  o.user = "writer";
+  o.password = "writer-pass";
+  o.database = 0;
+  REQUIRE(run_updates(o, {{"acl-key", "f", "by-writer", 1}}).ok());
+  CHECK(c.str({"HGET", "acl-key", "f"}) == "by-writer");
+  o.password = "not-writer-pass";
+  const ms::Status wrong_user = run_updates(o, {{"acl-key", "f", "x", 2}});
+  INFO(wrong_user.ToString());
+  CHECK(wrong_user.code() == absl::StatusCode::kPermissionDenied);
+  CHECK(wrong_user.message().find("writer") != std::string::npos);
+  CHECK(c.str({"HGET", "acl-key", "f"}) == "by-writer");
 }
 
 TEST_CASE(
     "redis sink survives redis being killed and restarted mid-run with the "
     "uninterrupted "
     "content",
-    "[redis][e2e][slow]") {
+    "[redis][e2e]") {
   ms::test::TempDir dir("redis-restart");
   OwnRedisServer server(dir.str());
   ms::RedisSinkOptions o = options_for(server.address());
@@ -490,7 +505,7 @@ TEST_CASE(
 TEST_CASE(
     "redis sink job that fails and restarts from its checkpoint ends with the "
     "uninterrupted content, no alert twice",
-    "[redis][e2e][slow]") {
+    "[redis][e2e]") {
   const RedisAddress a = ms::test::shared_redis();
   ms::RedisSinkOptions o = options_for(a);
   o.max_in_flight = 100;
@@ -531,8 +546,10 @@ TEST_CASE(
   const auto m = job->metrics();
   CHECK(m.at("job_restarts") == 1);
   // The restarted attempt resumed from a checkpoint, not from the start.
-  CHECK(m.at("source_records") < static_cast<std::int64_t>(meter_events()->size()));
-  INFO("replayed writes found in Redis: " << m.at("redis_sink_stale_upserts") << " upserts, "
+  CHECK(m.at("source_records") <
+        static_cast<std::int64_t>(meter_events()->size()));
+  INFO("replayed writes found in Redis: "
+       << m.at("redis_sink_stale_upserts") << " upserts, "
        << m.at("redis_sink_duplicate_alerts") << " alerts");
 
   RedisClient c(a);
