@@ -209,12 +209,7 @@ class RedisSinkImpl final : public RedisSinkCore,
 
   Status open(const SinkContext& context) override {
     MS_RETURN_IF_ERROR(validate());
-    if (context.metrics != nullptr) {
-      writes_ = context.metrics->counter("redis_sink_writes");
-      stale_ = context.metrics->counter("redis_sink_stale_upserts");
-      duplicates_ = context.metrics->counter("redis_sink_duplicate_alerts");
-      reconnects_ = context.metrics->counter("redis_sink_reconnects");
-    }
+    metrics_ = context.metrics;
     // Reaches the server now, so that an address that does not answer or
     // refused credentials fail the start rather than the first record.
     MS_ASSIGN_OR_RETURN(Context c,
@@ -326,10 +321,9 @@ class RedisSinkImpl final : public RedisSinkCore,
     return alert_sha_;
   }
 
-  Counter* writes_ = nullptr;
-  Counter* stale_ = nullptr;
-  Counter* duplicates_ = nullptr;
-  Counter* reconnects_ = nullptr;
+  // Each writer registers counters of its own (a Counter has one writing
+  // thread); the registry sums them. Null without metrics.
+  MetricRegistry* metrics_ = nullptr;
 
  private:
   Status validate() const {
@@ -398,6 +392,12 @@ class RedisWriter final : public RedisSinkWriterCore {
       : sink_(std::move(sink)), c_(std::move(c)), worker_(worker) {
     upsert_sha_ = sink_->upsert_sha();
     alert_sha_ = sink_->alert_sha();
+    if (MetricRegistry* m = sink_->metrics_; m != nullptr) {
+      writes_ = m->counter("redis_sink_writes");
+      stale_ = m->counter("redis_sink_stale_upserts");
+      duplicates_ = m->counter("redis_sink_duplicate_alerts");
+      reconnects_ = m->counter("redis_sink_reconnects");
+    }
   }
 
   ~RedisWriter() override = default;
@@ -547,10 +547,9 @@ class RedisWriter final : public RedisSinkWriterCore {
             p.kind == Kind::kUpsert ? "upsert" : "alert", p.key, text)));
       }
       outage_start_.reset();
-      if (sink_->writes_ != nullptr) sink_->writes_->add();
+      if (writes_ != nullptr) writes_->add();
       if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
-        Counter* c =
-            p.kind == Kind::kUpsert ? sink_->stale_ : sink_->duplicates_;
+        Counter* c = p.kind == Kind::kUpsert ? stale_ : duplicates_;
         if (c != nullptr) c->add();
       }
       pending_.pop_front();
@@ -571,7 +570,7 @@ class RedisWriter final : public RedisSinkWriterCore {
     for (;;) {
       std::this_thread::sleep_for(backoff_);
       backoff_ = std::min(backoff_ * 2, o.reconnect_backoff_max);
-      if (sink_->reconnects_ != nullptr) sink_->reconnects_->add();
+      if (reconnects_ != nullptr) reconnects_->add();
       StatusOr<Context> c = sink_->connect_once();
       if (c.ok()) {
         c_ = *std::move(c);
@@ -622,6 +621,10 @@ class RedisWriter final : public RedisSinkWriterCore {
   std::optional<Clock::time_point> outage_start_;
   std::string first_error_;
   std::chrono::milliseconds backoff_{0};
+  Counter* writes_ = nullptr;
+  Counter* stale_ = nullptr;
+  Counter* duplicates_ = nullptr;
+  Counter* reconnects_ = nullptr;
 };
 
 }  // namespace
