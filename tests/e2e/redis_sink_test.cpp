@@ -390,9 +390,16 @@ TEST_CASE(
   CHECK(s.code() == absl::StatusCode::kInvalidArgument);
   CHECK(s.message().find("max_in_flight") != std::string::npos);
 
+  // A database the server does not have.
+  const RedisAddress a = ms::test::shared_redis();
+  ms::RedisSinkOptions db = options_for(a);
+  db.database = 999;
+  s = start_error(db);
+  CHECK(s.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(s.message().find("SELECT 999") != std::string::npos);
+
   // A formatter that throws fails the job with kInternal naming the sink;
   // nothing escapes run().
-  const RedisAddress a = ms::test::shared_redis();
   ms::Pipeline p;
   p.source(ms::from_vector(std::vector<int>{1, 2, 3}))
       .sink(ms::redis_sink<int>(options_for(a),
