@@ -41,6 +41,9 @@ function(meterstream_add_test layer)
   # Tests may use librdkafka directly (tests/common/kafka_broker.hpp), to
   # prepare and check topics independently of the library's connectors.
   target_link_libraries(${_target} PRIVATE PkgConfig::rdkafka)
+  # And hiredis (tests/common/redis_server.hpp), to read what the Redis sink
+  # wrote through a connection of their own.
+  target_link_libraries(${_target} PRIVATE PkgConfig::hiredis)
   target_include_directories(${_target} PRIVATE "${PROJECT_SOURCE_DIR}"
                                                 "${PROJECT_SOURCE_DIR}/tests")
   target_compile_definitions(

@@ -22,6 +22,7 @@
 //   Q1TotalsSink                        file_sink <tmp>/late.csv
 //   (digest, first 20 windows
 //    printed to stdout)
+//        +--> with --redis: redis_sink, every window as an idempotent upsert
 //
 //   main thread: job.start(), then a progress line every 500 ms from
 //   job.metrics() until job.wait() returns, then the summary.
@@ -29,7 +30,14 @@
 // Usage: smart_meter [--meters N] [--events N] [--threads N] [--dedup]
 //                    [--checkpoint-dir DIR [--checkpoint-interval-ms N] --output OUT]
 //                    [--kafka | --brokers B --topic T]
+//                    [--redis HOST:PORT [--redis-prefix P]]
 //   defaults: 100000 meters, 20000000 events, one thread per core.
+//
+//   With --redis every window is also written to Redis (docs/redis.md) as a
+//   versioned upsert: hash "<P>q1:<meter>" (P defaults to "smart_meter:"),
+//   field "<window start ms>", value the line "meter_id,start,count,sum_wh,
+//   min_v,max_v", version the window's count. Running the same command
+//   again, or resuming it from a checkpoint, leaves the same content.
 //
 //   With --kafka the readings come from Kafka instead of the generator, with
 //   no setup: the demo starts librdkafka's in-process mock cluster, produces
@@ -157,13 +165,16 @@ struct Flags {
   bool events_given = false;
   std::string brokers;
   std::string topic;
+  std::string redis;  // host:port
+  std::string redis_prefix = "smart_meter:";
   bool help = false;
 };
 
 constexpr const char* kUsage =
     "usage: smart_meter [--meters N (>= 2)] [--events N (>= 1)] [--threads N (1..128)]\n"
     "                   [--dedup] [--checkpoint-dir DIR [--checkpoint-interval-ms N]\n"
-    "                   --output OUT] [--kafka | --brokers B --topic T]\n";
+    "                   --output OUT] [--kafka | --brokers B --topic T]\n"
+    "                   [--redis HOST:PORT [--redis-prefix P]]\n";
 
 constexpr const char* kHelp =
     "\n"
@@ -194,7 +205,12 @@ constexpr const char* kHelp =
     "              checkpoints every --checkpoint-interval-ms (default 1000) into DIR and\n"
     "              every window exactly once as a line in OUT/*.csv: kill it at any moment\n"
     "              and run the same command again, it resumes from its newest checkpoint\n"
-    "              (for Kafka input, the partitions' offsets are in the checkpoint).\n";
+    "              (for Kafka input, the partitions' offsets are in the checkpoint).\n"
+    "  --redis HOST:PORT [--redis-prefix P]\n"
+    "              also every window to Redis as an idempotent, versioned upsert: hash\n"
+    "              <P>q1:<meter> (P: smart_meter:), field <window start ms>, value the\n"
+    "              window's line; a rerun or a resumed run leaves the same content\n"
+    "              (docs/redis.md).\n";
 
 bool parse_uint(std::string_view text, std::uint64_t* out) {
   if (text.empty()) return false;
@@ -227,7 +243,8 @@ bool parse_flags(int argc, char** argv, Flags* flags) {
       value = arg.substr(eq + 1);
     } else if (arg == "--meters" || arg == "--events" || arg == "--threads" ||
                arg == "--checkpoint-dir" || arg == "--checkpoint-interval-ms" ||
-               arg == "--output" || arg == "--brokers" || arg == "--topic") {
+               arg == "--output" || arg == "--brokers" || arg == "--topic" ||
+               arg == "--redis" || arg == "--redis-prefix") {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "smart_meter: %s needs a value\n%s", argv[i], kUsage);
         return false;
@@ -274,6 +291,18 @@ bool parse_flags(int argc, char** argv, Flags* flags) {
         return false;
       }
       (name == "--brokers" ? flags->brokers : flags->topic) = std::string(value);
+    } else if (name == "--redis") {
+      const auto colon = value.rfind(':');
+      std::uint64_t port = 0;
+      if (colon == std::string_view::npos || colon == 0 ||
+          !parse_uint(value.substr(colon + 1), &port) || port < 1 || port > 65535) {
+        std::fprintf(stderr, "smart_meter: --redis: expected HOST:PORT, got '%.*s'\n%s",
+                     static_cast<int>(value.size()), value.data(), kUsage);
+        return false;
+      }
+      flags->redis = std::string(value);
+    } else if (name == "--redis-prefix") {
+      flags->redis_prefix = std::string(value);
     } else if (name == "--checkpoint-interval-ms") {
       if (!number || v < 1) {
         std::fprintf(stderr,
@@ -460,6 +489,26 @@ int main(int argc, char** argv) {
         ms::exactly_once_file_sink<std::string>(flags.output, [](const std::string& l) { return l; }));
   } else {
     per_minute.sink(totals);
+  }
+  if (!flags.redis.empty()) {
+    // Idempotent upserts: a window written again (a rerun, a replay after a
+    // restore) leaves the same state, and a late update (higher count) wins.
+    ms::RedisSinkOptions redis;
+    const auto colon = flags.redis.rfind(':');
+    redis.host = flags.redis.substr(0, colon);
+    redis.port = std::stoi(flags.redis.substr(colon + 1));
+    const std::string prefix = flags.redis_prefix;
+    per_minute
+        .sink(ms::redis_sink<Q1Result>(redis,
+                                       [prefix](const Q1Result& r) {
+                                         return ms::RedisUpsert{
+                                             prefix + "q1:" + std::to_string(r.key),
+                                             std::to_string(r.start), ms::q1_result_line(r),
+                                             static_cast<std::int64_t>(r.value.count)};
+                                       }))
+        .uid("redis-windows");
+    std::printf("windows -> redis %s, hashes %sq1:<meter>\n", flags.redis.c_str(),
+                prefix.c_str());
   }
 
   ms::JobOptions options;

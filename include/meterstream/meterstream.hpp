@@ -37,7 +37,8 @@
 //   connectors/...            memory, files (and the exactly-once file sink), smart-meter
 //                             generator and its 26-byte codec, kafka (kafka_source,
 //                             kafka_sink with exactly-once, the in-process mock cluster;
-//                             kafka/kafka_json.hpp: JSON records)
+//                             kafka/kafka_json.hpp: JSON records), redis (redis_sink:
+//                             idempotent upserts and alerts)
 #pragma once
 
 #include "meterstream/api/keyed_stream.hpp"
@@ -56,6 +57,7 @@
 #include "meterstream/connectors/kafka/kafka_sink.hpp"
 #include "meterstream/connectors/kafka/kafka_source.hpp"
 #include "meterstream/connectors/memory/memory.hpp"
+#include "meterstream/connectors/redis/redis_sink.hpp"
 #include "meterstream/core/key_group.hpp"
 #include "meterstream/core/log.hpp"
 #include "meterstream/core/status.hpp"
