@@ -605,6 +605,7 @@ void Coordinator::run() {
     std::vector<WorkerSnapshot> parts;
     if (!collect(id, &parts)) return;
     Status s = complete(id, std::move(parts), /*final=*/false);
+    if (commit_failed_) return;  // complete() failed the job
     if (!s.ok() && commit_point_ != nullptr) {
       // Its output is in an open transaction of the commit-point sink, which
       // cannot be carried into the next checkpoint's: restart from the last.
@@ -874,9 +875,11 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerSnapshot> parts,
     // Without a commit-point sink the checkpoint stands: a restore from it
     // commits again. With one, it did not commit, and a restore goes back to
     // the one before. Either way this run cannot go on with output it failed
-    // to publish.
+    // to publish. The error is returned too: finish() must not report the
+    // final checkpoint (the last of the output) as committed when it is not.
     shared_.fail(committed);
-    return Status();
+    commit_failed_ = true;
+    return committed;
   }
   uncommitted_.clear();
   failpoint("retention");
