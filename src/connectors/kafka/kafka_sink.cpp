@@ -740,6 +740,13 @@ class KafkaSinkImpl final : public KafkaSinkCore {
     if (!set_c("bootstrap.servers", options_.brokers) ||
         !set_c("group.id", group) || !set_c("client.id", client) ||
         !set_c("enable.auto.commit", "false") ||
+        // librdkafka 2.0.2 looks the group coordinator up when the consumer
+        // is created, before any connection is up, and tries again when its
+        // main thread next wakes: up to 1 s later when nothing else wakes
+        // it. A statistics timer of 100 ms wakes it that often, so the
+        // lease no longer costs a second at every start (the statistics,
+        // a few hundred bytes, are dropped: there is no stats callback).
+        !set_c("statistics.interval.ms", "100") ||
         !set_c("session.timeout.ms",
                std::to_string(options_.lease_session_timeout.count())) ||
         !set_c("heartbeat.interval.ms",
