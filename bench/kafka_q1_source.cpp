@@ -37,11 +37,12 @@ std::shared_ptr<Source<MeterReading>> make_kafka_q1_source(
   auto pace = std::make_shared<Pace>();
   pace->per_s = params.pace_events_per_s;
   return kafka_source<MeterReading>(in, [pace](const KafkaRecordView& r) {
-    std::call_once(pace->started, [&] { pace->start = std::chrono::steady_clock::now(); });
+    std::call_once(pace->started,
+                   [&] { pace->start = std::chrono::steady_clock::now(); });
     const std::int64_t n = pace->n.fetch_add(1, std::memory_order_relaxed) + 1;
     if (n % 256 == 0) {
-      std::this_thread::sleep_until(pace->start + std::chrono::microseconds(
-                                                      n * 1000000 / pace->per_s));
+      std::this_thread::sleep_until(
+          pace->start + std::chrono::microseconds(n * 1000000 / pace->per_s));
     }
     return decode_kafka_meter_reading(r);
   });

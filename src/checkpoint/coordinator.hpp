@@ -120,7 +120,7 @@ class Coordinator final : public CheckpointHub {
   std::map<std::int64_t, std::set<std::string>> referenced_;  // completed id -> its files
   std::set<std::int64_t> bad_;  // checkpoints that did not verify
   int consecutive_failures_ = 0;
-  bool commit_failed_ = false;  // a sink's commit failed: the job has failed
+  bool commit_failed_ = false;   // a sink's commit failed: the job has failed
   std::int64_t store_dirs_ = 0;  // under mu_
 
   Counter* completed_ = nullptr;

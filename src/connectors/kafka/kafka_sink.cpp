@@ -607,8 +607,8 @@ class KafkaSinkImpl final : public KafkaSinkCore {
     const std::int64_t failed = p.txn_failed.load(std::memory_order_acquire);
     if (flushed == RD_KAFKA_RESP_ERR_NO_ERROR && failed == 0 && acked == sent)
       return Status();
-    std::string why = error().ok() ? std::string()
-                                   : ": " + std::string(error().message());
+    std::string why =
+        error().ok() ? std::string() : ": " + std::string(error().message());
     return absl::UnavailableError(fmt::format(
         "Kafka sink topic '{}': the transaction of checkpoint {} "
         "(transactional.id '{}') is not committed: of its {} messages {} were "
