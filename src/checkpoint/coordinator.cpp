@@ -654,6 +654,14 @@ bool Coordinator::collect(std::int64_t id, std::vector<WorkerSnapshot>* parts) {
 
 Status Coordinator::finish() {
   stop();
+  if (commit_failed_) {
+    // A checkpoint's commit failed while the input was ending (after the job
+    // last looked at its errors): that output is not published, so neither
+    // is the rest.
+    const Status first = shared_.first_error();
+    return Status(first.code(), fmt::format("the final checkpoint was not taken: {}",
+                                            std::string(first.message())));
+  }
   std::vector<WorkerSnapshot> parts;
   {
     std::lock_guard<std::mutex> lock(mu_);
