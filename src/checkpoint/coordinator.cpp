@@ -588,8 +588,8 @@ void Coordinator::run() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_until(lock, next, [&] { return stopping_; });
-      if (stopping_) return;
+      cv_.wait_until(lock, next, [&] { return stopping_ || finishing_; });
+      if (stopping_ || finishing_) return;
       // Every worker ran out of input: finish() takes the final checkpoint.
       if (std::all_of(unit_finished_.begin(), unit_finished_.end(), [](bool f) { return f; })) {
         return;
@@ -633,6 +633,8 @@ bool Coordinator::collect(std::int64_t id, std::vector<WorkerSnapshot>* parts) {
       all &= (reports_[i] && reports_[i]->id == id) || unit_finished_[i];
     }
     if (all) break;
+    // finish() runs after the workers ended: what has not come never will.
+    if (finishing_) return false;
     cv_.wait_for(lock, std::chrono::milliseconds(50));
   }
   for (int u = 0; u < units_; ++u) {
@@ -653,6 +655,17 @@ bool Coordinator::collect(std::int64_t id, std::vector<WorkerSnapshot>* parts) {
 }
 
 Status Coordinator::finish() {
+  // A checkpoint triggered as the input ended is completed, not abandoned:
+  // writers that passed its barrier already write the next epoch's output
+  // (a transactional Kafka sink: into its other producer), so the final
+  // checkpoint must come after it, or that output is never committed. The
+  // thread ends by itself once every unit has finished.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    finishing_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
   stop();
   if (commit_failed_) {
     // A checkpoint's commit failed while the input was ending (after the job

@@ -102,6 +102,7 @@ class Coordinator final : public CheckpointHub {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  bool finishing_ = false;  // finish(): complete what is pending, then end
   int units_ = 0;
   std::int64_t pending_ = 0;                             // the checkpoint being collected
   std::vector<std::optional<WorkerSnapshot>> reports_;   // per unit, for pending_
