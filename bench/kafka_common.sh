@@ -62,5 +62,42 @@ kc_check_output() {
     return 0
   fi
   echo "$what: MISMATCH: $topic has $got, expected $expected" >&2
+  kc_partition_report "$topic" >&2 || true
   return 1
+}
+
+# kc_partition_report TOPIC: per partition, the end offset (high watermark),
+# the last stable offset (held below the end by an open transaction) and the
+# messages read under read_committed and read_uncommitted: tells lost output
+# (not in the log, or in aborted transactions) from a hanging transaction.
+kc_partition_report() {
+  python3 - "$brokers" "$1" <<'EOF' 2>/dev/null
+import sys
+from confluent_kafka import Consumer, TopicPartition
+brokers, topic = sys.argv[1:3]
+rows = {}
+for iso in ("read_uncommitted", "read_committed"):
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "kc-partition-report",
+                  "enable.auto.commit": False, "isolation.level": iso,
+                  "enable.partition.eof": True})
+    parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    read, eof = {p: 0 for p in parts}, set()
+    while len(eof) < len(parts):
+        m = c.poll(10)
+        if m is None:
+            break
+        if m.error():
+            if m.error().code() == -191:  # _PARTITION_EOF
+                eof.add(m.partition())
+            continue
+        read[m.partition()] += 1
+    c.close()
+    for p in parts:
+        rows.setdefault(p, {})[iso] = (ends[p], read[p])
+for p, r in sorted(rows.items()):
+    print(f"{topic}[{p}]: end {r['read_uncommitted'][0]}, last stable {r['read_committed'][0]}, "
+          f"read committed {r['read_committed'][1]}, uncommitted {r['read_uncommitted'][1]}")
+EOF
 }

@@ -89,7 +89,7 @@ constexpr const char* kUsage =
     "         [--window-ms W] [--bound-ms B] [--wm-every E]\n"
     "         [--delivery exactly_once|at_least_once|none]\n"
     "         [--restart-attempts A] [--restart-delay-ms MS]\n"
-    "         [--bounded first-start|each-start|no]\n"
+    "         [--bounded first-start|each-start|no] [--pace-events-per-s R]\n"
     "Runs Q1 over topic T (MeterReading values, event time ts_ms, read up to the end\n"
     "offsets found at the first start; each-start: at each start, restores included,\n"
     "so a resumed run catches up with what was appended; no: forever; consumer\n"
@@ -99,7 +99,8 @@ constexpr const char* kUsage =
     "from the last committed checkpoint; with --restart-attempts a failed run restarts\n"
     "from it in-process. Exits 0 after the final commit. Prints one JSON line: events\n"
     "(read by this run), windows, late_dropped, total_count, sum_wh, digest, proc_s,\n"
-    "events_per_s, peak_rss_mb, checkpoints, restarts, undecodable.\n"
+    "events_per_s, peak_rss_mb, checkpoints, restarts, undecodable. --pace-events-per-s\n"
+    "reads at most R events per second (chaos tests: the fault lands while it runs).\n"
     "       meterstream-bench kafka-consume --brokers B --topic T [--threads N]\n"
     "Reads T's MeterReadings through the Kafka source (bounded, read_committed) into\n"
     "a counting sink: the consume-only pass of bench/kafka_throughput.sh. Prints one\n"
@@ -390,7 +391,7 @@ ms::StatusOr<Q1Config> parse_kafka_q1(const std::vector<std::string>& args) {
           args, {"brokers", "input", "output-topic", "group", "transactional-id-prefix",
                  "checkpoint-dir", "checkpoint-interval-ms", "threads", "state", "state-dir",
                  "state-memory-mb", "window-ms", "bound-ms", "wm-every", "delivery",
-                 "restart-attempts", "restart-delay-ms", "bounded"}));
+                 "restart-attempts", "restart-delay-ms", "bounded", "pace-events-per-s"}));
   Q1Config c;
   ms::Q1Params& q = c.params;
   MS_ASSIGN_OR_RETURN(q.kafka_bounded, flags.get_string("bounded", q.kafka_bounded,
@@ -433,6 +434,8 @@ ms::StatusOr<Q1Config> parse_kafka_q1(const std::vector<std::string>& args) {
   q.restart_attempts = static_cast<int>(attempts);
   MS_ASSIGN_OR_RETURN(q.restart_delay_ms,
                       flags.get_int("restart-delay-ms", q.restart_delay_ms, 0, 3600000));
+  MS_ASSIGN_OR_RETURN(q.pace_events_per_s,
+                      flags.get_int("pace-events-per-s", 0, 0, std::int64_t{1} << 40));
   return c;
 }
 

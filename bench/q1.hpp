@@ -84,6 +84,11 @@ struct Q1Params {
   // between them. Default: 0, 1000
   int restart_attempts = 0;
   std::int64_t restart_delay_ms = 1000;
+  // `kafka-q1`: read at most this many events per second (over the
+  // process, all partitions together; 0: as fast as possible), so that a
+  // chaos test's fault lands while the job runs, whatever the machine's
+  // speed. Default: 0
+  std::int64_t pace_events_per_s = 0;
 
   // Returns kInvalidArgument naming the first field out of range, else OK.
   Status validate() const;

@@ -184,9 +184,11 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerCheckpointPart> 
     // Without a commit-point sink the checkpoint stands: a restore from it
     // commits again. With one, it did not commit, and a restore goes back to
     // the one before. Either way this run cannot go on with output it failed
-    // to publish.
+    // to publish. The error is returned too: finish() must not report the
+    // final checkpoint (the last of the output) as committed when it is not.
     job_.fail(committed);
-    return Status();
+    commit_error_ = committed;
+    return committed;
   }
   uncommitted_.clear();
   failpoint("retention");

@@ -220,8 +220,8 @@ void Coordinator::run() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_until(lock, next, [&] { return stopping_; });
-      if (stopping_) return;
+      cv_.wait_until(lock, next, [&] { return stopping_ || finishing_; });
+      if (stopping_ || finishing_) return;
       // Every worker ran out of input: finish() takes the final checkpoint.
       if (std::all_of(unit_finished_.begin(), unit_finished_.end(), [](bool f) { return f; })) {
         return;
@@ -237,6 +237,7 @@ void Coordinator::run() {
     std::vector<WorkerCheckpointPart> parts;
     if (!collect(id, &parts)) return;
     Status s = complete(id, std::move(parts), /*final=*/false);
+    if (!commit_error_.ok()) return;  // complete() failed the job
     if (!s.ok() && commit_point_ != nullptr) {
       // Its output is in an open transaction of the commit-point sink, which
       // cannot be carried into the next checkpoint's: restart from the last.
@@ -264,6 +265,8 @@ bool Coordinator::collect(std::int64_t id, std::vector<WorkerCheckpointPart>* pa
       all &= (reports_[i] && reports_[i]->id == id) || unit_finished_[i];
     }
     if (all) break;
+    // finish() runs after the workers ended: what has not come never will.
+    if (finishing_) return false;
     cv_.wait_for(lock, std::chrono::milliseconds(50));
   }
   for (int u = 0; u < units_; ++u) {
@@ -284,7 +287,26 @@ bool Coordinator::collect(std::int64_t id, std::vector<WorkerCheckpointPart>* pa
 }
 
 Status Coordinator::finish() {
+  // A checkpoint triggered as the input ended is completed, not abandoned:
+  // writers that passed its barrier already write the next epoch's output
+  // (a transactional Kafka sink: into its other producer), so the final
+  // checkpoint must come after it, or that output is never committed. The
+  // thread ends by itself once every unit has finished.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    finishing_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
   stop();
+  if (!commit_error_.ok()) {
+    // A checkpoint's commit failed while the input was ending (after the job
+    // last looked at its errors): that output is not published, so neither
+    // is the rest.
+    return Status(commit_error_.code(),
+                  fmt::format("the final checkpoint was not taken, an earlier commit failed: {}",
+                              std::string(commit_error_.message())));
+  }
   std::vector<WorkerCheckpointPart> parts;
   {
     std::lock_guard<std::mutex> lock(mu_);

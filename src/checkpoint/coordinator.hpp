@@ -150,6 +150,7 @@ class Coordinator final : public CheckpointHub {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  bool finishing_ = false;  // finish(): complete what is pending, then end
   int units_ = 0;
   std::int64_t pending_ = 0;                             // the checkpoint being collected
   std::vector<std::optional<WorkerCheckpointPart>> reports_;   // per unit, for pending_
@@ -168,6 +169,7 @@ class Coordinator final : public CheckpointHub {
   std::map<std::int64_t, std::set<std::string>> referenced_;  // completed id -> its files
   std::set<std::int64_t> bad_;  // checkpoints that did not verify
   int consecutive_failures_ = 0;
+  Status commit_error_;  // a sink's commit failed (the job has failed): its error
   std::int64_t store_dirs_ = 0;  // under mu_
 
   Counter* completed_ = nullptr;

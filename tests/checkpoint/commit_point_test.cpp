@@ -44,8 +44,10 @@ struct Log {
 // last committed checkpoint in `ledger` (a file).
 class LedgerSink final : public ms::Sink<std::int64_t> {
  public:
-  LedgerSink(std::string tag, std::string ledger, std::shared_ptr<Log> log)
-      : tag_(std::move(tag)), ledger_(std::move(ledger)), log_(std::move(log)) {}
+  LedgerSink(std::string tag, std::string ledger, std::shared_ptr<Log> log,
+             bool fail_final = false)
+      : tag_(std::move(tag)), ledger_(std::move(ledger)), log_(std::move(log)),
+        fail_final_(fail_final) {}
 
   std::string name() const override { return "ledger:" + tag_; }
   bool commit_point() const override { return !ledger_.empty(); }
@@ -63,6 +65,9 @@ class LedgerSink final : public ms::Sink<std::int64_t> {
   ms::Status commit(const ms::CheckpointCommit& c, const std::vector<std::string>& prepared) override {
     log_->add(tag_ + " commit " + std::to_string(c.id) + " prepared " +
               std::to_string(prepared.size()) + (c.transactional ? " transactional" : ""));
+    // As a Kafka transaction whose commit fails (e.g. aborted by the broker):
+    // nothing is recorded, the output of the checkpoint is not published.
+    if (fail_final_ && c.final) return absl::UnavailableError(tag_ + ": the final commit failed");
     if (!ledger_.empty()) std::ofstream(ledger_, std::ios::trunc) << c.id;
     return ms::Status();
   }
@@ -94,6 +99,7 @@ class LedgerSink final : public ms::Sink<std::int64_t> {
   };
   std::string tag_, ledger_;
   std::shared_ptr<Log> log_;
+  bool fail_final_;
 };
 
 // A paced generator source that logs checkpoint_committed() calls.
@@ -132,14 +138,21 @@ struct Setup {
   std::string ledger = dir.str("ledger");
 
   // A job with the commit-point sink, another sink, and the logging source.
-  ms::StatusOr<ms::Job> job(const mt::Pace& pace, ms::RestoreFrom from, bool two_points = false) {
+  // fail_final: "kafka" or "other", the sink whose commit of the final
+  // checkpoint fails.
+  ms::StatusOr<ms::Job> job(const mt::Pace& pace, ms::RestoreFrom from, bool two_points = false,
+                            const std::string& fail_final = "") {
     ms::Pipeline p;
+    // The failing "other" sink gets the longer input: it has output in the
+    // final checkpoint (a sink with nothing staged is not committed).
+    const std::int64_t n_other = fail_final == "other" ? 25000 : 15000;
     p.source(std::shared_ptr<ms::Source<std::int64_t>>(std::make_shared<LoggingSource>(log, pace, 20000)))
         .map([](std::int64_t v) { return v; })
-        .sink(std::make_shared<LedgerSink>("kafka", ledger, log));
-    p.source(std::shared_ptr<ms::Source<std::int64_t>>(std::make_shared<LoggingSource>(log, pace, 15000)))
+        .sink(std::make_shared<LedgerSink>("kafka", ledger, log, fail_final == "kafka"));
+    p.source(std::shared_ptr<ms::Source<std::int64_t>>(std::make_shared<LoggingSource>(log, pace, n_other)))
         .map([](std::int64_t v) { return v * 2; })
-        .sink(std::make_shared<LedgerSink>("other", two_points ? ledger + "2" : "", log));
+        .sink(std::make_shared<LedgerSink>("other", two_points ? ledger + "2" : "", log,
+                                           fail_final == "other"));
     ms::JobOptions o;
     o.parallelism = 1;
     o.checkpoint = ms::enable_checkpointing(20ms, storage);
@@ -256,4 +269,27 @@ TEST_CASE("a job with two commit-point sinks is refused", "[checkpoint]") {
   const ms::Status st = job->run();
   CHECK(st.code() == absl::StatusCode::kInvalidArgument);
   CHECK_THAT(std::string(st.message()), Catch::Contains("one transactional (commit-point) sink"));
+}
+
+// The end of input commits the rest of the output in the final checkpoint:
+// when a sink cannot commit it, that output is not published, and the job
+// must say so (it once returned OK, and a supervisor saw a finished job).
+TEST_CASE("a failed commit of the final checkpoint fails the job", "[checkpoint]") {
+  const std::string which = GENERATE(as<std::string>{}, "kafka", "other");
+  INFO("failing sink: " << which);
+  Setup s;
+  auto job = s.job(mt::Pace{}, ms::RestoreFrom::none(), false, which);
+  REQUIRE(job.ok());
+  const ms::Status st = job->run();
+  CHECK(st.code() == absl::StatusCode::kUnavailable);
+  CHECK_THAT(std::string(st.message()), Catch::Contains(which + ": the final commit failed"));
+  CHECK_THAT(std::string(st.message()), Catch::Contains("final checkpoint"));
+  if (which == "kafka") {
+    // The commit point did not record the final checkpoint: a restart
+    // restores the one before and writes the rest again.
+    std::ifstream ledger(s.ledger);
+    std::int64_t last = 0;
+    ledger >> last;
+    CHECK(last < job->metrics()["checkpoints_completed"]);
+  }
 }

@@ -69,6 +69,12 @@ struct Producer {
   rd_kafka_topic_t* topic = nullptr;
   bool in_transaction = false;
   bool inited = false;
+  // The open transaction's messages: handed to librdkafka, acknowledged by
+  // the broker, failed (delivery reports). Reset when it begins; checked
+  // before it commits (commit_transaction()).
+  std::atomic<std::int64_t> txn_sent{0};
+  std::atomic<std::int64_t> txn_acked{0};
+  std::atomic<std::int64_t> txn_failed{0};
   ~Producer() {
     if (topic != nullptr) rd_kafka_topic_destroy(topic);
   }
@@ -214,6 +220,11 @@ class KafkaSinkImpl final : public KafkaSinkCore {
                           void* opaque) {
     auto* p = static_cast<Producer*>(opaque);
     auto* inflight = static_cast<InFlight*>(m->_private);
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      p->txn_acked.fetch_add(1, std::memory_order_acq_rel);
+    } else {
+      p->txn_failed.fetch_add(1, std::memory_order_acq_rel);
+    }
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
         p->sink->options_.delivery != KafkaDelivery::kNone) {
       p->sink->record_error(delivery_error(p->sink->options_.topic,
@@ -467,6 +478,9 @@ class KafkaSinkImpl final : public KafkaSinkCore {
     ErrorPtr e(rd_kafka_begin_transaction(p.rk.get()));
     if (e) return txn_error("begin_transaction", p, e.get());
     p.in_transaction = true;
+    p.txn_sent = 0;
+    p.txn_acked = 0;
+    p.txn_failed = 0;
     return Status();
   }
 
@@ -540,10 +554,14 @@ class KafkaSinkImpl final : public KafkaSinkCore {
       t->metadata = dup(metadata);
       t->metadata_size = metadata.size();
     }
-    Status s;
+    // Every message of the transaction acknowledged, none failed, before
+    // anything is committed: librdkafka aborts a transaction with failed
+    // deliveries too, but the job must never be told that output it lost is
+    // committed, whatever the client library does after a broker restart.
+    Status s = check_delivered(p, checkpoint.id);
     for (auto& [group, list] : by_group) {
-      s = send_offsets(p, group, list.get());
       if (!s.ok()) break;
+      s = send_offsets(p, group, list.get());
     }
     if (s.ok()) {
       // Test hook (core/failpoint.hpp): offsets sent, commit not returned yet.
@@ -576,6 +594,33 @@ class KafkaSinkImpl final : public KafkaSinkCore {
     }
     p.in_transaction = false;
     return Status();
+  }
+
+  // Waits (at most the transaction timeout, which bounds librdkafka's message
+  // timeout) for the delivery reports of the open transaction of `p`; an
+  // error unless every message it was handed was acknowledged by the broker.
+  Status check_delivered(Producer& p, std::int64_t checkpoint_id) {
+    const rd_kafka_resp_err_t flushed = rd_kafka_flush(
+        p.rk.get(), static_cast<int>(options_.transaction_timeout.count()));
+    const std::int64_t sent = p.txn_sent.load(std::memory_order_acquire);
+    const std::int64_t acked = p.txn_acked.load(std::memory_order_acquire);
+    const std::int64_t failed = p.txn_failed.load(std::memory_order_acquire);
+    if (flushed == RD_KAFKA_RESP_ERR_NO_ERROR && failed == 0 && acked == sent)
+      return Status();
+    std::string why =
+        error().ok() ? std::string() : ": " + std::string(error().message());
+    return absl::UnavailableError(fmt::format(
+        "Kafka sink topic '{}': the transaction of checkpoint {} "
+        "(transactional.id '{}') is not committed: of its {} messages {} were "
+        "acknowledged by the broker and {} failed{}{}",
+        options_.topic, checkpoint_id, p.transactional_id, sent, acked, failed,
+        flushed == RD_KAFKA_RESP_ERR_NO_ERROR
+            ? std::string()
+            : fmt::format(", {} still unacknowledged after {} ms ({})",
+                          rd_kafka_outq_len(p.rk.get()),
+                          options_.transaction_timeout.count(),
+                          rd_kafka_err2name(flushed)),
+        why));
   }
 
   // The checkpoint id in the marker offset's metadata; 0 when none.
@@ -695,6 +740,13 @@ class KafkaSinkImpl final : public KafkaSinkCore {
     if (!set_c("bootstrap.servers", options_.brokers) ||
         !set_c("group.id", group) || !set_c("client.id", client) ||
         !set_c("enable.auto.commit", "false") ||
+        // librdkafka 2.0.2 looks the group coordinator up when the consumer
+        // is created, before any connection is up, and tries again when its
+        // main thread next wakes: up to 1 s later when nothing else wakes
+        // it. A statistics timer of 100 ms wakes it that often, so the
+        // lease no longer costs a second at every start (the statistics,
+        // a few hundred bytes, are dropped: there is no stats callback).
+        !set_c("statistics.interval.ms", "100") ||
         !set_c("session.timeout.ms",
                std::to_string(options_.lease_session_timeout.count())) ||
         !set_c("heartbeat.interval.ms",
@@ -888,7 +940,10 @@ class KafkaWriterImpl final : public KafkaSinkWriterCore {
           RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
           RD_KAFKA_V_KEY(key_data, key_size), RD_KAFKA_V_HEADERS(hdrs),
           RD_KAFKA_V_OPAQUE(&inflight_), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        p.txn_sent.fetch_add(1, std::memory_order_acq_rel);
+        break;
+      }
       inflight_.n.fetch_sub(1, std::memory_order_acq_rel);
       if (hdrs != nullptr) rd_kafka_headers_destroy(hdrs);
       if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
