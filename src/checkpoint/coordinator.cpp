@@ -307,6 +307,12 @@ Status Coordinator::finish() {
                   fmt::format("the final checkpoint was not taken, an earlier commit failed: {}",
                               std::string(commit_error_.message())));
   }
+  // The same when the thread failed the job otherwise while the input ended
+  // (a checkpoint that failed with a commit-point sink, too many in a row, an
+  // exception) or the job was cancelled meanwhile: a final checkpoint would
+  // commit its sinks without the output of the checkpoint that did not.
+  if (Status failed = job_.first_error(); !failed.ok()) return failed;
+  if (job_.cancelled()) return absl::CancelledError("the job was cancelled as its input ended");
   std::vector<WorkerCheckpointPart> parts;
   {
     std::lock_guard<std::mutex> lock(mu_);

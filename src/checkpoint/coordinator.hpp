@@ -44,6 +44,8 @@ class CheckpointedJob {
   virtual ~CheckpointedJob() = default;
   // Fails the job with `status` (the first error wins) and cancels it.
   virtual void fail(Status status) = 0;
+  // The job's first error (OK while it has none).
+  virtual Status first_error() const = 0;
   virtual bool cancelled() const = 0;
   virtual int parallelism() const = 0;
   virtual int max_parallelism() const = 0;

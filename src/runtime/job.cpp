@@ -31,6 +31,7 @@ class CoordinatedJob final : public CheckpointedJob {
  public:
   explicit CoordinatedJob(JobShared& shared) : shared_(shared) {}
   void fail(Status status) override { shared_.fail(std::move(status)); }
+  Status first_error() const override { return shared_.first_error(); }
   bool cancelled() const override { return shared_.cancelled.load(); }
   int parallelism() const override { return shared_.options.parallelism; }
   int max_parallelism() const override { return shared_.options.max_parallelism; }
@@ -44,21 +45,37 @@ class CoordinatedJob final : public CheckpointedJob {
   JobShared& shared_;
 };
 
+// Sinks and sources may be user code: what their checkpoint methods throw
+// becomes an error (kInternal, naming `what`) instead of leaving through
+// Job::start() or the coordinator's thread.
+template <typename F>
+auto guarded(const char* what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return absl::InternalError(fmt::format("{} threw: {}", what, e.what()));
+  } catch (...) {
+    return absl::InternalError(fmt::format("{} threw a non-standard exception", what));
+  }
+}
+
 class CoordinatedSink final : public CheckpointedSink {
  public:
   explicit CoordinatedSink(std::shared_ptr<SinkBase> sink) : sink_(std::move(sink)) {}
   bool commit_point() const override { return sink_->commit_point(); }
-  StatusOr<std::int64_t> committed_checkpoint() override { return sink_->committed_checkpoint(); }
+  StatusOr<std::int64_t> committed_checkpoint() override {
+    return guarded("committed_checkpoint()", [&] { return sink_->committed_checkpoint(); });
+  }
   Status recover(std::int64_t restored_checkpoint,
                  const std::vector<std::string>& prepared) override {
-    return sink_->recover(restored_checkpoint, prepared);
+    return guarded("recover()", [&] { return sink_->recover(restored_checkpoint, prepared); });
   }
   Status persist(const std::vector<std::string>& prepared) override {
-    return sink_->persist(prepared);
+    return guarded("persist()", [&] { return sink_->persist(prepared); });
   }
   Status commit(const CheckpointCommit& checkpoint,
                 const std::vector<std::string>& prepared) override {
-    return sink_->commit(checkpoint, prepared);
+    return guarded("commit()", [&] { return sink_->commit(checkpoint, prepared); });
   }
 
  private:
@@ -69,7 +86,8 @@ class CoordinatedSource final : public CheckpointedSource {
  public:
   explicit CoordinatedSource(std::shared_ptr<SourceBase> source) : source_(std::move(source)) {}
   Status checkpoint_committed(const CheckpointCommit& checkpoint) override {
-    return source_->checkpoint_committed(checkpoint);
+    return guarded("checkpoint_committed()",
+                   [&] { return source_->checkpoint_committed(checkpoint); });
   }
 
  private:

@@ -5,7 +5,10 @@
 //
 // The commit-point sink here keeps its commit record in a file of its own,
 // the way the Kafka sink keeps it in the consumer group's offset metadata.
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -72,8 +75,12 @@ class LedgerSink final : public ms::Sink<std::int64_t> {
     return ms::Status();
   }
   ms::StatusOr<std::unique_ptr<ms::SinkWriter<std::int64_t>>> create_writer(int, int) override {
-    return std::unique_ptr<ms::SinkWriter<std::int64_t>>(std::make_unique<Writer>(ledger_.empty()));
+    return std::unique_ptr<ms::SinkWriter<std::int64_t>>(
+        std::make_unique<Writer>(ledger_.empty(), barriers));
   }
+  // The last checkpoint barrier a writer passed (prepare_commit()).
+  std::shared_ptr<std::atomic<std::int64_t>> barriers =
+      std::make_shared<std::atomic<std::int64_t>>(0);
 
  private:
   // As a commit point it stages nothing (as a Kafka writer whose records
@@ -81,13 +88,15 @@ class LedgerSink final : public ms::Sink<std::int64_t> {
   // Otherwise it stages a token for each epoch that had records.
   class Writer final : public ms::SinkWriter<std::int64_t> {
    public:
-    explicit Writer(bool stages) : stages_(stages) {}
+    Writer(bool stages, std::shared_ptr<std::atomic<std::int64_t>> barriers)
+        : stages_(stages), barriers_(std::move(barriers)) {}
     ms::Status write(const ms::RecordBatch<std::int64_t>& b) override {
       wrote_ |= b.size() > 0;
       return ms::Status();
     }
     ms::Status close() override { return ms::Status(); }
     ms::StatusOr<std::string> prepare_commit(std::int64_t epoch) override {
+      barriers_->store(epoch);
       const bool staged = stages_ && wrote_;
       wrote_ = false;
       return staged ? "epoch-" + std::to_string(epoch) : std::string();
@@ -95,6 +104,7 @@ class LedgerSink final : public ms::Sink<std::int64_t> {
 
    private:
     bool stages_;
+    std::shared_ptr<std::atomic<std::int64_t>> barriers_;
     bool wrote_ = false;
   };
   std::string tag_, ledger_;
@@ -292,4 +302,94 @@ TEST_CASE("a failed commit of the final checkpoint fails the job", "[checkpoint]
     ledger >> last;
     CHECK(last < job->metrics()["checkpoints_completed"]);
   }
+}
+
+namespace {
+
+// Local storage whose put of `blocked` (a metadata file) waits until
+// `release()` says so (at most 10 s), then fails: a storage outage that hits
+// the checkpoint in flight as the input ends.
+class BlockingStorage final : public ms::CheckpointStorage {
+ public:
+  BlockingStorage(std::shared_ptr<ms::CheckpointStorage> inner, std::string blocked,
+                  std::function<bool()> release)
+      : inner_(std::move(inner)), blocked_(std::move(blocked)), release_(std::move(release)) {}
+  std::string name() const override { return inner_->name(); }
+  ms::Status put(std::string_view path, std::string_view bytes) override {
+    if (path != blocked_) return inner_->put(path, bytes);
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!release_() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    return absl::UnavailableError("storage: writing " + blocked_ + " failed");
+  }
+  ms::StatusOr<std::string> get(std::string_view path) override { return inner_->get(path); }
+  ms::StatusOr<bool> exists(std::string_view path) override { return inner_->exists(path); }
+  ms::StatusOr<std::vector<std::string>> list(std::string_view prefix) override {
+    return inner_->list(prefix);
+  }
+  ms::Status remove(std::string_view path) override { return inner_->remove(path); }
+  ms::Status put_file(std::string_view path, const std::string& local_file) override {
+    return inner_->put_file(path, local_file);
+  }
+  ms::Status get_file(std::string_view path, const std::string& local_file) override {
+    return inner_->get_file(path, local_file);
+  }
+
+ private:
+  std::shared_ptr<ms::CheckpointStorage> inner_;
+  std::string blocked_;
+  std::function<bool()> release_;
+};
+
+}  // namespace
+
+// Checkpoint 1 is in flight when the input ends, and it fails (its metadata
+// cannot be written) only after every worker finished: with a commit-point
+// sink the job must fail and take no final checkpoint, whose commit would
+// publish the output after checkpoint 1's barrier without checkpoint 1's own
+// (the job once returned OK, having lost that output).
+TEST_CASE("a checkpoint failing as the input ends fails the job and takes no final checkpoint",
+          "[checkpoint]") {
+  Setup s;
+  std::atomic<ms::Job*> job_ptr{nullptr};
+  // Released 200 ms after the workers finished: by then Job::wait() has read
+  // the job's errors (none yet) and waits for the coordinator in finish().
+  std::optional<std::chrono::steady_clock::time_point> finished_at;
+  auto storage = std::make_shared<BlockingStorage>(
+      s.storage, "chk-0000000001/_metadata", [&] {
+        ms::Job* j = job_ptr.load();
+        if (j == nullptr || !j->finished()) return false;
+        const auto now = std::chrono::steady_clock::now();
+        if (!finished_at) finished_at = now;
+        return now - *finished_at >= 200ms;
+      });
+  auto sink = std::make_shared<LedgerSink>("kafka", s.ledger, s.log);
+  // Records until the sink's writer has passed checkpoint 1's barrier.
+  std::shared_ptr<std::atomic<std::int64_t>> barriers = sink->barriers;
+  ms::Pipeline p;
+  p.source(ms::from_generator([barriers](std::uint64_t i) -> std::optional<std::int64_t> {
+     if (barriers->load() >= 1) return std::nullopt;
+     std::this_thread::sleep_for(100us);
+     return static_cast<std::int64_t>(i);
+   }))
+      .sink(sink);
+  ms::JobOptions o;
+  o.parallelism = 1;
+  o.checkpoint = ms::enable_checkpointing(20ms, storage);
+  o.checkpoint.retained = 100;
+  auto job = p.build(o);
+  REQUIRE(job.ok());
+  job_ptr = &*job;
+  REQUIRE(job->start().ok());
+  const ms::Status st = job->wait();
+  INFO(st.ToString());
+  CHECK(st.code() == absl::StatusCode::kUnavailable);
+  CHECK_THAT(std::string(st.message()), Catch::Contains("checkpoint 1 failed"));
+  // No final checkpoint committed anything.
+  CHECK(with_prefix(s.log->take(), "kafka commit").empty());
+  std::ifstream ledger(s.ledger);
+  std::int64_t last = 0;
+  if (ledger) ledger >> last;
+  CHECK(last == 0);
 }

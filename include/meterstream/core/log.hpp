@@ -3,7 +3,8 @@
 // restart). Errors that end a job are not logged: Job::run() returns them.
 //
 // A job hands every message to JobOptions::log; the library never writes to
-// stderr on its own.
+// stderr on its own (except the fault injection of test builds, just before
+// the SIGKILL it was asked for; librdkafka's own log goes to its default).
 //
 // Thread-safety: a LogFunction is called from the job's threads (workers, the
 // checkpoint coordinator, the thread in Job::wait()), possibly concurrently:

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -143,11 +144,12 @@ std::string reply_text(const redisReply* r) {
 
 // Error replies after which the same write succeeds on a new connection:
 // the server restarting (LOADING), a busy script, a script cache that was
-// flushed (NOSCRIPT: a new connection loads the scripts again).
-bool transient_reply(const std::string& error) {
-  for (const char* prefix :
-       {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "NOSCRIPT"}) {
-    if (error.rfind(prefix, 0) == 0) return true;
+// flushed (NOSCRIPT: a new connection loads the scripts again), a server
+// out of memory or of client slots for now.
+bool transient_reply(std::string_view error) {
+  for (std::string_view prefix : {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "NOSCRIPT",
+                                  "OOM", "ERR max number of clients"}) {
+    if (error.substr(0, prefix.size()) == prefix) return true;
   }
   return false;
 }
@@ -510,7 +512,7 @@ class RedisWriter final : public RedisSinkWriterCore {
   Status submit(Pending p) {
     MS_RETURN_IF_ERROR(failed_);
     if (c_ == nullptr) MS_RETURN_IF_ERROR(reconnect("not connected"));
-    MS_RETURN_IF_ERROR(append(p));
+    if (Status s = append(p); !s.ok()) return fail(s);
     pending_.push_back(std::move(p));
     while (pending_.size() > sink_->options().max_in_flight)
       MS_RETURN_IF_ERROR(read_one());
