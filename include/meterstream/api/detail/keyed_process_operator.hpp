@@ -8,8 +8,8 @@
 
 #include "meterstream/api/process_function.hpp"
 #include "meterstream/runtime/detail/operator_checkpoint.hpp"
-#include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/operator_instance.hpp"
+#include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/operator.hpp"
 #include "meterstream/state/state_backend.hpp"
 

@@ -9,9 +9,9 @@
 
 #include "meterstream/metrics/metrics.hpp"
 #include "meterstream/runtime/detail/operator_checkpoint.hpp"
+#include "meterstream/runtime/detail/operator_instance.hpp"
 #include "meterstream/runtime/detail/source_head.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
-#include "meterstream/runtime/detail/operator_instance.hpp"
 #include "meterstream/runtime/operator.hpp"
 
 namespace meterstream {

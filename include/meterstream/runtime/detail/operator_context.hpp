@@ -3,6 +3,7 @@
 // worker that runs it stays private to the runtime (worker.hpp). Not API.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>

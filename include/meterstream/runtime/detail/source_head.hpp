@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "meterstream/metrics/metrics.hpp"
-#include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/operator_instance.hpp"
+#include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/operator.hpp"
 #include "meterstream/time/watermark_strategy.hpp"
 

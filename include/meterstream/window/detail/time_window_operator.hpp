@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "meterstream/runtime/detail/operator_checkpoint.hpp"
-#include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/operator_instance.hpp"
+#include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/state/state_backend.hpp"
 #include "meterstream/window/assigners.hpp"
 #include "meterstream/window/detail/window_operator_base.hpp"

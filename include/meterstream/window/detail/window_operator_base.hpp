@@ -16,8 +16,8 @@
 
 #include "meterstream/metrics/metrics.hpp"
 #include "meterstream/runtime/detail/operator_checkpoint.hpp"
-#include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/operator_instance.hpp"
+#include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/operator.hpp"
 #include "meterstream/window/aggregate.hpp"
 #include "meterstream/window/detail/window_snapshot.hpp"
