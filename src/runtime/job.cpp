@@ -29,7 +29,7 @@ namespace {
 // the job, its sinks and its sources as the coordinator sees them.
 class CoordinatedJob final : public CheckpointedJob {
  public:
-  explicit CoordinatedJob(JobShared& shared) : shared_(shared) {}
+  explicit CoordinatedJob(WorkerShared& shared) : shared_(shared) {}
   void fail(Status status) override { shared_.fail(std::move(status)); }
   Status first_error() const override { return shared_.first_error(); }
   bool cancelled() const override { return shared_.cancelled.load(); }
@@ -42,7 +42,7 @@ class CoordinatedJob final : public CheckpointedJob {
   void log(LogLevel level, std::string_view message) override { shared_.log(level, message); }
 
  private:
-  JobShared& shared_;
+  WorkerShared& shared_;
 };
 
 // Sinks and sources may be user code: what their checkpoint methods throw
@@ -96,9 +96,12 @@ class CoordinatedSource final : public CheckpointedSource {
 
 }  // namespace
 
-class JobState {
+// One attempt at running the graph: prepares its nodes, owns the workers,
+// their threads, the WorkerShared they share and the checkpoint coordinator.
+// A restart replaces it by a fresh one (JobRunner).
+class JobAttempt {
  public:
-  JobState(std::shared_ptr<Graph> graph, JobOptions options)
+  JobAttempt(std::shared_ptr<Graph> graph, JobOptions options)
       : graph_(std::move(graph)), shared_(std::move(options)), node_limit_(graph_->nodes().size()) {}
 
   // The nodes that build() validated (see node_limit_), in creation order.
@@ -108,7 +111,7 @@ class JobState {
     return out;
   }
 
-  ~JobState() {
+  ~JobAttempt() {
     if (!threads_.empty()) {
       cancel();
       join();
@@ -376,7 +379,7 @@ class JobState {
   }
 
   std::shared_ptr<Graph> graph_;
-  JobShared shared_;
+  WorkerShared shared_;
   CoordinatedJob coordinated_job_{shared_};
   std::unique_ptr<Coordinator> coordinator_;
   std::shared_ptr<const RestoredCheckpoint> restored_;
@@ -395,15 +398,15 @@ class JobState {
   std::atomic<bool> cancelled_by_user_{false};
 };
 
-// The Job behind the API: the current attempt's JobState, and the restart
+// The Job behind the API: the current JobAttempt, and the restart
 // strategy that replaces it by a fresh one after a retriable failure. The
-// graph's nodes are prepared per run, so a new JobState over the same graph
+// graph's nodes are prepared per run, so a new JobAttempt over the same graph
 // is a new run of the same pipeline.
 class JobRunner {
  public:
   JobRunner(std::shared_ptr<Graph> graph, JobOptions options)
       : graph_(graph), options_(options),
-        state_(std::make_unique<JobState>(std::move(graph), std::move(options))) {}
+        state_(std::make_unique<JobAttempt>(std::move(graph), std::move(options))) {}
 
   Status start() {
     Status s = current()->start();
@@ -439,7 +442,7 @@ class JobRunner {
             std::chrono::milliseconds(20), until - std::chrono::steady_clock::now()));
       }
       if (cancelled_.load()) return absl::CancelledError("the job was cancelled");
-      JobState* state = replace(std::make_unique<JobState>(graph_, std::move(next)));
+      JobAttempt* state = replace(std::make_unique<JobAttempt>(graph_, std::move(next)));
       s = state->start();
       if (s.ok()) {
         if (cancelled_.load()) state->cancel();
@@ -475,15 +478,15 @@ class JobRunner {
   const JobOptions& options() const { return options_; }
 
  private:
-  JobState* current() {
+  JobAttempt* current() {
     std::lock_guard<std::mutex> lock(mu_);
     return state_.get();
   }
   // Installs `next` as the current attempt; the old one is destroyed outside
   // the lock (it joins threads and closes sinks).
-  JobState* replace(std::unique_ptr<JobState> next) {
-    std::unique_ptr<JobState> old;
-    JobState* raw = next.get();
+  JobAttempt* replace(std::unique_ptr<JobAttempt> next) {
+    std::unique_ptr<JobAttempt> old;
+    JobAttempt* raw = next.get();
     {
       std::lock_guard<std::mutex> lock(mu_);
       old = std::move(state_);
@@ -496,7 +499,7 @@ class JobRunner {
   std::shared_ptr<Graph> graph_;
   const JobOptions options_;
   mutable std::mutex mu_;
-  std::unique_ptr<JobState> state_;  // guarded by mu_ (replaced on restart)
+  std::unique_ptr<JobAttempt> state_;  // guarded by mu_ (replaced on restart)
   std::atomic<int> restarts_{0};
   std::atomic<bool> cancelled_{false};
   bool start_failed_ = false;  // the first start failed: wait() does not restart

@@ -10,7 +10,7 @@
 
 namespace meterstream::detail {
 
-void JobShared::fail(Status status) {
+void WorkerShared::fail(Status status) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (first_error_.ok()) first_error_ = std::move(status);
@@ -18,7 +18,7 @@ void JobShared::fail(Status status) {
   cancelled.store(true, std::memory_order_release);
 }
 
-void JobShared::log(LogLevel level, std::string_view message) const {
+void WorkerShared::log(LogLevel level, std::string_view message) const {
   if (!options.log) return;
   try {
     options.log(level, message);
@@ -27,12 +27,12 @@ void JobShared::log(LogLevel level, std::string_view message) const {
   }
 }
 
-Status JobShared::first_error() const {
+Status WorkerShared::first_error() const {
   std::lock_guard<std::mutex> lock(mu_);
   return first_error_;
 }
 
-Worker::Worker(JobShared& shared, int index, int parallelism)
+Worker::Worker(WorkerShared& shared, int index, int parallelism)
     : shared_(shared),
       index_(index),
       parallelism_(parallelism),
@@ -49,16 +49,21 @@ std::size_t Worker::operator_memory_share() const {
   return std::max<std::size_t>(total / parts, 1);
 }
 
-void Worker::add_head(std::unique_ptr<StageHead> head) {
+void Worker::add_instance(std::unique_ptr<OperatorInstance> op, OperatorIds ids) {
+  auto context = std::make_unique<OperatorContext>(*this, std::move(ids));
+  operators_.push_back(Instance{std::move(op), std::move(context)});
+}
+
+void Worker::add_head(std::unique_ptr<StageHead> head, OperatorIds ids) {
   heads_.push_back(head.get());
-  operators_.push_back(std::move(head));
+  add_instance(std::move(head), std::move(ids));
 }
 
 bool Worker::poll_heads(int min_stage_exclusive) {
   bool progressed = false;
   for (StageHead* head : heads_) {
     if (head->stage > min_stage_exclusive && !head->finished()) {
-      progressed |= head->poll(*this);
+      progressed |= head->poll();
     }
   }
   return progressed;
@@ -111,12 +116,12 @@ void Worker::maybe_report() {
 
 void Worker::fire_processing_time() {
   Timestamp next = kMaxTimestamp;
-  for (auto& op : operators_) next = std::min(next, op->next_processing_time());
+  for (const Instance& i : operators_) next = std::min(next, i.op->next_processing_time());
   if (next == kMaxTimestamp) return;
   const Timestamp now = processing_time_now();
   if (now < next) return;
-  for (auto& op : operators_) {
-    if (op->next_processing_time() <= now) op->on_processing_time(now);
+  for (const Instance& i : operators_) {
+    if (i.op->next_processing_time() <= now) i.op->on_processing_time(now);
   }
 }
 
@@ -124,7 +129,7 @@ void Worker::run() {
   std::stable_sort(heads_.begin(), heads_.end(),
                    [](const StageHead* a, const StageHead* b) { return a->stage < b->stage; });
   try {
-    for (auto& op : operators_) op->open(*this);
+    for (const Instance& i : operators_) i.op->open(*i.context);
     for (;;) {
       if (shared_.cancelled.load(std::memory_order_relaxed)) break;
       const bool progressed = poll_heads(-1);

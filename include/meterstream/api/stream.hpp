@@ -231,7 +231,7 @@ class Stream {
                const std::vector<void*>&) -> StatusOr<void*> {
           MS_ASSIGN_OR_RETURN(auto writer, sink->create_writer(w.index(), w.parallelism()));
           auto* op = w.add_operator(
-              std::make_unique<detail::SinkOp<T>>(ids, std::move(writer), sink));
+              std::make_unique<detail::SinkOp<T>>(ids, std::move(writer), sink), ids);
           return static_cast<void*>(static_cast<Collector<T>*>(op));
         },
         /*ports=*/0);
@@ -289,8 +289,10 @@ class Stream {
   template <typename Op, typename Out, typename... Args>
   static StatusOr<void*> chain(detail::Worker& w, const detail::OperatorIds& ids,
                                const std::vector<void*>& downstream, Args&&... args) {
-    auto* op = w.add_operator(std::make_unique<Op>(
-        ids, static_cast<Collector<Out>*>(downstream[0]), std::forward<Args>(args)...));
+    auto* op = w.add_operator(
+        std::make_unique<Op>(ids, static_cast<Collector<Out>*>(downstream[0]),
+                             std::forward<Args>(args)...),
+        ids);
     return static_cast<void*>(static_cast<Collector<T>*>(op));
   }
 

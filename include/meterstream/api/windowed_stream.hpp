@@ -105,7 +105,7 @@ class WindowedStream {
                                     detail::SessionWindowOperator<K, T, KeyFn, A>,
                                     detail::TimeWindowOperator<K, T, KeyFn, Assigner, A>>;
       Collector<T>* op =
-          w.add_operator(std::make_unique<Op>(ids, key_fn, agg, assigner, lateness, out, late));
+          w.add_operator(std::make_unique<Op>(ids, key_fn, agg, assigner, lateness, out, late), ids);
       return static_cast<void*>(op);
     };
     Stream<Out> results = input_.template attach<Out>(method, "window-aggregate", make, 2,

@@ -13,8 +13,8 @@
 #include "absl/container/inlined_vector.h"
 #include "meterstream/metrics/metrics.hpp"
 #include "meterstream/runtime/detail/operator_checkpoint.hpp"
+#include "meterstream/runtime/detail/operator_instance.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
-#include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
 #include "meterstream/state/detail/state_cache.hpp"
 #include "meterstream/state/state_backend.hpp"
@@ -58,13 +58,13 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
   DedupOperatorBase(const OperatorIds& ids, Collector<T>* out)
       : uid_(ids.uid), name_(ids.name), out_(out) {}
 
-  void open(Worker& worker) override {
-    worker_ = &worker;
-    max_parallelism_ = worker.max_parallelism();
-    dropped_ = worker.metrics().counter("dedup_dropped");
-    op_dropped_ = worker.metrics().counter(operator_metric("dedup_dropped", name_));
+  void open(OperatorContext& context) override {
+    context_ = &context;
+    max_parallelism_ = context.max_parallelism();
+    dropped_ = context.metrics().counter("dedup_dropped");
+    op_dropped_ = context.metrics().counter(operator_metric("dedup_dropped", name_));
     StatusOr<std::unique_ptr<KeyedStateStore>> store =
-        worker.state_backend()->open_keyed_store(uid_, worker.key_groups(), max_parallelism_);
+        context.state_backend()->open_keyed_store(uid_, context.key_groups(), max_parallelism_);
     if (!store.ok()) throw StatusError{store.status()};
     store_ = *std::move(store);
     StatusOr<int> id = store_->register_state({"seen", StateDescriptor::Kind::kValue});
@@ -73,7 +73,7 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
     // A backend that keeps state in memory anyway needs no copy of it: the
     // cache is the state. An on-disk one gets a cache bounded by this
     // instance's share of the operator memory (about 64 bytes an entry).
-    const std::size_t share = worker.operator_memory_share();
+    const std::size_t share = context.operator_memory_share();
     in_memory_ = share == 0;
     cache_entries_ = std::max<std::size_t>(share / 64, 1024);
   }
@@ -83,8 +83,8 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
   void end() override { out_->end(); }
 
   void barrier(std::int64_t id) override {
-    OperatorInstanceState& snap = worker_->snapshot_of(id, uid_);
-    worker_->snapshot_step(id, [&] { call_user(name_, [&] { snapshot_state(id, snap); }); });
+    OperatorInstanceState& snap = context_->snapshot_of(id);
+    context_->snapshot_step(id, [&] { call_user(name_, [&] { snapshot_state(id, snap); }); });
     out_->barrier(id);
   }
 
@@ -94,14 +94,14 @@ class DedupOperatorBase : public Collector<T>, public OperatorInstance {
   // This operator's part of the checkpoint being restored, or null; its
   // store snapshots are restored here.
   const RestoredCheckpoint::Operator* restore_stores() {
-    const RestoredCheckpoint::Operator* mine = restored_part(*worker_, uid_);
+    const RestoredCheckpoint::Operator* mine = context_->restored_part();
     if (mine != nullptr) detail::restore_stores(*store_, *mine);
     return mine;
   }
 
   [[noreturn]] void corrupt() const { throw_corrupt(name_, "its state"); }
 
-  Worker* worker_ = nullptr;
+  OperatorContext* context_ = nullptr;
   // Keeps the records for which keep(i) is true, counts the others.
   template <typename Keep>
   void filter(RecordBatch<T>& batch, Keep&& keep) {
@@ -146,16 +146,16 @@ class SequenceDedupOp final : public DedupOperatorBase<T> {
         seq_fn_(std::move(seq_fn)), horizon_(horizon),
         max_words_(static_cast<std::size_t>((horizon + 63) / 64)) {}
 
-  void open(Worker& worker) override {
-    DedupOperatorBase<T>::open(worker);
-    beyond_ = worker.metrics().counter("dedup_beyond_horizon");
+  void open(OperatorContext& context) override {
+    DedupOperatorBase<T>::open(context);
+    beyond_ = context.metrics().counter("dedup_beyond_horizon");
     cache_ = std::make_unique<StateCache<K, SeqWindow>>(
         this->in_memory_ ? nullptr : this->store_.get(), this->state_id_,
         this->cache_entries_, this->max_parallelism_);
-    if (worker.checkpointing()) require_codecs<K>(this->name_);
+    if (context.checkpointing()) require_codecs<K>(this->name_);
     if constexpr (HasCodec<K>::value) {
       if (const auto* mine = this->restore_stores()) {
-        for_each_restored(*mine, worker.key_groups(), [&](std::string_view in) {
+        for_each_restored(*mine, context.key_groups(), [&](std::string_view in) {
           while (!in.empty()) {
             K key{};
             SeqWindow w;
@@ -194,10 +194,10 @@ class SequenceDedupOp final : public DedupOperatorBase<T> {
     if constexpr (HasCodec<K>::value) {
       if (!this->in_memory_) {
         cache_->flush();
-        snapshot_store(*this->worker_, id, this->uid_, *this->store_, snap);
+        snapshot_store(*this->context_, id, *this->store_, snap);
         return;
       }
-      KeyGroupBytes bytes(this->worker_->key_groups());
+      KeyGroupBytes bytes(this->context_->key_groups());
       cache_->for_each([&](const K& key, const SeqWindow& w) {
         std::string& out = bytes[key_group_of(key, this->max_parallelism_)];
         encode_field<K, KeyCodec<K>>(key, &out);
@@ -263,15 +263,15 @@ class IdDedupOp final : public DedupOperatorBase<T> {
   IdDedupOp(const OperatorIds& ids, Collector<T>* out, IdFn id_fn, std::int64_t ttl_ms)
       : DedupOperatorBase<T>(ids, out), id_fn_(std::move(id_fn)), ttl_ms_(ttl_ms) {}
 
-  void open(Worker& worker) override {
-    DedupOperatorBase<T>::open(worker);
+  void open(OperatorContext& context) override {
+    DedupOperatorBase<T>::open(context);
     cache_ = std::make_unique<StateCache<Id, Timestamp>>(
         this->in_memory_ ? nullptr : this->store_.get(), this->state_id_, this->cache_entries_,
         this->max_parallelism_);
-    if (worker.checkpointing()) require_codecs<Id>(this->name_);
+    if (context.checkpointing()) require_codecs<Id>(this->name_);
     if constexpr (HasCodec<Id>::value) {
       if (const auto* mine = this->restore_stores()) {
-        for_each_restored(*mine, worker.key_groups(), [&](std::string_view in) {
+        for_each_restored(*mine, context.key_groups(), [&](std::string_view in) {
           while (!in.empty()) {
             Id id{};
             std::int64_t until = 0;
@@ -325,7 +325,7 @@ class IdDedupOp final : public DedupOperatorBase<T> {
     snap.operator_state.clear();
     put_i64(&snap.operator_state, watermark_);
     if constexpr (HasCodec<Id>::value) {
-      KeyGroupBytes bytes(this->worker_->key_groups());
+      KeyGroupBytes bytes(this->context_->key_groups());
       for (const auto& [until, id] : expiries_) {
         std::string& out = bytes[key_group_of(id, this->max_parallelism_)];
         encode_field<Id, KeyCodec<Id>>(id, &out);

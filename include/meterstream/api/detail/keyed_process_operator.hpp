@@ -8,8 +8,8 @@
 
 #include "meterstream/api/process_function.hpp"
 #include "meterstream/runtime/detail/operator_checkpoint.hpp"
+#include "meterstream/runtime/detail/operator_instance.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
-#include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
 #include "meterstream/state/state_backend.hpp"
 
@@ -29,10 +29,10 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
   KeyedProcessOp(const OperatorIds& ids, Collector<Out>* out, KeyFn key_fn, F fn)
       : uid_(ids.uid), name_(ids.name), out_(out), key_fn_(std::move(key_fn)), fn_(std::move(fn)) {}
 
-  void open(Worker& worker) override {
-    max_parallelism_ = worker.max_parallelism();
-    batch_size_ = worker.options().batch_size;
-    auto store = worker.state_backend()->open_keyed_store(uid_, worker.key_groups(),
+  void open(OperatorContext& context) override {
+    max_parallelism_ = context.max_parallelism();
+    batch_size_ = context.options().batch_size;
+    auto store = context.state_backend()->open_keyed_store(uid_, context.key_groups(),
                                                           max_parallelism_);
     if (!store.ok()) throw StatusError{store.status()};
     store_ = *std::move(store);
@@ -41,16 +41,16 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
     ctx_.key_context_ = &key_context_;
     ctx_.event_timers_ = &event_timers_;
     ctx_.processing_timers_ = &processing_timers_;
-    worker_ = &worker;
-    if (const RestoredCheckpoint::Operator* mine = restored_part(worker, uid_)) restore(*mine);
+    context_ = &context;
+    if (const RestoredCheckpoint::Operator* mine = context.restored_part()) restore(*mine);
   }
 
   // Checkpoint: the store's snapshot, the timers per key group and the
   // watermark.
   void barrier(std::int64_t id) override {
     flush();
-    OperatorInstanceState& snap = worker_->snapshot_of(id, uid_);
-    worker_->snapshot_step(id, [&] { snapshot(id, snap); });
+    OperatorInstanceState& snap = context_->snapshot_of(id);
+    context_->snapshot_step(id, [&] { snapshot(id, snap); });
     out_->barrier(id);
   }
 
@@ -58,7 +58,7 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
   void snapshot(std::int64_t id, OperatorInstanceState& snap) {
     snap.operator_state.clear();
     put_i64(&snap.operator_state, ctx_.watermark_);
-    KeyGroupBytes blobs(worker_->key_groups());
+    KeyGroupBytes blobs(context_->key_groups());
     for (TimerSet* timers : {&event_timers_, &processing_timers_}) {
       const char domain = timers == &event_timers_ ? 0 : 1;
       for (const auto& [time, key_bytes] : *timers) {
@@ -73,7 +73,7 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
       }
     }
     blobs.move_into(snap);
-    snapshot_store(*worker_, id, uid_, *store_, snap);
+    snapshot_store(*context_, id, *store_, snap);
   }
 
  public:
@@ -157,7 +157,7 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
 
   void restore(const RestoredCheckpoint::Operator& mine) {
     restore_stores(*store_, mine);
-    for_each_restored(mine, worker_->key_groups(), [&](std::string_view in) {
+    for_each_restored(mine, context_->key_groups(), [&](std::string_view in) {
       while (!in.empty()) {
         const char domain = in.front();
         in.remove_prefix(1);
@@ -190,7 +190,7 @@ class KeyedProcessOp final : public Collector<T>, public OperatorInstance {
   std::size_t batch_size_ = 1024;
   static constexpr Timestamp kPurgeEveryMs = 600000;
   std::unique_ptr<KeyedStateStore> store_;
-  Worker* worker_ = nullptr;
+  OperatorContext* context_ = nullptr;
   Timestamp last_purge_ms_ = processing_time_now();
   KeyContext key_context_;
   K key_{};

@@ -83,7 +83,8 @@ class SourceNode final : public Node {
     worker.add_head(std::make_unique<SourceHead<T>>(
         name, uid, std::move(mine), std::move(ids), event_time_,
         static_cast<Collector<T>*>(downstream[0]),
-        static_cast<Collector<std::string>*>(downstream[1])));
+        static_cast<Collector<std::string>*>(downstream[1])),
+        OperatorIds{uid, name});
     return nullptr;
   }
 

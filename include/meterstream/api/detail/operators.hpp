@@ -9,9 +9,9 @@
 
 #include "meterstream/metrics/metrics.hpp"
 #include "meterstream/runtime/detail/operator_checkpoint.hpp"
+#include "meterstream/runtime/detail/operator_instance.hpp"
 #include "meterstream/runtime/detail/source_head.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
-#include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
 
 namespace meterstream {
@@ -166,12 +166,12 @@ class WatermarkAssignerOp final : public Collector<T>, public OperatorInstance {
     }
   }
 
-  void open(Worker& worker) override {
-    worker_ = &worker;
-    const RestoredCheckpoint::Operator* mine = restored_part(worker, uid_);
+  void open(OperatorContext& context) override {
+    context_ = &context;
+    const RestoredCheckpoint::Operator* mine = context.restored_part();
     if (mine == nullptr) return;
     // Per instance: restored when the same worker index existed before.
-    auto it = mine->operator_states.find(worker.index());
+    auto it = mine->operator_states.find(context.worker_index());
     if (it == mine->operator_states.end()) return;
     std::string_view in = it->second;
     std::int64_t current = 0, max_ts = 0, since = 0, last = 0;
@@ -190,7 +190,7 @@ class WatermarkAssignerOp final : public Collector<T>, public OperatorInstance {
   void watermark_status(bool idle) override { out_->watermark_status(idle); }
   void end() override { out_->end(); }
   void barrier(std::int64_t id) override {
-    std::string& state = worker_->snapshot_of(id, uid_).operator_state;
+    std::string& state = context_->snapshot_of(id).operator_state;
     state.clear();
     put_i64(&state, generator_.current());
     put_i64(&state, generator_.max_timestamp());
@@ -209,7 +209,7 @@ class WatermarkAssignerOp final : public Collector<T>, public OperatorInstance {
   std::string uid_;   // keys its state
   std::string name_;  // for errors
   Collector<T>* out_;
-  Worker* worker_ = nullptr;
+  OperatorContext* context_ = nullptr;
   EventTimeSpec<T> spec_;
   WatermarkGenerator generator_;
   RecordBatch<T> part_;
@@ -228,11 +228,11 @@ class SinkOp final : public Collector<T>, public OperatorInstance {
          std::shared_ptr<SinkBase> sink)
       : uid_(ids.uid), name_(ids.name), writer_(std::move(writer)), sink_(std::move(sink)) {}
 
-  void open(Worker& worker) override {
-    worker_ = &worker;
-    last_barrier_ = worker.restored_id();
-    records_ = worker.metrics().counter("sink_records");
-    op_records_ = worker.metrics().counter(operator_metric("sink_records", name_));
+  void open(OperatorContext& context) override {
+    context_ = &context;
+    last_barrier_ = context.restored_id();
+    records_ = context.metrics().counter("sink_records");
+    op_records_ = context.metrics().counter(operator_metric("sink_records", name_));
   }
 
   // SinkWriter::write() takes the batch const.
@@ -256,7 +256,7 @@ class SinkOp final : public Collector<T>, public OperatorInstance {
     // The rest is staged for the checkpoint after the last barrier seen
     // (the job's final checkpoint, or one that other workers still take).
     const std::string prepared = stage(last_barrier_ + 1);
-    if (!worker_->checkpointing() && !prepared.empty()) {
+    if (!context_->checkpointing() && !prepared.empty()) {
       Status s = call_user(name_, [&] {
         Status p = sink_->persist({prepared});
         return p.ok() ? sink_->commit(CheckpointCommit(), {prepared}) : p;
@@ -272,8 +272,8 @@ class SinkOp final : public Collector<T>, public OperatorInstance {
     StatusOr<std::string> prepared =
         call_user(name_, [&] { return writer_->prepare_commit(epoch); });
     if (!prepared.ok()) fail(prepared.status());
-    if (!prepared->empty() && worker_->checkpointing()) {
-      worker_->add_prepared(epoch, SinkPrepared{uid_, *prepared});
+    if (!prepared->empty() && context_->checkpointing()) {
+      context_->add_prepared(epoch, SinkPrepared{uid_, *prepared});
     }
     return *std::move(prepared);
   }
@@ -286,7 +286,7 @@ class SinkOp final : public Collector<T>, public OperatorInstance {
   std::string name_;  // for errors
   std::unique_ptr<SinkWriter<T>> writer_;
   std::shared_ptr<SinkBase> sink_;
-  Worker* worker_ = nullptr;
+  OperatorContext* context_ = nullptr;
   Counter* records_ = nullptr;
   Counter* op_records_ = nullptr;  // labelled with the operator's name
   std::int64_t last_barrier_ = 0;

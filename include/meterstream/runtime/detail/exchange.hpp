@@ -92,9 +92,9 @@ class ExchangeSender final : public Collector<T>, public OperatorInstance {
       : name_(std::move(name)), channels_(std::move(channels)), partition_(std::move(partition)),
         stage_(stage) {}
 
-  void open(Worker& worker) override {
-    worker_ = &worker;
-    batch_size_ = worker.options().batch_size;
+  void open(OperatorContext& context) override {
+    worker_ = &runtime_worker(context);
+    batch_size_ = context.options().batch_size;
     pending_.resize(static_cast<std::size_t>(channels_->parallelism()));
   }
 
@@ -232,13 +232,13 @@ class InputGate final : public StageHead {
 
   bool finished() const override { return finished_; }
 
-  void open(Worker& worker) override {
-    worker_ref_ = &worker;
-    last_barrier = worker.restored_id();
+  void open(OperatorContext& context) override {
+    context_ = &context;
+    last_barrier = context.restored_id();
     aligning_ = last_barrier;
   }
 
-  bool poll(Worker& /*worker*/) override {
+  bool poll() override {
     bool progressed = false;
     const int p = channels_->parallelism();
     for (int c = 0; c < p && !finished_; ++c) {
@@ -313,7 +313,7 @@ class InputGate final : public StageHead {
     last_barrier = aligning_;
     const Timestamp t0 = steady_micros();
     downstream_->barrier(aligning_);
-    worker_ref_->add_sync_time(aligning_, steady_micros() - t0);
+    context_->add_sync_time(aligning_, steady_micros() - t0);
   }
 
   int silent_count() const {
@@ -364,7 +364,7 @@ class InputGate final : public StageHead {
   int live_;
   int silent_ended_ = 0;
   std::int64_t aligning_ = 0;
-  Worker* worker_ref_ = nullptr;
+  OperatorContext* context_ = nullptr;
   Timestamp watermark_out_ = kMinTimestamp;
   bool idle_out_ = false;
   bool finished_ = false;

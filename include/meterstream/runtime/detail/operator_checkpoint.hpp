@@ -16,17 +16,10 @@
 
 #include "meterstream/core/codec.hpp"
 #include "meterstream/checkpoint/detail/checkpoint_parts.hpp"
-#include "meterstream/runtime/detail/worker.hpp"
+#include "meterstream/runtime/detail/operator_context.hpp"
 #include "meterstream/state/state_backend.hpp"
 
 namespace meterstream::detail {
-
-// Operator `op`'s part of the checkpoint the job restores, or null.
-inline const RestoredCheckpoint::Operator* restored_part(const Worker& worker,
-                                                         const std::string& op) {
-  const RestoredCheckpoint* r = worker.restored();
-  return r != nullptr ? r->find(op) : nullptr;
-}
 
 [[noreturn]] inline void throw_corrupt(const std::string& op, const std::string& what) {
   throw StatusError{absl::DataLossError(
@@ -81,10 +74,10 @@ void require_codecs(const std::string& op) {
 }
 
 // Snapshots `store` (the synchronous part) into a new local folder of
-// checkpoint `id` and adds it to `snap`.
-inline void snapshot_store(Worker& worker, std::int64_t id, const std::string& op,
-                           KeyedStateStore& store, OperatorInstanceState& snap) {
-  std::string dir = worker.store_snapshot_dir(id, op);
+// the operator's checkpoint `id` and adds it to `snap`.
+inline void snapshot_store(OperatorContext& context, std::int64_t id, KeyedStateStore& store,
+                           OperatorInstanceState& snap) {
+  std::string dir = context.store_snapshot_dir(id);
   StatusOr<StoreManifest> taken = store.snapshot(dir);
   if (!taken.ok()) throw StatusError{taken.status()};
   snap.stores.push_back(LocalStoreCopy{std::move(dir), *std::move(taken)});

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "meterstream/metrics/metrics.hpp"
+#include "meterstream/runtime/detail/operator_instance.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
-#include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
 #include "meterstream/time/watermark_strategy.hpp"
 
@@ -91,29 +91,29 @@ class SourceHead final : public StageHead {
     }
   }
 
-  void open(Worker& worker) override {
-    worker_ = &worker;
-    last_barrier = worker.restored_id();
-    if (const RestoredCheckpoint* r = worker.restored()) restore(*r);
-    batch_size_ = worker.options().batch_size;
-    records_ = worker.metrics().counter("source_records");
-    op_records_ = worker.metrics().counter(operator_metric("source_records", name_));
-    undecodable_count_ = worker.metrics().counter("source_undecodable");
-    watermark_gauge_ = worker.metrics().gauge("source_watermark", GaugeMerge::kMin, kMinTimestamp);
+  void open(OperatorContext& context) override {
+    context_ = &context;
+    last_barrier = context.restored_id();
+    if (const RestoredCheckpoint* r = context.restored()) restore(*r);
+    batch_size_ = context.options().batch_size;
+    records_ = context.metrics().counter("source_records");
+    op_records_ = context.metrics().counter(operator_metric("source_records", name_));
+    undecodable_count_ = context.metrics().counter("source_undecodable");
+    watermark_gauge_ = context.metrics().gauge("source_watermark", GaugeMerge::kMin, kMinTimestamp);
     const Timestamp now = processing_time_now();
     for (auto& s : splits_) s.last_data_ms = now;
   }
 
   bool finished() const override { return finished_; }
 
-  bool poll(Worker& worker) override {
+  bool poll() override {
     if (finished_) return false;
     bool progressed = false;
     if (!started_) {
       started_ = true;
       update_watermark();  // a restored watermark holds from the first record on
     }
-    const std::int64_t requested = worker.checkpoint_requested();
+    const std::int64_t requested = context_->checkpoint_requested();
     if (requested > last_barrier) inject_barrier(requested);
     // One read of each live split per poll keeps splits and other heads fair.
     for (std::size_t i = 0; i < splits_.size(); ++i) {
@@ -233,12 +233,12 @@ class SourceHead final : public StageHead {
   // Records every split's position, then sends barrier `id` after the
   // records read so far.
   void inject_barrier(std::int64_t id) {
-    for (const Split& s : splits_) worker_->add_split_snapshot(id, split_snapshot(s));
+    for (const Split& s : splits_) context_->add_split_state(id, split_snapshot(s));
     last_barrier = id;
     const Timestamp t0 = steady_micros();
     downstream_->barrier(id);
     if (undecodable_out_ != nullptr) undecodable_out_->barrier(id);
-    worker_->add_sync_time(id, steady_micros() - t0);
+    context_->add_sync_time(id, steady_micros() - t0);
   }
 
   // Positions were applied by seek() when the splits were made; here the
@@ -311,10 +311,10 @@ class SourceHead final : public StageHead {
   void finish() {
     if (finished_) return;
     finished_ = true;
-    if (worker_->checkpointing()) {
+    if (context_->checkpointing()) {
       // After the last barrier this head passed: part of the next checkpoint.
       for (const Split& s : splits_) {
-        worker_->add_split_snapshot(last_barrier + 1, split_snapshot(s));
+        context_->add_split_state(last_barrier + 1, split_snapshot(s));
       }
     }
     emit_watermark(kMaxTimestamp);
@@ -327,7 +327,7 @@ class SourceHead final : public StageHead {
 
   std::string name_;
   std::string node_;
-  Worker* worker_ = nullptr;
+  OperatorContext* context_ = nullptr;
   bool started_ = false;
   std::optional<EventTimeSpec<T>> event_time_;
   Collector<T>* downstream_;

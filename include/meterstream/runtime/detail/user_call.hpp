@@ -5,7 +5,7 @@
 #include <string>
 #include <utility>
 
-#include "meterstream/runtime/detail/worker.hpp"
+#include "meterstream/runtime/detail/operator_context.hpp"
 #include "meterstream/state/state.hpp"
 
 namespace meterstream::detail {

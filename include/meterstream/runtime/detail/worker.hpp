@@ -1,4 +1,6 @@
-// The worker: one thread that runs one instance of every operator. Not API.
+// The worker: one thread that runs one instance of every operator, and what
+// the workers of one job attempt share. Private to the runtime: operators see
+// their OperatorContext (operator_context.hpp) only. Not API.
 #pragma once
 
 #include <atomic>
@@ -15,6 +17,8 @@
 #include "meterstream/core/time.hpp"
 #include "meterstream/metrics/metrics.hpp"
 #include "meterstream/checkpoint/detail/checkpoint_parts.hpp"
+#include "meterstream/runtime/detail/operator_context.hpp"
+#include "meterstream/runtime/detail/operator_instance.hpp"
 #include "meterstream/runtime/options.hpp"
 
 namespace meterstream {
@@ -23,69 +27,11 @@ class StateBackend;
 
 namespace meterstream::detail {
 
-class Worker;
-
-// How an operator instance is known: `uid` keys its state (checkpoint entries,
-// state stores, RocksDB column families) and stays stable across pipeline
-// changes when the user sets it; `name` is the label in errors, logs and
-// metrics. From the plan's Node.
-struct OperatorIds {
-  std::string uid;   // Node::uid, e.g. "window-aggregate#4" or the user's .uid()
-  std::string name;  // Node::name, e.g. "window(tumbling 1min).aggregate" or .name()
-};
-
-// The per-operator variant of job metric `metric`, labelled with the
-// operator's name: window_results{operator="usage per minute"}.
-inline std::string operator_metric(const std::string& metric, const std::string& name) {
-  return metric + "{operator=\"" + name + "\"}";
-}
-
-// Thrown through operator frames to unwind a worker when the job is cancelled
-// (another worker failed). Never escapes the runtime.
-struct JobCancelled {};
-
-// Thrown by operators for errors that are not user exceptions (a sink that
-// failed, a source error); the worker turns it back into its Status.
-struct StatusError {
-  Status status;
-};
-
-// Lifecycle of an operator instance on a worker.
-class OperatorInstance {
- public:
-  virtual ~OperatorInstance() = default;
-  // Called on the worker thread before any record.
-  virtual void open(Worker& /*worker*/) {}
-  // The earliest processing time at which on_processing_time() must be called;
-  // kMaxTimestamp when none.
-  virtual Timestamp next_processing_time() const { return kMaxTimestamp; }
-  virtual void on_processing_time(Timestamp /*now*/) {}
-  // For an instance that is also a Collector: true when push() leaves the
-  // batch it is given unchanged and hands it to no collector that may change
-  // it. A fan-out (fan_out.hpp) then gives it the producer's batch instead of
-  // a copy. Default: false (Collector::push() may modify the batch).
-  virtual bool reads_input_only() const { return false; }
-};
-
-// What a worker polls: a source instance or the receiving end of an exchange.
-class StageHead : public OperatorInstance {
- public:
-  // Does a bounded amount of work; true if it made progress.
-  virtual bool poll(Worker& worker) = 0;
-  virtual bool finished() const = 0;
-
-  // Number of exchanges between the sources and this head. A worker blocked on
-  // pushing from stage s only polls heads of later stages, so no operator is
-  // re-entered.
-  int stage = 0;
-  // The newest checkpoint barrier this head has passed on (aligned and
-  // forwarded; for a source, injected).
-  std::int64_t last_barrier = 0;
-};
-
-// State shared by the workers of one run.
-struct JobShared {
-  explicit JobShared(const JobOptions& o) : options(o) {}
+// What the workers of one job attempt share: options, metrics, the state
+// backend, key-group ownership, cancellation and the checkpoint hub. Owned by
+// the attempt (JobAttempt, src/runtime/job.cpp).
+struct WorkerShared {
+  explicit WorkerShared(const JobOptions& o) : options(o) {}
   JobOptions options;
   MetricRegistry metrics;
   std::shared_ptr<StateBackend> state_backend;
@@ -110,7 +56,7 @@ struct JobShared {
 
 class Worker {
  public:
-  Worker(JobShared& shared, int index, int parallelism);
+  Worker(WorkerShared& shared, int index, int parallelism);
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
   ~Worker();
@@ -131,17 +77,21 @@ class Worker {
   // evenly over workers and stateful operators. 0 means unbounded (the state
   // is in memory anyway).
   std::size_t operator_memory_share() const;
-  JobShared& shared() { return shared_; }
+  WorkerShared& shared() { return shared_; }
+  // The job's checkpoint hub, where it will be (set before workers run).
+  CheckpointHub* const* checkpoint_hub() const { return &shared_.checkpoints; }
 
   // Takes ownership; instances are opened and closed in the order added.
+  // `ids`: the operator's, for its OperatorContext (empty for the runtime's
+  // own instances).
   template <typename Op>
-  Op* add_operator(std::unique_ptr<Op> op) {
+  Op* add_operator(std::unique_ptr<Op> op, OperatorIds ids = {}) {
     Op* raw = op.get();
-    operators_.push_back(std::move(op));
+    add_instance(std::move(op), std::move(ids));
     return raw;
   }
   // Takes ownership of a head: polled by the worker, opened like an operator.
-  void add_head(std::unique_ptr<StageHead> head);
+  void add_head(std::unique_ptr<StageHead> head, OperatorIds ids = {});
 
   // Called by an exchange sender of stage `stage` whose channel is full: does
   // other work of later stages meanwhile. Throws JobCancelled when cancelled.
@@ -166,7 +116,7 @@ class Worker {
   // The part that operator `op` fills at barrier `epoch`.
   OperatorInstanceState& snapshot_of(std::int64_t epoch, const std::string& op);
   // Records a split's position; a sink's staged output.
-  void add_split_snapshot(std::int64_t epoch, SplitState split) {
+  void add_split_state(std::int64_t epoch, SplitState split) {
     pending_[epoch].splits.push_back(std::move(split));
   }
   void add_prepared(std::int64_t epoch, SinkPrepared prepared) {
@@ -174,16 +124,11 @@ class Worker {
   }
   // Time spent passing a barrier through a head's operators (their snapshots).
   void add_sync_time(std::int64_t epoch, std::int64_t us) { pending_[epoch].sync_us += us; }
-  // Runs `fn`, an operator's snapshot at barrier `epoch`; an error it throws
-  // (StatusError) fails that checkpoint, not the job.
-  template <typename F>
-  void snapshot_step(std::int64_t epoch, F&& fn) {
-    try {
-      fn();
-    } catch (const StatusError& e) {
-      WorkerCheckpointPart& p = pending_[epoch];
-      if (p.error.ok()) p.error = e.status;
-    }
+  // Fails checkpoint `epoch` with `status`, an operator's snapshot error
+  // (the first one is kept), not the job.
+  void fail_checkpoint(std::int64_t epoch, Status status) {
+    WorkerCheckpointPart& p = pending_[epoch];
+    if (p.error.ok()) p.error = std::move(status);
   }
   // A new local folder for operator `op`'s store snapshot of checkpoint `id`.
   std::string store_snapshot_dir(std::int64_t id, const std::string& op) const {
@@ -197,15 +142,20 @@ class Worker {
   void set_checkpoint_unit(int unit) { unit_ = unit; }
 
  private:
+  struct Instance {
+    std::unique_ptr<OperatorInstance> op;
+    std::unique_ptr<OperatorContext> context;
+  };
+  void add_instance(std::unique_ptr<OperatorInstance> op, OperatorIds ids);
   bool poll_heads(int min_stage_exclusive);
   void fire_processing_time();
   void maybe_report();
 
-  JobShared& shared_;
+  WorkerShared& shared_;
   int index_;
   int parallelism_;
   KeyGroupRange key_groups_;
-  std::vector<std::unique_ptr<OperatorInstance>> operators_;
+  std::vector<Instance> operators_;
   std::vector<StageHead*> heads_;  // owned by operators_; sorted by stage in run()
   std::int64_t idle_rounds_ = 0;
   std::int64_t blocked_rounds_ = 0;
@@ -213,5 +163,9 @@ class Worker {
   std::int64_t reported_ = 0;
   std::map<std::int64_t, WorkerCheckpointPart> pending_;  // by epoch
 };
+
+// The worker behind `context`: for the runtime's own instances (exchanges),
+// which need more than operators (Worker::wait_for_space()).
+inline Worker& runtime_worker(OperatorContext& context) { return *context.worker_; }
 
 }  // namespace meterstream::detail

@@ -20,8 +20,8 @@
 #include "meterstream/core/codec.hpp"
 #include "meterstream/core/key_group.hpp"
 #include "meterstream/runtime/detail/operator_checkpoint.hpp"
+#include "meterstream/runtime/detail/operator_instance.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
-#include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/window/assigners.hpp"
 #include "meterstream/window/detail/window_operator_base.hpp"
 #include "meterstream/window/detail/window_snapshot.hpp"
@@ -48,9 +48,9 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
     this->flush_late();
   }
 
-  void open(Worker& worker) override {
-    Base::open(worker);
-    if (worker.checkpointing()) require_codecs<K, Acc>(this->name_);
+  void open(OperatorContext& context) override {
+    Base::open(context);
+    if (context.checkpointing()) require_codecs<K, Acc>(this->name_);
     if (const auto* mine = this->restored_part()) call_user(this->name_, [&] { restore(*mine); });
   }
 
@@ -148,9 +148,9 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
   // from the sessions.
   void snapshot_windows(std::int64_t, OperatorInstanceState& snap) override {
     if constexpr (Format::kWritable) {
-      KeyGroupBytes blobs(this->worker_->key_groups());
+      KeyGroupBytes blobs(this->context_->key_groups());
       for (const auto& [key, sessions] : sessions_) {
-        std::string& b = blobs[key_group_of(key, this->worker_->max_parallelism())];
+        std::string& b = blobs[key_group_of(key, this->context_->max_parallelism())];
         Format::put_key(&b, key, sessions.size());
         for (const Session& x : sessions) Format::put_session(&b, x.start, x.end, x.fired, x.acc);
       }
@@ -160,7 +160,7 @@ class SessionWindowOperator final : public WindowOperatorBase<K, T, A> {
 
   void restore(const RestoredCheckpoint::Operator& mine) {
     if constexpr (Format::kWritable) {
-      for_each_restored(mine, this->worker_->key_groups(), [&](std::string_view in) {
+      for_each_restored(mine, this->context_->key_groups(), [&](std::string_view in) {
         while (!in.empty()) {
           K key{};
           std::uint64_t n = 0;

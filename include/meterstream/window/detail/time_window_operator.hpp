@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "meterstream/runtime/detail/operator_checkpoint.hpp"
+#include "meterstream/runtime/detail/operator_instance.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
-#include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/state/state_backend.hpp"
 #include "meterstream/window/assigners.hpp"
 #include "meterstream/window/detail/window_operator_base.hpp"
@@ -59,20 +59,20 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
     call_user(this->name_, [&] { tables_.spill_if_over_budget(); });  // user codecs
   }
 
-  void open(Worker& worker) override {
-    Base::open(worker);
-    tables_.set_key_groups(worker.key_groups(), worker.max_parallelism());
+  void open(OperatorContext& context) override {
+    Base::open(context);
+    tables_.set_key_groups(context.key_groups(), context.max_parallelism());
     std::size_t budget = 0;
-    if constexpr (Tables::kSpillable) budget = worker.operator_memory_share();
+    if constexpr (Tables::kSpillable) budget = context.operator_memory_share();
     // With a backend that keeps state in memory there is nothing to spill to.
     if (budget > 0) {
-      auto store = worker.state_backend()->open_keyed_store(this->uid_, worker.key_groups(),
-                                                            worker.max_parallelism());
+      auto store = context.state_backend()->open_keyed_store(this->uid_, context.key_groups(),
+                                                            context.max_parallelism());
       if (!store.ok()) throw StatusError{store.status()};
       tables_.enable_spilling(*std::move(store), budget,
-                              worker.metrics().counter("window_spilled_bytes"));
+                              context.metrics().counter("window_spilled_bytes"));
     }
-    if (worker.checkpointing() && !Format::kRaw) require_codecs<K, Acc>(this->name_);
+    if (context.checkpointing() && !Format::kRaw) require_codecs<K, Acc>(this->name_);
     if (const auto* mine = this->restored_part()) call_user(this->name_, [&] { restore(*mine); });
   }
 
@@ -115,7 +115,7 @@ class TimeWindowOperator final : public WindowOperatorBase<K, T, A> {
       tables_.snapshot(&snap.operator_state, &blob);
       snap.keyed.emplace_back(kAllKeyGroups, std::move(blob));
       if (KeyedStateStore* store = tables_.store()) {
-        snapshot_store(*this->worker_, id, this->uid_, *store, snap);
+        snapshot_store(*this->context_, id, *store, snap);
       }
     }
   }

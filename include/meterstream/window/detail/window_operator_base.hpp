@@ -16,8 +16,8 @@
 
 #include "meterstream/metrics/metrics.hpp"
 #include "meterstream/runtime/detail/operator_checkpoint.hpp"
+#include "meterstream/runtime/detail/operator_instance.hpp"
 #include "meterstream/runtime/detail/user_call.hpp"
-#include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
 #include "meterstream/window/aggregate.hpp"
 #include "meterstream/window/detail/window_snapshot.hpp"
@@ -36,14 +36,14 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
       : uid_(ids.uid), name_(ids.name), definition_(std::move(definition)), agg_(std::move(agg)),
         lateness_(lateness), out_(out), late_out_(late_out) {}
 
-  void open(Worker& worker) override {
-    worker_ = &worker;
-    batch_size_ = worker.options().batch_size;
-    results_ = worker.metrics().counter("window_results");
-    late_ = worker.metrics().counter("window_late_records");
-    op_results_ = worker.metrics().counter(operator_metric("window_results", name_));
-    op_late_ = worker.metrics().counter(operator_metric("window_late_records", name_));
-    watermark_gauge_ = worker.metrics().gauge("window_watermark", GaugeMerge::kMin, kMinTimestamp);
+  void open(OperatorContext& context) override {
+    context_ = &context;
+    batch_size_ = context.options().batch_size;
+    results_ = context.metrics().counter("window_results");
+    late_ = context.metrics().counter("window_late_records");
+    op_results_ = context.metrics().counter(operator_metric("window_results", name_));
+    op_late_ = context.metrics().counter(operator_metric("window_late_records", name_));
+    watermark_gauge_ = context.metrics().gauge("window_watermark", GaugeMerge::kMin, kMinTimestamp);
   }
 
   // Records are only read, except that late ones are moved to the late
@@ -63,11 +63,11 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
   void barrier(std::int64_t id) override {
     flush();
     flush_late();
-    OperatorInstanceState& snap = worker_->snapshot_of(id, uid_);
+    OperatorInstanceState& snap = context_->snapshot_of(id);
     snap.operator_state.clear();
     put_i64(&snap.operator_state, watermark_);
     put_window_definition(definition_, &snap.operator_state);
-    worker_->snapshot_step(id, [&] { call_user(name_, [&] { snapshot_windows(id, snap); }); });
+    context_->snapshot_step(id, [&] { call_user(name_, [&] { snapshot_windows(id, snap); }); });
     out_->barrier(id);
     if (late_out_ != nullptr) late_out_->barrier(id);
   }
@@ -81,7 +81,7 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
   // one written for another window definition and sets the restored
   // watermark.
   const RestoredCheckpoint::Operator* restored_part() {
-    const RestoredCheckpoint::Operator* mine = detail::restored_part(*worker_, uid_);
+    const RestoredCheckpoint::Operator* mine = context_->restored_part();
     if (mine == nullptr) return nullptr;
     check_window_definition(*mine, name_, definition_);
     if (auto wm = restored_watermark(*mine, name_)) watermark_ = *wm;
@@ -142,7 +142,7 @@ class WindowOperatorBase : public Collector<T>, public OperatorInstance {
   Counter* op_late_ = nullptr;
   Counter* late_ = nullptr;
   Gauge* watermark_gauge_ = nullptr;
-  Worker* worker_ = nullptr;
+  OperatorContext* context_ = nullptr;
 };
 
 }  // namespace meterstream::detail
