@@ -15,17 +15,27 @@ bool Node::active_on(const Graph& graph, int worker) const {
   return graph.node(input).active_on(graph, worker);
 }
 
-int Graph::add(std::unique_ptr<Node> node, const std::string& kind, int ports,
-                const std::string& name) {
+Status check_wiring(const Node& node, std::size_t index, const Port& port) {
+  const std::type_info* type = index < node.out_types.size() ? node.out_types[index] : nullptr;
+  if (!port.connected() || (type != nullptr && port.type() == *type)) return Status();
+  return absl::InternalError(fmt::format(
+      "wiring output {} of '{}': it carries {}, its consumer takes {}", index, node.name,
+      type != nullptr ? type->name() : "no port", port.type().name()));
+}
+
+int Graph::add(std::unique_ptr<Node> node, const std::string& kind,
+               std::vector<const std::type_info*> out_types, const std::string& name) {
+  const std::size_t ports = out_types.size();
   const int id = static_cast<int>(nodes_.size());
   node->id = id;
   // The default uid is what the node name was before names and uids were
   // separated, so that checkpoints of unchanged pipelines keep restoring.
   node->uid = fmt::format("{}#{}", kind, id);
   node->name = name.empty() ? kind : name;
-  node->consumers.assign(static_cast<std::size_t>(ports), {});
-  node->side_output.assign(static_cast<std::size_t>(ports), false);
-  node->port_version.assign(static_cast<std::size_t>(ports), 0);
+  node->consumers.assign(ports, {});
+  node->side_output.assign(ports, false);
+  node->port_version.assign(ports, 0);
+  node->out_types = std::move(out_types);
   nodes_.push_back(std::move(node));
   return id;
 }

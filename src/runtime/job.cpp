@@ -148,7 +148,7 @@ class JobAttempt {
 
     assign_key_groups();
 
-    std::vector<std::shared_ptr<void>> channels(nodes().size());
+    std::vector<std::shared_ptr<ExchangeChannelsBase>> channels(nodes().size());
     for (const auto& node : nodes()) {
       if (node->exchange) {
         channels[static_cast<std::size_t>(node->id)] =
@@ -221,17 +221,17 @@ class JobAttempt {
   // `main`; they may be the same worker. Either way each ring keeps a single
   // producer thread.
   Status instantiate(Worker& main, Worker& sources,
-                     const std::vector<std::shared_ptr<void>>& channels) {
+                     const std::vector<std::shared_ptr<ExchangeChannelsBase>>& channels) {
     const std::vector<Node*> nodes = this->nodes();
-    std::vector<void*> inputs(nodes.size(), nullptr);
+    std::vector<Port> inputs(nodes.size());
     for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
       Node& node = **it;
       Worker& worker = node.stage == 0 ? sources : main;
-      std::vector<void*> downstream(node.consumers.size(), nullptr);
+      std::vector<Port> downstream(node.consumers.size());
       for (std::size_t port = 0; port < node.consumers.size(); ++port) {
         // Each consumer's input on this worker: a chained consumer's
         // collector, or a sender into the consumer's exchange.
-        std::vector<void*> targets;
+        std::vector<Port> targets;
         const Node* first = nullptr;
         for (const int c : node.consumers[port]) {
           // Consumers added after build() are not part of this job.
@@ -240,9 +240,10 @@ class JobAttempt {
           if (first == nullptr) first = &consumer;
           targets.push_back(
               consumer.exchange
-                  ? consumer.exchange->make_sender(worker, channels[static_cast<std::size_t>(c)],
+                  ? consumer.exchange->make_sender(worker, *channels[static_cast<std::size_t>(c)],
                                                    node.stage, consumer.name)
                   : inputs[static_cast<std::size_t>(c)]);
+          MS_RETURN_IF_ERROR(check_wiring(node, port, targets.back()));
         }
         if (targets.size() == 1) {
           downstream[port] = targets[0];
@@ -250,21 +251,26 @@ class JobAttempt {
           // Several consumers: a fan-out of the port's record type, which all
           // consumers share as their input type.
           downstream[port] = first->make_fan_out(worker, targets);
+          MS_RETURN_IF_ERROR(check_wiring(node, port, downstream[port]));
         }
       }
-      StatusOr<void*> input = node.instantiate(worker, downstream);
+      StatusOr<Port> input = node.instantiate(worker, downstream);
       if (!input.ok()) {
         return Status(input.status().code(),
                       fmt::format("{}: {}", node.name, std::string(input.status().message())));
       }
       inputs[static_cast<std::size_t>(node.id)] = *input;
+      if (node.input >= 0) {
+        MS_RETURN_IF_ERROR(check_wiring(*nodes[static_cast<std::size_t>(node.input)],
+                                        static_cast<std::size_t>(node.input_port), *input));
+      }
       if (node.exchange) {
         const Node& producer = *nodes[static_cast<std::size_t>(node.input)];
         std::vector<bool> senders(static_cast<std::size_t>(worker.parallelism()));
         for (int c = 0; c < worker.parallelism(); ++c) {
           senders[static_cast<std::size_t>(c)] = producer.active_on(*graph_, c);
         }
-        node.exchange->make_gate(worker, channels[static_cast<std::size_t>(node.id)], *input,
+        node.exchange->make_gate(worker, *channels[static_cast<std::size_t>(node.id)], *input,
                                  node.stage, senders);
       }
     }

@@ -23,6 +23,8 @@
 #include <string>
 #include <utility>
 
+#include "meterstream/api/detail/nodes.hpp"
+#include "meterstream/api/detail/stream_core.hpp"
 #include "meterstream/api/stream.hpp"
 #include "meterstream/core/status.hpp"
 #include "meterstream/runtime/job.hpp"
@@ -34,19 +36,20 @@ namespace meterstream {
 template <typename T>
 class SourceStream : public Stream<T> {
  public:
-  explicit SourceStream(Stream<T> s) : Stream<T>(std::move(s)) {}
-
   // Descriptions of records the source could not decode (side output). They are
   // counted ("source_undecodable") whether or not this stream is used.
   Stream<std::string> undecodable() const {
-    const int version = this->valid() ? this->graph_->node(this->node_).port_version[1] : 0;
-    return Stream<std::string>(this->graph_, this->node_, 1, version);
+    return detail::StreamAccess::stream<std::string>(this->core_.side_output(1));
   }
 
   // See Stream::name() and Stream::uid() (a source's positions in
   // checkpoints are kept under its uid); they keep undecodable() available.
   SourceStream name(std::string name) const { return SourceStream(Stream<T>::name(std::move(name))); }
   SourceStream uid(std::string uid) const { return SourceStream(Stream<T>::uid(std::move(uid))); }
+
+ private:
+  friend class Pipeline;
+  explicit SourceStream(Stream<T> s) : Stream<T>(std::move(s)) {}
 };
 
 class Pipeline {
@@ -59,13 +62,13 @@ class Pipeline {
   SourceStream<T> source(std::shared_ptr<Source<T>> source) {
     if (!source) {
       graph_->record_error(absl::InvalidArgumentError("source(): the source is null"));
-      return SourceStream<T>(Stream<T>(graph_, -1, 0, 0));
+      return SourceStream<T>(detail::StreamAccess::stream<T>(detail::StreamCore{graph_, -1, 0, 0, nullptr}));
     }
     const std::string name = source->name();
     const int id = graph_->add(std::make_unique<detail::SourceNode<T>>(std::move(source)),
-                               "source:" + name, 2);
+                               "source:" + name, detail::port_types<T, std::string>());
     graph_->node(id).side_output[1] = true;
-    return SourceStream<T>(Stream<T>(graph_, id, 0, 0));
+    return SourceStream<T>(detail::StreamAccess::stream<T>(detail::StreamCore{graph_, id, 0, 0, nullptr}));
   }
 
   // Checks the plan and `options`; the first problem found is returned

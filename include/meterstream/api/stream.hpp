@@ -28,25 +28,24 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
 #include "meterstream/api/detail/dedup_operator.hpp"
 #include "meterstream/api/detail/nodes.hpp"
 #include "meterstream/api/detail/operators.hpp"
+#include "meterstream/api/detail/stream_core.hpp"
+#include "meterstream/api/keyed_stream.hpp"
 #include "meterstream/runtime/operator.hpp"
 #include "meterstream/time/watermark_strategy.hpp"
 
 namespace meterstream {
 
-template <typename K, typename T, typename KeyFn>
-class KeyedStream;
-
 // A sink in the plan (Stream::sink()), to name or uid it (see Stream::name(),
 // Stream::uid()).
 class SinkStep {
  public:
-  SinkStep(std::shared_ptr<detail::Graph> graph, int node) : graph_(std::move(graph)), node_(node) {}
   // The sink's label in errors and metrics. Default: "sink:<the sink's name()>".
   SinkStep name(std::string name) const {
     if (graph_ && node_ >= 0) graph_->set_name(node_, std::move(name));
@@ -59,6 +58,10 @@ class SinkStep {
   }
 
  private:
+  template <typename>
+  friend class Stream;
+  SinkStep(std::shared_ptr<detail::Graph> graph, int node) : graph_(std::move(graph)), node_(node) {}
+
   std::shared_ptr<detail::Graph> graph_;
   int node_ = -1;
 };
@@ -73,8 +76,8 @@ class Stream {
   auto map(F f) const {
     using R = std::decay_t<std::invoke_result_t<const F&, const T&>>;
     return attach<R>("map", "map", [f](detail::Worker& w, const detail::OperatorIds& ids,
-                                       const std::vector<void*>& d) {
-      return chain<detail::MapOp<T, R, F>, R>(w, ids, d, f);
+                                       const std::vector<detail::Port>& d) {
+      return detail::chain<detail::MapOp<T, R, F>, T, R>(w, ids, d, f);
     });
   }
 
@@ -82,8 +85,8 @@ class Stream {
   template <typename F>
   Stream<T> filter(F f) const {
     return attach<T>("filter", "filter", [f](detail::Worker& w, const detail::OperatorIds& ids,
-                                             const std::vector<void*>& d) {
-      return chain<detail::FilterOp<T, F>, T>(w, ids, d, f);
+                                             const std::vector<detail::Port>& d) {
+      return detail::chain<detail::FilterOp<T, F>, T, T>(w, ids, d, f);
     });
   }
 
@@ -91,8 +94,8 @@ class Stream {
   template <typename R, typename F>
   Stream<R> flat_map(F f) const {
     return attach<R>("flat_map", "flat_map", [f](detail::Worker& w, const detail::OperatorIds& ids,
-                                                 const std::vector<void*>& d) {
-      return chain<detail::FlatMapOp<T, R, F>, R>(w, ids, d, f);
+                                                 const std::vector<detail::Port>& d) {
+      return detail::chain<detail::FlatMapOp<T, R, F>, T, R>(w, ids, d, f);
     });
   }
 
@@ -116,39 +119,43 @@ class Stream {
                   "not a double or a duration; convert it in a callable");
     if (!valid()) return *this;
     if (!strategy.inexact().empty()) {
-      graph_->record_error(absl::InvalidArgumentError(
+      core_.record_error(absl::InvalidArgumentError(
           "with_watermarks(): " + strategy.inexact() +
           " is not a whole number of milliseconds (event time counts milliseconds)"));
       return invalid();
     }
     if (strategy.bound_ms() < 0) {
-      graph_->record_error(absl::InvalidArgumentError(
+      core_.record_error(absl::InvalidArgumentError(
           "with_watermarks(): bounded_out_of_orderness() needs a bound >= 0, got " +
           std::to_string(strategy.bound_ms()) + " ms"));
       return invalid();
     }
     if (strategy.emit_every() < 0 || strategy.idle_timeout_ms() < 0) {
-      graph_->record_error(absl::InvalidArgumentError(
+      core_.record_error(absl::InvalidArgumentError(
           "with_watermarks(): with_emit_every() and with_idleness() need values >= 0"));
       return invalid();
     }
     detail::EventTimeSpec<T> spec{
         strategy, std::make_shared<detail::FnTimestampAssigner<T, F>>(std::move(timestamp))};
-    detail::Node& n = graph_->node(node_);
+    detail::Node& n = core_.graph->node(core_.node);
     auto* source = dynamic_cast<detail::SourceNode<T>*>(&n);
-    if (source != nullptr && port_ == 0 && !exchange_) {
+    if (source != nullptr && core_.port == 0 && !core_.exchange) {
       // Per split, inside the source.
-      if (!graph_->change_in_place(node_, port_, version_, "with_watermarks")) return invalid();
+      if (!core_.graph->change_in_place(core_.node, core_.port, core_.version,
+                                        "with_watermarks")) {
+        return invalid();
+      }
       source->event_time_ = std::move(spec);
       n.event_time = true;
-      return Stream<T>(graph_, node_, port_, n.port_version[0]);
+      return Stream<T>(core_.side_output(0));
     }
     return attach<T>(
         "with_watermarks", "watermarks",
-        [spec](detail::Worker& w, const detail::OperatorIds& ids, const std::vector<void*>& d) {
-          return chain<detail::WatermarkAssignerOp<T>, T>(w, ids, d, spec);
+        [spec](detail::Worker& w, const detail::OperatorIds& ids,
+               const std::vector<detail::Port>& d) {
+          return detail::chain<detail::WatermarkAssignerOp<T>, T, T>(w, ids, d, spec);
         },
-        1, /*event_time_out=*/true)
+        detail::port_types<T>(), /*event_time_out=*/true)
         .name("with_watermarks");
   }
 
@@ -158,10 +165,10 @@ class Stream {
   template <typename KeyFn>
   auto key_by(KeyFn key_fn) const {
     using K = std::decay_t<std::invoke_result_t<const KeyFn&, const T&>>;
-    if (!valid() || !graph_->check_handle(node_, port_, version_, "key_by")) {
-      return KeyedStream<K, T, KeyFn>(invalid(), std::move(key_fn));
+    if (!valid() || !core_.graph->check_handle(core_.node, core_.port, core_.version, "key_by")) {
+      return detail::StreamAccess::keyed<K, T>(core_.invalid(), std::move(key_fn), false);
     }
-    return KeyedStream<K, T, KeyFn>(*this, std::move(key_fn));
+    return detail::StreamAccess::keyed<K, T>(core_, std::move(key_fn), false);
   }
 
   // Drops records whose id id_fn(const T&) was seen within `ttl` of event time
@@ -172,30 +179,35 @@ class Stream {
   Stream<T> dedup_by(IdFn id_fn, std::chrono::duration<Rep, Period> ttl) const {
     using Id = std::decay_t<std::invoke_result_t<const IdFn&, const T&>>;
     const std::int64_t ttl_ms = to_millis(ttl);
-    if (valid() && !has_event_time()) {
-      graph_->record_error(absl::InvalidArgumentError(
+    if (valid() && !core_.has_event_time()) {
+      core_.record_error(absl::InvalidArgumentError(
           "dedup_by(): the ttl is event time and the stream has none: call with_watermarks() "
           "first"));
       return invalid();
     }
     if (valid() && ttl_ms <= 0) {
-      graph_->record_error(absl::InvalidArgumentError(
+      core_.record_error(absl::InvalidArgumentError(
           "dedup_by(): the ttl must be > 0, got " + std::to_string(ttl_ms) + " ms"));
       return invalid();
     }
     return attach<T>(
         "dedup_by", "dedup-id",
-        [id_fn, ttl_ms](detail::Worker& w, const detail::OperatorIds& ids, const std::vector<void*>& d) {
-          return chain<detail::IdDedupOp<Id, T, IdFn>, T>(w, ids, d, id_fn, ttl_ms);
+        [id_fn, ttl_ms](detail::Worker& w, const detail::OperatorIds& ids,
+                        const std::vector<detail::Port>& d) {
+          return detail::chain<detail::IdDedupOp<Id, T, IdFn>, T, T>(w, ids, d, id_fn, ttl_ms);
         },
-        1, false, detail::key_exchange<T>(id_fn), /*stateful=*/true)
+        detail::port_types<T>(), false, detail::key_exchange<T>(id_fn), /*stateful=*/true)
         .name("dedup_by(ttl " + detail::format_millis(ttl_ms) + ")");
   }
 
   // Spreads records round-robin over all workers.
   Stream<T> rebalance() const {
-    if (!valid() || !graph_->check_handle(node_, port_, version_, "rebalance")) return invalid();
-    return Stream<T>(graph_, node_, port_, version_, detail::rebalance_exchange<T>());
+    if (!valid() || !core_.graph->check_handle(core_.node, core_.port, core_.version, "rebalance")) {
+      return invalid();
+    }
+    detail::StreamCore c = core_;
+    c.exchange = detail::rebalance_exchange<T>();
+    return Stream<T>(std::move(c));
   }
 
   // Names the step that made this stream (Flink's name()): the label in
@@ -203,7 +215,7 @@ class Stream {
   // "map", "window(tumbling 1min).aggregate", "source:file:events.csv".
   // Example: .window(ms::tumbling(1min)).aggregate(Usage{}).name("usage per minute")
   Stream<T> name(std::string name) const {
-    if (valid()) graph_->set_name(node_, std::move(name));
+    if (valid()) core_.graph->set_name(core_.node, std::move(name));
     return *this;
   }
 
@@ -214,7 +226,7 @@ class Stream {
   // when steps are added before it, and the checkpoint then no longer
   // restores. Uids must be unique in a pipeline (build() checks).
   Stream<T> uid(std::string uid) const {
-    if (valid()) graph_->set_uid(node_, std::move(uid));
+    if (valid()) core_.graph->set_uid(core_.node, std::move(uid));
     return *this;
   }
 
@@ -222,90 +234,52 @@ class Stream {
   // Returns the sink step, to name() or uid() it.
   SinkStep sink(std::shared_ptr<Sink<T>> sink) const {
     if (!sink) {
-      if (graph_) graph_->record_error(absl::InvalidArgumentError("sink(): the sink is null"));
-      return SinkStep(graph_, -1);
+      core_.record_error(absl::InvalidArgumentError("sink(): the sink is null"));
+      return SinkStep(core_.graph, -1);
     }
-    Stream<T> s = attach<T>(
-        "sink", "sink:" + sink->name(),
+    const detail::StreamCore s = detail::attach<T>(
+        core_, "sink", "sink:" + sink->name(),
         [sink](detail::Worker& w, const detail::OperatorIds& ids,
-               const std::vector<void*>&) -> StatusOr<void*> {
+               const std::vector<detail::Port>&) -> StatusOr<detail::Port> {
           MS_ASSIGN_OR_RETURN(auto writer, sink->create_writer(w.index(), w.parallelism()));
-          auto* op = w.add_operator(
+          Collector<T>* op = w.add_operator(
               std::make_unique<detail::SinkOp<T>>(ids, std::move(writer), sink), ids);
-          return static_cast<void*>(static_cast<Collector<T>*>(op));
+          return detail::Port(op);
         },
-        /*ports=*/0);
-    if (s.valid()) graph_->node(s.node_).sink = sink;
-    return SinkStep(graph_, s.node_);
+        /*out_types=*/{});
+    if (s.valid()) s.graph->node(s.node).sink = sink;
+    return SinkStep(s.graph, s.node);
   }
 
-  // --- For the DSL's own types; not needed in pipelines. ---
-
+  // An empty handle, to assign a stream to later.
   Stream() = default;
-  Stream(std::shared_ptr<detail::Graph> graph, int node, int port, int version,
-         std::shared_ptr<detail::ExchangeSpecBase> exchange = nullptr)
-      : graph_(std::move(graph)), node_(node), port_(port), version_(version),
-        exchange_(std::move(exchange)) {}
 
-  bool valid() const { return graph_ && node_ >= 0; }
-  // Port 0 of a node with event time carries timestamps and watermarks; so do
-  // its side outputs (late records keep their timestamps), except a source's
-  // undecodable-records output, whose records have none.
-  bool has_event_time() const {
-    if (!valid()) return false;
-    const detail::Node& n = graph_->node(node_);
-    return n.event_time && (port_ == 0 || n.input >= 0);
-  }
-  const std::shared_ptr<detail::Graph>& graph() const { return graph_; }
-  int node() const { return node_; }
-  int port() const { return port_; }
+ private:
+  friend struct detail::StreamAccess;
+  template <typename>
+  friend class SourceStream;
+  template <typename, typename>
+  friend class WindowedResultStream;
 
-  // Adds a node that consumes this stream (through `exchange` if given, or the
-  // pending rebalance), besides any other consumer it has; `make` creates its
-  // instance on a worker. Returns the handle of the new node's output port 0.
-  // `stateful`: the node keeps keyed state and takes a share of the operator
-  // memory budget.
+  explicit Stream(detail::StreamCore core) : core_(std::move(core)) {}
+
+  bool valid() const { return core_.valid(); }
+  Stream<T> invalid() const { return Stream<T>(core_.invalid()); }
+
+  // detail::attach() from this stream, as a Stream<R>; out_types default to
+  // one port of R.
   template <typename R>
   Stream<R> attach(const char* method, const std::string& kind, detail::FnNode::Make make,
-                   int ports = 1, bool event_time_out = false,
+                   std::vector<const std::type_info*> out_types = detail::port_types<R>(),
+                   bool event_time_out = false,
                    std::shared_ptr<detail::ExchangeSpecBase> exchange = nullptr,
                    bool stateful = false) const {
-    if (!valid() || !graph_->check_handle(node_, port_, version_, method)) {
-      return Stream<R>(graph_, -1, 0, 0);
-    }
-    auto node = std::make_unique<detail::FnNode>(std::move(make));
-    node->make_fan_out = &detail::make_fan_out<T>;
-    node->event_time = has_event_time() || event_time_out;
-    node->stateful = stateful;
-    node->exchange = exchange ? std::move(exchange) : exchange_;
-    const int id = graph_->add(std::move(node), kind, ports);
-    graph_->connect(node_, port_, id);
-    detail::Node& n = graph_->node(id);
-    n.stage = graph_->node(node_).stage + (n.exchange ? 1 : 0);
-    return Stream<R>(graph_, id, 0, 0);
+    return detail::StreamAccess::stream<R>(detail::attach<T>(core_, method, kind, std::move(make),
+                                                             std::move(out_types), event_time_out,
+                                                             std::move(exchange), stateful));
   }
 
-  // Creates operator Op(ids, output collector, args...) on a worker, chained.
-  template <typename Op, typename Out, typename... Args>
-  static StatusOr<void*> chain(detail::Worker& w, const detail::OperatorIds& ids,
-                               const std::vector<void*>& downstream, Args&&... args) {
-    auto* op = w.add_operator(
-        std::make_unique<Op>(ids, static_cast<Collector<Out>*>(downstream[0]),
-                             std::forward<Args>(args)...),
-        ids);
-    return static_cast<void*>(static_cast<Collector<T>*>(op));
-  }
-
- protected:
-  Stream<T> invalid() const { return Stream<T>(graph_, -1, 0, 0); }
-
-  std::shared_ptr<detail::Graph> graph_;
-  int node_ = -1;
-  int port_ = 0;
-  int version_ = 0;
-  std::shared_ptr<detail::ExchangeSpecBase> exchange_;  // pending rebalance
+  detail::StreamCore core_;
 };
 
 }  // namespace meterstream
-
-#include "meterstream/api/keyed_stream.hpp"

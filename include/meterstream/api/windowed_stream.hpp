@@ -9,15 +9,20 @@
 //                    .aggregate(Usage{});           // Stream<WindowResult<uint64_t, Usage::Acc>>
 //   usage.late().sink(ms::collect_into(too_late));  // records after the lateness
 //
+// A WindowedStream comes from a KeyedStream (keyed_stream.hpp, which
+// includes this header); its results are a Stream (stream.hpp).
+//
 // Thread-safety: as Stream.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
-#include "meterstream/api/keyed_stream.hpp"
-#include "meterstream/api/stream.hpp"
+#include "meterstream/api/detail/nodes.hpp"
+#include "meterstream/api/detail/stream_core.hpp"
 #include "meterstream/window/aggregate.hpp"
 #include "meterstream/window/assigners.hpp"
 #include "meterstream/window/detail/session_window_operator.hpp"
@@ -29,12 +34,10 @@ namespace meterstream {
 template <typename Out, typename T>
 class WindowedResultStream : public Stream<Out> {
  public:
-  explicit WindowedResultStream(Stream<Out> results) : Stream<Out>(std::move(results)) {}
-
   // The records that arrived after their windows' allowed lateness (side
   // output). They are counted ("window_late_records") whether or not this
   // stream is used.
-  Stream<T> late() const { return Stream<T>(this->graph_, this->node_, 1, late_version()); }
+  Stream<T> late() const { return detail::StreamAccess::stream<T>(this->core_.side_output(1)); }
 
   // See Stream::name() and Stream::uid(); they keep late() available.
   WindowedResultStream name(std::string name) const {
@@ -45,9 +48,9 @@ class WindowedResultStream : public Stream<Out> {
   }
 
  private:
-  int late_version() const {
-    return this->valid() ? this->graph_->node(this->node_).port_version[1] : 0;
-  }
+  template <typename, typename, typename, typename>
+  friend class WindowedStream;
+  explicit WindowedResultStream(Stream<Out> results) : Stream<Out>(std::move(results)) {}
 };
 
 template <typename K, typename T, typename KeyFn, typename Assigner>
@@ -56,9 +59,6 @@ class WindowedStream {
                 "window(): use ms::tumbling(), ms::sliding() or ms::session()");
 
  public:
-  WindowedStream(Stream<T> input, KeyFn key_fn, Assigner assigner, bool partitioned = false)
-      : input_(std::move(input)), key_fn_(std::move(key_fn)), assigner_(assigner),
-        partitioned_(partitioned) {}
 
   // Keeps windows `lateness` after they fire: late records within it update
   // and re-emit their key's result. Default: 0.
@@ -84,38 +84,48 @@ class WindowedStream {
   }
 
  private:
+  template <typename, typename, typename>
+  friend class KeyedStream;
+
+  // `partitioned`: as KeyedStream's.
+  WindowedStream(detail::StreamCore input, KeyFn key_fn, Assigner assigner, bool partitioned)
+      : input_(std::move(input)), key_fn_(std::move(key_fn)), assigner_(assigner),
+        partitioned_(partitioned) {}
+
   // aggregate(), by `method` (its default name: "window(<assigner>).<method>").
   template <typename A>
   WindowedResultStream<WindowResult<K, aggregate_result_t<A>>, T> aggregate_as(
       A agg, const char* method) const {
     using Out = WindowResult<K, aggregate_result_t<A>>;
     if (Status s = validate(); !s.ok()) {
-      if (input_.graph()) input_.graph()->record_error(std::move(s));
-      return WindowedResultStream<Out, T>(Stream<Out>(input_.graph(), -1, 0, 0));
+      input_.record_error(std::move(s));
+      return WindowedResultStream<Out, T>(detail::StreamAccess::stream<Out>(input_.invalid()));
     }
     auto key_fn = key_fn_;
     const Assigner assigner = assigner_;
     const std::int64_t lateness = lateness_ms_;
     auto make = [key_fn, agg, assigner, lateness](detail::Worker& w, const detail::OperatorIds& ids,
-                                                  const std::vector<void*>& d) -> StatusOr<void*> {
-      auto* out = static_cast<Collector<Out>*>(d[0]);
-      auto* late = static_cast<Collector<T>*>(d[1]);
+                                                  const std::vector<detail::Port>& d)
+        -> StatusOr<detail::Port> {
+      Collector<Out>* out = d[0].get<Out>();
+      Collector<T>* late = d[1].get<T>();
       // Sessions merge windows; tumbling and sliding windows do not.
       using Op = std::conditional_t<Assigner::kMerging,
                                     detail::SessionWindowOperator<K, T, KeyFn, A>,
                                     detail::TimeWindowOperator<K, T, KeyFn, Assigner, A>>;
       Collector<T>* op =
           w.add_operator(std::make_unique<Op>(ids, key_fn, agg, assigner, lateness, out, late), ids);
-      return static_cast<void*>(op);
+      return detail::Port(op);
     };
-    Stream<Out> results = input_.template attach<Out>(method, "window-aggregate", make, 2,
-                                                      false, partitioned_ ? nullptr : detail::key_exchange<T>(key_fn_),
-                                                      /*stateful=*/true);
+    const detail::StreamCore results = detail::attach<T>(
+        input_, method, "window-aggregate", make, detail::port_types<Out, T>(), false,
+        partitioned_ ? nullptr : detail::key_exchange<T>(key_fn_), /*stateful=*/true);
     if (results.valid()) {
-      results.graph()->node(results.node()).side_output[1] = true;
-      results.graph()->node(results.node()).name = "window(" + assigner_.describe() + ")." + method;
+      detail::Node& n = results.graph->node(results.node);
+      n.side_output[1] = true;
+      n.name = "window(" + assigner_.describe() + ")." + method;
     }
-    return WindowedResultStream<Out, T>(std::move(results));
+    return WindowedResultStream<Out, T>(detail::StreamAccess::stream<Out>(results));
   }
 
   Status validate() const {
@@ -134,7 +144,7 @@ class WindowedStream {
     return absl::InvalidArgumentError("window(): " + what);
   }
 
-  Stream<T> input_;
+  detail::StreamCore input_;
   KeyFn key_fn_;
   Assigner assigner_;
   std::int64_t lateness_ms_ = 0;

@@ -21,12 +21,12 @@ namespace meterstream::detail {
 // A node whose instance is made by a function: most DSL operators.
 class FnNode final : public Node {
  public:
-  // make(worker, node uid and name, downstream collectors) -> the instance's
-  // input collector.
+  // make(worker, node uid and name, downstream ports) -> the instance's
+  // input port.
   using Make =
-      std::function<StatusOr<void*>(Worker&, const OperatorIds&, const std::vector<void*>&)>;
+      std::function<StatusOr<Port>(Worker&, const OperatorIds&, const std::vector<Port>&)>;
   explicit FnNode(Make make) : make_(std::move(make)) {}
-  StatusOr<void*> instantiate(Worker& worker, const std::vector<void*>& downstream) override {
+  StatusOr<Port> instantiate(Worker& worker, const std::vector<Port>& downstream) override {
     return make_(worker, ids(), downstream);
   }
 
@@ -71,7 +71,7 @@ class SourceNode final : public Node {
     return Status();
   }
 
-  StatusOr<void*> instantiate(Worker& worker, const std::vector<void*>& downstream) override {
+  StatusOr<Port> instantiate(Worker& worker, const std::vector<Port>& downstream) override {
     // Split i goes to worker i mod P.
     std::vector<std::unique_ptr<SplitReader<T>>> mine;
     std::vector<int> ids;
@@ -82,10 +82,9 @@ class SourceNode final : public Node {
     }
     worker.add_head(std::make_unique<SourceHead<T>>(
         name, uid, std::move(mine), std::move(ids), event_time_,
-        static_cast<Collector<T>*>(downstream[0]),
-        static_cast<Collector<std::string>*>(downstream[1])),
+        downstream[0].get<T>(), downstream[1].get<std::string>()),
         OperatorIds{uid, name});
-    return nullptr;
+    return Port();
   }
 
   std::optional<EventTimeSpec<T>> event_time_;
@@ -100,27 +99,37 @@ class ExchangeSpec final : public ExchangeSpecBase {
  public:
   explicit ExchangeSpec(PartitionFactory factory) : factory_(std::move(factory)) {}
 
-  std::shared_ptr<void> make_channels(int parallelism, std::size_t capacity) override {
-    return std::make_shared<ExchangeChannels<T>>(parallelism, capacity);
+  std::shared_ptr<ExchangeChannelsBase> make_channels(int parallelism,
+                                                      std::size_t capacity) override {
+    return std::make_shared<Channels>(
+        std::make_shared<ExchangeChannels<T>>(parallelism, capacity));
   }
-  void* make_sender(Worker& worker, const std::shared_ptr<void>& channels, int stage,
-                    const std::string& consumer) override {
-    auto typed = std::static_pointer_cast<ExchangeChannels<T>>(channels);
+  Port make_sender(Worker& worker, const ExchangeChannelsBase& channels, int stage,
+                   const std::string& consumer) override {
     auto partition = factory_(worker);
     using Sender = ExchangeSender<T, decltype(partition)>;
-    return static_cast<Collector<T>*>(worker.add_operator(std::make_unique<Sender>(
-        "partitioning into " + consumer, typed, std::move(partition), stage)));
+    return Port(static_cast<Collector<T>*>(worker.add_operator(std::make_unique<Sender>(
+        "partitioning into " + consumer, rings(channels), std::move(partition), stage))));
   }
-  void make_gate(Worker& worker, const std::shared_ptr<void>& channels, void* downstream,
-                 int stage, const std::vector<bool>& senders) override {
-    auto gate = std::make_unique<InputGate<T>>(std::static_pointer_cast<ExchangeChannels<T>>(channels),
-                                               worker.index(), static_cast<Collector<T>*>(downstream),
-                                               senders);
+  void make_gate(Worker& worker, const ExchangeChannelsBase& channels, Port downstream, int stage,
+                 const std::vector<bool>& senders) override {
+    auto gate = std::make_unique<InputGate<T>>(rings(channels), worker.index(),
+                                               downstream.get<T>(), senders);
     gate->stage = stage;
     worker.add_head(std::move(gate));
   }
 
  private:
+  // This edge's rings, as the runtime holds them.
+  struct Channels final : ExchangeChannelsBase {
+    explicit Channels(std::shared_ptr<ExchangeChannels<T>> r) : rings(std::move(r)) {}
+    std::shared_ptr<ExchangeChannels<T>> rings;
+  };
+  // The runtime hands each spec the channels it made (make_channels()).
+  static const std::shared_ptr<ExchangeChannels<T>>& rings(const ExchangeChannelsBase& channels) {
+    return static_cast<const Channels&>(channels).rings;
+  }
+
   PartitionFactory factory_;
 };
 

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "meterstream/core/record_batch.hpp"
+#include "meterstream/runtime/detail/graph.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
 
@@ -80,14 +81,14 @@ class FanOut final : public Collector<T>, public OperatorInstance {
   RecordBatch<T> copy_;
 };
 
-// Node::make_fan_out for records of type T: `consumers` are Collector<T>*.
+// Node::make_fan_out for records of type T: each of `consumers` takes T
+// (checked by the runtime with check_wiring()).
 template <typename T>
-void* make_fan_out(Worker& worker, const std::vector<void*>& consumers) {
+Port make_fan_out(Worker& worker, const std::vector<Port>& consumers) {
   std::vector<Collector<T>*> typed;
   typed.reserve(consumers.size());
-  for (void* c : consumers) typed.push_back(static_cast<Collector<T>*>(c));
-  return static_cast<Collector<T>*>(
-      worker.add_operator(std::make_unique<FanOut<T>>(typed)));
+  for (const Port& c : consumers) typed.push_back(c.get<T>());
+  return Port(static_cast<Collector<T>*>(worker.add_operator(std::make_unique<FanOut<T>>(typed))));
 }
 
 }  // namespace meterstream::detail
