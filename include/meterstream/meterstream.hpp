@@ -23,9 +23,11 @@
 //   api/stream.hpp            Stream<T>: map, filter, flat_map, with_watermarks, key_by, rebalance,
 //                             dedup_by, sink
 //   api/keyed_stream.hpp      KeyedStream<K, T>: window, process, dedup_by_sequence, input
-//   api/windowed_stream.hpp   WindowedStream: allowed_lateness, aggregate, reduce, late()
+//   api/windowed_stream.hpp   WindowedStream: allowed_lateness, aggregate, reduce;
+//                             what aggregate/reduce return: late(), name(), uid()
 //   (handles come from the steps; keep them in `auto`, or name a keyed one
-//   KeyedStream<K, T> at the cost of a std::function call per record)
+//   KeyedStream<K, T> at the cost of a std::function call per record where
+//   records are partitioned and one in the keyed operator)
 //   api/process_function.hpp  ProcessContext: keyed state and timers
 //   window/assigners.hpp      tumbling, sliding, session
 //   window/aggregate.hpp      aggregate functions, WindowResult, Count

@@ -260,6 +260,9 @@ class JobAttempt {
                       fmt::format("{}: {}", node.name, std::string(input.status().message())));
       }
       inputs[static_cast<std::size_t>(node.id)] = *input;
+      if (node.input >= 0 && !input->connected()) {
+        return absl::InternalError(fmt::format("{}: consumes a stream but has no input", node.name));
+      }
       if (node.input >= 0) {
         MS_RETURN_IF_ERROR(check_wiring(*nodes[static_cast<std::size_t>(node.input)],
                                         static_cast<std::size_t>(node.input_port), *input));

@@ -1,5 +1,7 @@
 #include "meterstream/runtime/detail/operator_context.hpp"
 
+#include "fmt/format.h"
+
 #include "meterstream/runtime/detail/worker.hpp"
 
 namespace meterstream::detail {
@@ -32,7 +34,18 @@ const RestoredCheckpoint::Operator* OperatorContext::restored_part() const {
   return r != nullptr ? r->find(ids_.uid) : nullptr;
 }
 
+// State is checkpointed under the operator's uid: without one, operators
+// would share one entry and restore each other's state.
+static void require_uid(const OperatorIds& ids, const char* what) {
+  if (ids.uid.empty()) {
+    throw StatusError{absl::InternalError(
+        fmt::format("operator '{}' has no uid for {} (Worker::add_operator() without its ids)",
+                    ids.name, what))};
+  }
+}
+
 OperatorInstanceState& OperatorContext::snapshot_of(std::int64_t epoch) {
+  require_uid(ids_, "its checkpoint state");
   return worker_->snapshot_of(epoch, ids_.uid);
 }
 
@@ -53,6 +66,7 @@ void OperatorContext::add_sync_time(std::int64_t epoch, std::int64_t us) {
 }
 
 std::string OperatorContext::store_snapshot_dir(std::int64_t id) const {
+  require_uid(ids_, "its store's snapshot");
   return worker_->store_snapshot_dir(id, ids_.uid);
 }
 

@@ -36,6 +36,15 @@ struct Probe final : md::OperatorInstance {
     restored_id = context.restored_id();
     part = context.restored_part();
     context.metrics().counter(md::operator_metric("probe_opened", name))->add(1);
+    if (uid.empty()) {
+      // Without a uid there is nothing to checkpoint state under.
+      try {
+        context.snapshot_of(1);
+      } catch (const md::StatusError& e) {
+        refused = e.status.code() == absl::StatusCode::kInternal;
+      }
+      return;
+    }
     // A snapshot error fails that checkpoint, not the job.
     context.snapshot_step(1, [] { throw md::StatusError{absl::DataLossError("disk gone")}; });
     md::OperatorInstanceState& snap = context.snapshot_of(1);
@@ -44,6 +53,7 @@ struct Probe final : md::OperatorInstance {
     snapshot_key_groups = snap.key_groups;
   }
   bool opened = false;
+  bool refused = false;  // snapshot_of() without a uid
   std::string uid, name, snapshot_op;
   int index = -1, parallelism = -1, max_parallelism = -1, snapshot_worker = -1;
   ms::KeyGroupRange key_groups, snapshot_key_groups;
@@ -106,6 +116,7 @@ TEST_CASE("an operator sees its ids, key groups, backend and restored part throu
   REQUIRE(anonymous->opened);
   CHECK(anonymous->uid.empty());
   CHECK(anonymous->part == nullptr);
+  CHECK(anonymous->refused);
 }
 
 TEST_CASE("an operator that fails in open() fails the job with its status", "[runtime]") {
