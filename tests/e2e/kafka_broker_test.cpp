@@ -9,6 +9,7 @@
 #include "common/kafka_broker.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <map>
@@ -316,9 +317,11 @@ TEST_CASE(
   REQUIRE(rc == 0);
   // The commit of "three" may not be marked in its partition yet when the
   // broker was killed: the restarted coordinator writes the marker again,
-  // and the read (up to the high watermark) waits for it.
-  auto read = values(t::consume_kafka_topic(brokers, topic,
-                                            t::KafkaIsolation::kReadCommitted));
+  // and the read (up to the high watermark) waits for it. Under load (a CI
+  // run) the restarted coordinator once took more than 60 s for it: wait 3 min.
+  auto read = values(t::consume_kafka_topic(brokers, topic, t::KafkaIsolation::kReadCommitted,
+                                            t::KafkaReadUntil::kHighWatermark,
+                                            std::chrono::minutes(3)));
   std::sort(read.begin(), read.end());
   CHECK(read == std::vector<std::string>{"one", "three", "two"});
   // Transactions work after the crash.
