@@ -112,12 +112,10 @@ ms::Pipeline q1_into(const std::shared_ptr<ms::Sink<std::string>>& sink) {
 
 }  // namespace
 
-TEST_CASE(
-    "a job whose sink fails twice restarts from its checkpoint with the exact "
-    "output",
-    "[checkpoint]") {
-  const bool rocksdb = GENERATE(false, true);
-  INFO((rocksdb ? "rocksdb" : "memory"));
+namespace {
+
+// The sink fails twice; the job restarts from its checkpoint each time.
+void restart_twice(bool rocksdb) {
   mt::TempDir dir("restart");
   // About a fifth of the windows go out before each failure: the failures
   // come after checkpoints, with committed output to keep and some to redo.
@@ -136,6 +134,20 @@ TEST_CASE(
   // The last attempt resumed from a checkpoint, not from the start.
   CHECK(m.at("source_records") < static_cast<std::int64_t>(row().events));
   mt::check_q1_committed(dir.str("out"), row().expected);
+}
+
+}  // namespace
+
+TEST_CASE("a job whose sink fails twice restarts from its checkpoint with the exact output",
+          "[checkpoint]") {
+  restart_twice(/*rocksdb=*/false);
+}
+
+// On its own: the tsan preset leaves RocksDB out (Debian's is not built for
+// TSan, its background threads are reported).
+TEST_CASE("on rocksdb, a job whose sink fails twice restarts from its checkpoint exactly",
+          "[checkpoint][rocksdb]") {
+  restart_twice(/*rocksdb=*/true);
 }
 
 TEST_CASE(
