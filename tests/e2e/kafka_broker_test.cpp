@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/temp_dir.hpp"
@@ -307,6 +308,12 @@ TEST_CASE(
   t::produce_kafka_records(brokers, topic, {{"", "one", 0}, {"", "two", 1}});
   t::produce_kafka_transaction(brokers, t::unique_kafka_name("txid"), topic,
                                {{"", "three", 0}}, t::KafkaTxnEnd::kCommit);
+  // A single node keeps across a SIGKILL what its replicas' high-watermark
+  // checkpoint covers (written every 5 s, replica.high.watermark.checkpoint.
+  // interval.ms): killed sooner, it once came back without the transaction's
+  // state, and partition 0 stayed behind the open transaction for good (seen
+  // in 2 of 7 runs). The test is about the script, so it kills after that.
+  std::this_thread::sleep_for(std::chrono::seconds(6));
 
   broker_script("kill " + dir.str(), &rc);
   REQUIRE(rc == 0);
@@ -317,11 +324,9 @@ TEST_CASE(
   REQUIRE(rc == 0);
   // The commit of "three" may not be marked in its partition yet when the
   // broker was killed: the restarted coordinator writes the marker again,
-  // and the read (up to the high watermark) waits for it. Under load (a CI
-  // run) the restarted coordinator once took more than 60 s for it: wait 3 min.
-  auto read = values(t::consume_kafka_topic(brokers, topic, t::KafkaIsolation::kReadCommitted,
-                                            t::KafkaReadUntil::kHighWatermark,
-                                            std::chrono::minutes(3)));
+  // and the read (up to the high watermark) waits for it.
+  auto read = values(t::consume_kafka_topic(brokers, topic,
+                                            t::KafkaIsolation::kReadCommitted));
   std::sort(read.begin(), read.end());
   CHECK(read == std::vector<std::string>{"one", "three", "two"});
   // Transactions work after the crash.
