@@ -13,6 +13,7 @@
 
 #include "checkpoint/metadata.hpp"
 #include "checkpoint/storage_util.hpp"
+#include "meterstream/core/time.hpp"
 #include "core/failpoint.hpp"
 #include "fmt/format.h"
 
@@ -34,12 +35,6 @@ Status file_sha256(const std::string& path, std::string* hex) {
   if (in.bad()) return absl::DataLossError(fmt::format("error reading '{}'", path));
   *hex = detail::to_hex(sha.finish());
   return Status();
-}
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace
@@ -106,7 +101,7 @@ Status Coordinator::complete(std::int64_t id, std::vector<WorkerCheckpointPart> 
 
   CheckpointMetadata meta;
   meta.id = id;
-  meta.time_ms = now_ms();
+  meta.time_ms = processing_time_now();
   meta.final = final;
   meta.parallelism = job_.parallelism();
   meta.max_parallelism = job_.max_parallelism();

@@ -10,6 +10,7 @@
 
 #include "checkpoint/metadata.hpp"
 #include "checkpoint/storage_util.hpp"
+#include "meterstream/core/time.hpp"
 #include "core/failpoint.hpp"
 #include "fmt/format.h"
 
@@ -19,16 +20,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // Writes, reads back and removes an object, so that a storage that cannot be
 // written (or read) fails Job::start() with the storage's own error code.
 Status probe(CheckpointStorage& storage) {
-  const std::string path = fmt::format("_probe-{}-{}", ::getpid(), now_ms());
+  const std::string path = fmt::format("_probe-{}-{}", ::getpid(), processing_time_now());
   const std::string bytes = "meterstream checkpoint storage probe";
   auto fail = [&](const Status& s, const char* what) {
     return Status(s.code(), fmt::format("checkpoint storage {} is not usable: {} the probe "

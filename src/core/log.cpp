@@ -25,4 +25,17 @@ void log_to_stderr(LogLevel /*level*/, std::string_view message) {
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
+namespace detail {
+
+void call_log(const LogFunction& log, LogLevel level, std::string_view message) {
+  if (!log) return;
+  try {
+    log(level, message);
+  } catch (...) {
+    // Dropped: see the declaration.
+  }
+}
+
+}  // namespace detail
+
 }  // namespace meterstream

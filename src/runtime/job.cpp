@@ -431,15 +431,9 @@ class JobRunner {
     while (!s.ok() && !start_failed_ && !cancelled_.load() && restarts_.load() < r.max_attempts &&
            std::find(r.retriable.begin(), r.retriable.end(), s.code()) != r.retriable.end()) {
       const int attempt = restarts_.fetch_add(1) + 1;
-      if (options_.log) {
-        try {
-          options_.log(LogLevel::kWarning,
-                       fmt::format("the job failed ({}); restart {} of {} in {} ms", s.ToString(),
-                                   attempt, r.max_attempts, r.delay.count()));
-        } catch (...) {
-          // A log hook must not stop the restart.
-        }
-      }
+      call_log(options_.log, LogLevel::kWarning,
+               fmt::format("the job failed ({}); restart {} of {} in {} ms", s.ToString(),
+                           attempt, r.max_attempts, r.delay.count()));
       // The failed attempt is gone before the next one opens its sinks (a
       // transactional sink's lease and producers are released by then).
       JobOptions next = options_;

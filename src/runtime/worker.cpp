@@ -19,12 +19,7 @@ void WorkerShared::fail(Status status) {
 }
 
 void WorkerShared::log(LogLevel level, std::string_view message) const {
-  if (!options.log) return;
-  try {
-    options.log(level, message);
-  } catch (...) {
-    // A log hook must not take the job (or a library thread) down.
-  }
+  call_log(options.log, level, message);
 }
 
 Status WorkerShared::first_error() const {

@@ -33,4 +33,10 @@ using LogFunction = std::function<void(LogLevel level, std::string_view message)
 // JobOptions::log.
 void log_to_stderr(LogLevel level, std::string_view message);
 
+namespace detail {
+// Calls `log` (when set), dropping what it throws: a log hook must not take
+// a job, a restart or a library thread down. Not API.
+void call_log(const LogFunction& log, LogLevel level, std::string_view message);
+}  // namespace detail
+
 }  // namespace meterstream
