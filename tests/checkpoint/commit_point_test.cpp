@@ -20,6 +20,7 @@
 #include <catch2/catch.hpp>
 
 #include "common/checkpoint_jobs.hpp"
+#include "common/forwarding_storage.hpp"
 #include "common/temp_dir.hpp"
 #include "meterstream/meterstream.hpp"
 
@@ -309,12 +310,12 @@ namespace {
 // Local storage whose put of `blocked` (a metadata file) waits until
 // `release()` says so (at most 10 s), then fails: a storage outage that hits
 // the checkpoint in flight as the input ends.
-class BlockingStorage final : public ms::CheckpointStorage {
+class BlockingStorage final : public mt::ForwardingStorage {
  public:
   BlockingStorage(std::shared_ptr<ms::CheckpointStorage> inner, std::string blocked,
                   std::function<bool()> release)
-      : inner_(std::move(inner)), blocked_(std::move(blocked)), release_(std::move(release)) {}
-  std::string name() const override { return inner_->name(); }
+      : ForwardingStorage(std::move(inner)), blocked_(std::move(blocked)),
+        release_(std::move(release)) {}
   ms::Status put(std::string_view path, std::string_view bytes) override {
     if (path != blocked_) return inner_->put(path, bytes);
     const auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -323,21 +324,8 @@ class BlockingStorage final : public ms::CheckpointStorage {
     }
     return absl::UnavailableError("storage: writing " + blocked_ + " failed");
   }
-  ms::StatusOr<std::string> get(std::string_view path) override { return inner_->get(path); }
-  ms::StatusOr<bool> exists(std::string_view path) override { return inner_->exists(path); }
-  ms::StatusOr<std::vector<std::string>> list(std::string_view prefix) override {
-    return inner_->list(prefix);
-  }
-  ms::Status remove(std::string_view path) override { return inner_->remove(path); }
-  ms::Status put_file(std::string_view path, const std::string& local_file) override {
-    return inner_->put_file(path, local_file);
-  }
-  ms::Status get_file(std::string_view path, const std::string& local_file) override {
-    return inner_->get_file(path, local_file);
-  }
 
  private:
-  std::shared_ptr<ms::CheckpointStorage> inner_;
   std::string blocked_;
   std::function<bool()> release_;
 };

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/checkpoint_jobs.hpp"
+#include "common/forwarding_storage.hpp"
 #include "common/temp_dir.hpp"
 #include <catch2/catch.hpp>
 
@@ -62,10 +63,10 @@ struct LogLines {
 // A real local checkpoint folder whose first metadata write is refused, as a
 // storage that is briefly down refuses it: the first checkpoint fails, the
 // job goes on and the next one completes.
-class MetadataRefusedOnce final : public ms::CheckpointStorage {
+class MetadataRefusedOnce final : public mt::ForwardingStorage {
  public:
   explicit MetadataRefusedOnce(std::shared_ptr<ms::CheckpointStorage> inner)
-      : inner_(std::move(inner)) {}
+      : ForwardingStorage(std::move(inner)) {}
   std::string name() const override { return "refused-once(" + inner_->name() + ")"; }
   ms::Status put(std::string_view path, std::string_view bytes) override {
     const std::string_view tail = "/_metadata";
@@ -76,21 +77,8 @@ class MetadataRefusedOnce final : public ms::CheckpointStorage {
     }
     return inner_->put(path, bytes);
   }
-  ms::StatusOr<std::string> get(std::string_view path) override { return inner_->get(path); }
-  ms::StatusOr<bool> exists(std::string_view path) override { return inner_->exists(path); }
-  ms::StatusOr<std::vector<std::string>> list(std::string_view prefix) override {
-    return inner_->list(prefix);
-  }
-  ms::Status remove(std::string_view path) override { return inner_->remove(path); }
-  ms::Status put_file(std::string_view path, const std::string& local_file) override {
-    return inner_->put_file(path, local_file);
-  }
-  ms::Status get_file(std::string_view path, const std::string& local_file) override {
-    return inner_->get_file(path, local_file);
-  }
 
  private:
-  std::shared_ptr<ms::CheckpointStorage> inner_;
   std::atomic<bool> refused_{false};
 };
 
