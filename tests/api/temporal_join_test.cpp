@@ -12,6 +12,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "bench/join.hpp"
 #include "common/checkpoint_jobs.hpp"
 #include "common/temp_dir.hpp"
 #include "meterstream/api/temporal_join.hpp"
@@ -180,12 +181,19 @@ TEST_CASE("temporal_join resumes from a checkpoint with exactly the uninterrupte
   const Expected expected = brute_force(*rs, *cs);
 
   for (const bool rocksdb : {false, true}) {
-    DYNAMIC_SECTION((rocksdb ? "rocksdb" : "memory")) {
+    for (const bool slow_reference : {false, true}) {
+    DYNAMIC_SECTION((rocksdb ? "rocksdb" : "memory")
+                    << (slow_reference ? ", readings waiting for a slow reference stream"
+                                       : ", reference stream read at once")) {
       mt::TempDir dir;
       mt::Pace slow;
       slow.every = 100;
+      // The reference stream: at full speed, or slow enough that checkpoints
+      // hold waiting readings and a reference split that has not ended.
       mt::Pace fast;
-      fast.slow->store(false);
+      fast.every = 5;
+      fast.pause = 10ms;
+      if (!slow_reference) fast.slow->store(false);
       ms::JobOptions o;
       o.parallelism = 2;
       o.checkpoint = ms::enable_checkpointing(20ms, mt::local_storage(dir.str("chk")));
@@ -199,6 +207,7 @@ TEST_CASE("temporal_join resumes from a checkpoint with exactly the uninterrupte
       }
       CHECK(mt::committed_lines(dir.str("joined")).size() < expected.joined.size());
       slow.slow->store(false);
+      fast.slow->store(false);
       o.checkpoint.restore = ms::RestoreFrom::latest();
       if (rocksdb) o.state_backend = mt::tiny_rocksdb(dir.str("state2"));
       ms::Pipeline p = join_pipeline(mt::paced_source(rs, slow), mt::paced_source(cs, fast),
@@ -207,6 +216,61 @@ TEST_CASE("temporal_join resumes from a checkpoint with exactly the uninterrupte
       mt::run_to_end(p, o);
       CHECK(mt::committed_lines(dir.str("joined")) == expected.joined);
       CHECK(mt::committed_lines(dir.str("unmatched")) == expected.unmatched);
+    }
+    }
+  }
+}
+
+TEST_CASE("readings wait for a slow reference stream and still join the right version",
+          "[temporal_join]") {
+  const auto rs = std::make_shared<const std::vector<ms::MeterReading>>(readings(workload()));
+  const auto cs =
+      std::make_shared<const std::vector<ms::Calibration>>(ms::calibration_stream(calibration()));
+  const Expected expected = brute_force(*rs, *cs);
+  mt::Pace fast;
+  fast.slow->store(false);
+  mt::Pace slow;  // the versions trickle in: readings arrive long before theirs
+  slow.every = 10;
+  slow.pause = 2ms;
+  std::vector<std::string> joined;
+  std::vector<std::string> unmatched;
+  ms::Pipeline p = join_pipeline(mt::paced_source(rs, fast), mt::paced_source(cs, slow),
+                                 ms::collect_into(joined), ms::collect_into(unmatched));
+  ms::JobOptions o;
+  o.parallelism = 2;
+  mt::run_to_end(p, o);
+  CHECK(sorted(joined) == expected.joined);
+  CHECK(sorted(unmatched) == expected.unmatched);
+}
+
+TEST_CASE("meterstream-bench join: calibrated Q1 equals the brute-force join then Q1",
+          "[temporal_join]") {
+  ms::SmartMeterWorkload w;
+  w.seed = 11;
+  w.meters = 200;
+  w.events = 60000;
+  w.late_ppm = 0;  // Q1 drops nothing as late: its result does not depend on timing
+  const auto events = ms::generate_smart_meter_events(w);
+  ms::CalibrationWorkload c;
+  c.seed = w.seed;
+  c.meters = w.meters;
+  const auto calib = ms::calibration_stream(c);
+  ms::Q1Params q;
+  const ms::JoinTotals expected = ms::run_join_baseline(events, calib, q);
+  REQUIRE(expected.unmatched > 0);
+  REQUIRE(expected.joined + expected.unmatched == events.size());
+  for (const std::string state : {"memory", "rocksdb"}) {
+    for (const int threads : {1, 2}) {
+      DYNAMIC_SECTION(state << ", " << threads << " threads") {
+        ms::Status error;
+        const ms::JoinTotals t = ms::run_join_pipeline(events, calib, q, threads, state, "", &error);
+        INFO(error.ToString());
+        REQUIRE(error.ok());
+        CHECK(t.joined == expected.joined);
+        CHECK(t.unmatched == expected.unmatched);
+        CHECK(t.q1 == expected.q1);
+        CHECK(t.versions_dropped > 0);
+      }
     }
   }
 }
