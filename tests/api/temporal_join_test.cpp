@@ -294,3 +294,24 @@ TEST_CASE("build() refuses a temporal_join whose reference stream has no waterma
   CHECK(msg.find("temporal_join 'calibrate'") != std::string::npos);
   CHECK(msg.find("reference stream has no watermarks") != std::string::npos);
 }
+
+TEST_CASE("the calibration stream matches the test vector of docs/workload-calibration.md",
+          "[temporal_join]") {
+  ms::CalibrationWorkload w;
+  w.seed = 42;
+  w.meters = 5;
+  w.versions = 2;
+  w.period_ms = 600000;
+  w.late_start_every = 5;
+  const std::vector<ms::Calibration> s = ms::calibration_stream(w);
+  REQUIRE(s.size() == 10);
+  CHECK(s[0] == ms::Calibration{1, 1699999592778, 992549, 4});
+  CHECK(s[3] == ms::Calibration{0, 1699999972085, 1036499, 8});
+  CHECK(s[4] == ms::Calibration{4, 1700000488407, 952187, -1});
+  CHECK(s[9] == ms::Calibration{3, 1700001114867, 960511, -6});
+  ms::MeterReading r;
+  r.meter_id = 1;
+  r.ts_ms = 1700000006428;
+  r.wh = 124;
+  CHECK(ms::calibrate(r, s[0]).wh == 127);
+}
