@@ -186,8 +186,8 @@ TEST_CASE("temporal_join resumes from a checkpoint with exactly the uninterrupte
                     << (slow_reference ? ", readings waiting for a slow reference stream"
                                        : ", reference stream read at once")) {
       mt::TempDir dir;
-      mt::Pace slow;
-      slow.every = 100;
+      mt::Pace slow;  // about 1.2 s of readings: room for checkpoints, on RocksDB too
+      slow.every = 25;
       // The reference stream: at full speed, or slow enough that checkpoints
       // hold waiting readings and a reference split that has not ended.
       mt::Pace fast;
@@ -203,7 +203,7 @@ TEST_CASE("temporal_join resumes from a checkpoint with exactly the uninterrupte
                                        mt::line_sink(dir.str("joined")),
                                        mt::line_sink(dir.str("unmatched")));
         ms::Job job = mt::build_job(p, o);
-        mt::run_and_cancel(job, 3, 3000);
+        mt::run_and_cancel(job, 2, 3000);
       }
       CHECK(mt::committed_lines(dir.str("joined")).size() < expected.joined.size());
       slow.slow->store(false);
@@ -247,13 +247,14 @@ TEST_CASE("meterstream-bench join: calibrated Q1 equals the brute-force join the
           "[temporal_join]") {
   ms::SmartMeterWorkload w;
   w.seed = 11;
-  w.meters = 200;
+  w.meters = 3000;  // more keys than the join's cache holds on RocksDB: versions spill
   w.events = 60000;
   w.late_ppm = 0;  // Q1 drops nothing as late: its result does not depend on timing
   const auto events = ms::generate_smart_meter_events(w);
   ms::CalibrationWorkload c;
   c.seed = w.seed;
   c.meters = w.meters;
+  c.period_ms = 60000;  // several versions within the readings' 5 minutes
   const auto calib = ms::calibration_stream(c);
   ms::Q1Params q;
   const ms::JoinTotals expected = ms::run_join_baseline(events, calib, q);

@@ -34,6 +34,8 @@
 #include "meterstream/runtime/detail/user_call.hpp"
 #include "meterstream/runtime/detail/worker.hpp"
 #include "meterstream/runtime/operator.hpp"
+#include "meterstream/state/detail/state_cache.hpp"
+#include "meterstream/state/state_backend.hpp"
 
 namespace meterstream::detail {
 
@@ -97,6 +99,80 @@ class TemporalJoinFeed final : public Collector<R>, public OperatorInstance {
   TemporalJoinReferenceInput<R>* join_ = nullptr;
 };
 
+// One key's versions, ascending by validity time (few: the cleanup keeps
+// about one behind the watermark).
+template <typename R>
+using VersionList = std::vector<std::pair<Timestamp, R>>;
+
+// The versions of every key of an instance: keyed state. With codecs for K
+// and R, a StateCache in front of the operator's KeyedStateStore (all in
+// memory on the memory backend; on RocksDB a bounded cache written back to
+// the store, which the checkpoint snapshots); without, a hash map (such a
+// join cannot checkpoint, see require_codecs()).
+template <typename K, typename R, bool kStored = HasCodec<K>::value && HasCodec<R>::value>
+class VersionTable {
+ public:
+  void open(OperatorContext&, const std::string&) {}
+  VersionList<R>* find(const K& key) {
+    auto it = map_.find(key);
+    return it == map_.end() ? nullptr : &it->second;
+  }
+  VersionList<R>& get_or_create(const K& key) { return map_[key]; }
+  void mark_dirty(const K&) {}
+  void erase(const K& key) { map_.erase(key); }
+  void flush() {}
+  bool on_disk() const { return false; }
+  KeyedStateStore* store() { return nullptr; }
+  template <typename F>
+  void for_each(F&& fn) const {
+    for (const auto& [k, v] : map_) fn(k, v);
+  }
+
+ private:
+  std::unordered_map<K, VersionList<R>, KeyHash<K>> map_;
+};
+
+template <typename K, typename R>
+class VersionTable<K, R, true> {
+ public:
+  void open(OperatorContext& context, const std::string& uid) {
+    StatusOr<std::unique_ptr<KeyedStateStore>> store = context.state_backend()->open_keyed_store(
+        uid, context.key_groups(), context.max_parallelism());
+    if (!store.ok()) throw StatusError{store.status()};
+    store_ = *std::move(store);
+    StatusOr<int> id = store_->register_state({"versions", StateDescriptor::Kind::kValue});
+    if (!id.ok()) throw StatusError{id.status()};
+    // As the dedup operators: on the memory backend the cache is the state;
+    // on disk it is bounded by this instance's share of the operator memory
+    // (about 128 bytes an entry).
+    const std::size_t share = context.operator_memory_share();
+    on_disk_ = share != 0;
+    cache_ = std::make_unique<StateCache<K, VersionList<R>>>(
+        on_disk_ ? store_.get() : nullptr, *id, std::max<std::size_t>(share / 128, 1024),
+        context.max_parallelism());
+  }
+  VersionList<R>* find(const K& key) { return cache_->find(key); }
+  VersionList<R>& get_or_create(const K& key) {
+    VersionList<R>* v = cache_->find(key);
+    return v != nullptr ? *v : cache_->put(key, VersionList<R>{});
+  }
+  void mark_dirty(const K& key) { cache_->mark_dirty(key); }
+  void erase(const K& key) { cache_->erase(key); }
+  void flush() { cache_->flush(); }
+  bool on_disk() const { return on_disk_; }
+  KeyedStateStore* store() { return store_.get(); }
+  // Every version in memory: all of them unless on disk.
+  template <typename F>
+  void for_each(F&& fn) const {
+    cache_->for_each(fn);
+  }
+
+ private:
+  std::unique_ptr<KeyedStateStore> store_;
+  std::unique_ptr<StateCache<K, VersionList<R>>> cache_;
+  bool on_disk_ = false;
+};
+
 // The join. K: the key; T: readings; R: reference records; Out: joined.
 // The reference records' event timestamps are their validity times.
 template <typename K, typename T, typename R, typename Out, typename KeyT, typename KeyR,
@@ -120,8 +196,12 @@ class TemporalJoinOp final : public Collector<T>,
     versions_count_ = m.counter("temporal_join_versions_dropped");
     late_reference_ = m.counter("temporal_join_late_reference");
     if (context.checkpointing()) require_codecs<K, T, R>(name_);
+    versions_.open(context, uid_);
     if constexpr (HasCodec<K>::value && HasCodec<T>::value && HasCodec<R>::value) {
-      if (const auto* mine = context.restored_part()) restore(*mine);
+      if (const auto* mine = context.restored_part()) {
+        if (versions_.on_disk()) restore_stores(*versions_.store(), *mine);
+        restore(*mine);
+      }
     }
   }
 
@@ -207,8 +287,23 @@ class TemporalJoinOp final : public Collector<T>,
     RecordBatch<V> batch;
     std::int64_t value;  // watermark or barrier id
   };
-  // Per key: the versions by validity time.
-  using Versions = std::map<Timestamp, R>;
+  using Versions = VersionList<R>;
+
+  // Inserts or replaces the version of `ts` in `v` (ascending).
+  static void upsert(Versions& v, Timestamp ts, R r) {
+    auto it = std::lower_bound(v.begin(), v.end(), ts,
+                               [](const auto& e, Timestamp t) { return e.first < t; });
+    if (it != v.end() && it->first == ts) {
+      it->second = std::move(r);
+    } else {
+      v.insert(it, {ts, std::move(r)});
+    }
+  }
+  // The first version of `v` valid after `ts` (v.end() when none).
+  static typename Versions::const_iterator after(const Versions& v, Timestamp ts) {
+    return std::upper_bound(v.begin(), v.end(), ts,
+                            [](Timestamp t, const auto& e) { return t < e.first; });
+  }
 
   void on_readings(RecordBatch<T>& batch) {
     call_user(name_, [&] {
@@ -230,9 +325,10 @@ class TemporalJoinOp final : public Collector<T>,
         const Timestamp ts = batch.timestamps[i];
         if (ts <= ref_wm_) late_reference_->add();
         const K key = std::invoke(key_r_, batch.values[i]);
-        Versions& v = versions_[key];
-        v.insert_or_assign(ts, std::move(batch.values[i]));
+        Versions& v = versions_.get_or_create(key);
+        upsert(v, ts, std::move(batch.values[i]));
         prune(v);
+        versions_.mark_dirty(key);
       }
     });
   }
@@ -261,11 +357,11 @@ class TemporalJoinOp final : public Collector<T>,
   // greatest validity time <= ts.
   void emit(const T& reading, Timestamp ts) {
     const K key = std::invoke(key_t_, reading);
-    auto it = versions_.find(key);
+    Versions* versions = versions_.find(key);
     const R* version = nullptr;
-    if (it != versions_.end()) {
-      auto v = it->second.upper_bound(ts);
-      if (v != it->second.begin()) version = &std::prev(v)->second;
+    if (versions != nullptr) {
+      auto v = after(*versions, ts);
+      if (v != versions->begin()) version = &std::prev(v)->second;
     }
     if (version == nullptr) {
       unmatched_count_->add();
@@ -275,7 +371,7 @@ class TemporalJoinOp final : public Collector<T>,
     }
     out_batch_.push_back(joiner_(reading, *version), ts);
     joined_->add();
-    prune(it->second);
+    if (prune(*versions)) versions_.mark_dirty(key);
   }
 
   // The earliest timestamp a reading still to be joined can have: pending
@@ -288,15 +384,17 @@ class TemporalJoinOp final : public Collector<T>,
 
   // Drops the versions of one key that no reading can need any more: all
   // but the last one valid at the horizon, and the later ones.
-  void prune(Versions& v) {
+  // Returns whether it dropped any.
+  bool prune(Versions& v) {
     const Timestamp h = horizon();
-    auto keep = v.upper_bound(h);
-    if (keep == v.begin()) return;
+    auto keep = after(v, h);
+    if (keep == v.begin()) return false;
     --keep;  // the version valid at h
-    const auto dropped = std::distance(v.begin(), keep);
-    if (dropped == 0) return;
-    v.erase(v.begin(), keep);
+    const auto dropped = std::distance(v.cbegin(), keep);
+    if (dropped == 0) return false;
+    v.erase(v.cbegin(), keep);
     versions_count_->add(static_cast<std::int64_t>(dropped));
+    return true;
   }
 
   void flush_output() {
@@ -330,6 +428,7 @@ class TemporalJoinOp final : public Collector<T>,
       }
     });
     flush_output();
+    versions_.flush();
     out_->end();
     if (unmatched_ != nullptr) unmatched_->end();
   }
@@ -340,7 +439,7 @@ class TemporalJoinOp final : public Collector<T>,
     reading_blocked_ = 0;
     ref_blocked_ = 0;
     OperatorInstanceState& snap = context_->snapshot_of(id);
-    context_->snapshot_step(id, [&] { call_user(name_, [&] { snapshot(snap); }); });
+    context_->snapshot_step(id, [&] { call_user(name_, [&] { snapshot(id, snap); }); });
     out_->barrier(id);
     if (unmatched_ != nullptr) unmatched_->barrier(id);
     replay();
@@ -393,20 +492,26 @@ class TemporalJoinOp final : public Collector<T>,
   // Operator state: both watermarks. Per key group: tagged entries, 0 a
   // version (key, validity time, record), 1 a pending reading (timestamp,
   // reading).
-  void snapshot(OperatorInstanceState& snap) {
+  void snapshot(std::int64_t id, OperatorInstanceState& snap) {
     snap.operator_state.clear();
     put_i64(&snap.operator_state, reading_wm_);
     put_i64(&snap.operator_state, ref_wm_);
     if constexpr (HasCodec<K>::value && HasCodec<T>::value && HasCodec<R>::value) {
       KeyGroupBytes bytes(context_->key_groups());
-      for (const auto& [key, versions] : versions_) {
-        std::string& out = bytes[key_group_of(key, max_parallelism_)];
-        for (const auto& [ts, r] : versions) {
-          out.push_back('\0');
-          encode_field<K, KeyCodec<K>>(key, &out);
-          put_i64(&out, ts);
-          encode_field<R>(r, &out);
-        }
+      if (versions_.on_disk()) {
+        // The versions are in the store: its snapshot holds them.
+        versions_.flush();
+        snapshot_store(*context_, id, *versions_.store(), snap);
+      } else {
+        versions_.for_each([&](const K& key, const Versions& versions) {
+          std::string& out = bytes[key_group_of(key, max_parallelism_)];
+          for (const auto& [ts, r] : versions) {
+            out.push_back('\0');
+            encode_field<K, KeyCodec<K>>(key, &out);
+            put_i64(&out, ts);
+            encode_field<R>(r, &out);
+          }
+        });
       }
       for (const auto& [ts, reading] : pending_) {
         const K key = std::invoke(key_t_, reading);
@@ -444,7 +549,8 @@ class TemporalJoinOp final : public Collector<T>,
               !decode_field<R>(&in, &r)) {
             throw_corrupt(name_, "its reference versions");
           }
-          versions_[key].insert_or_assign(ts, std::move(r));
+          upsert(versions_.get_or_create(key), ts, std::move(r));
+          versions_.mark_dirty(key);
         } else if (tag == '\1') {
           std::int64_t ts = 0;
           T t{};
@@ -469,7 +575,7 @@ class TemporalJoinOp final : public Collector<T>,
   OperatorContext* context_ = nullptr;
   int max_parallelism_ = kDefaultMaxParallelism;
 
-  std::unordered_map<K, Versions, KeyHash<K>> versions_;
+  VersionTable<K, R> versions_;
   std::multimap<Timestamp, T> pending_;  // readings waiting for the reference watermark
   Timestamp reading_wm_ = kMinTimestamp;
   Timestamp ref_wm_ = kMinTimestamp;
