@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "bench_util.hpp"
+#include "join.hpp"
 #include "kafka_consume.hpp"
 #include "kafka_tools.hpp"
 #include "output_check.hpp"
@@ -66,6 +67,12 @@ constexpr const char* kUsage =
     "JSON then covers this run only. With --output-topic (instead of --output)\n"
     "each window is one message of the Kafka topic O at B, exactly once (Kafka\n"
     "transactions; read it with isolation.level=read_committed).\n"
+    "       meterstream-bench join|join-baseline [Q1's workload and window flags]\n"
+    "         [--threads T] [--state memory|rocksdb] [--calib-versions V]\n"
+    "         [--calib-period-ms P] [--calib-late-start-every L]\n"
+    "Joins the readings with the calibration stream (docs/workload-calibration.md)\n"
+    "by event time, then Q1 over the calibrated readings; the JSON adds\n"
+    "calibration_records, joined, unmatched, versions_dropped.\n"
     "       meterstream-bench check-output --output DIR\n"
     "Reads the committed files DIR/*.csv (lines meter_id,start,count,sum_wh,min_v,max_v)\n"
     "and prints one JSON line: windows, total_count, sum_wh, digest, repeated,\n"
@@ -484,6 +491,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "q1" || command == "q1-baseline" || is_q2(command)) return run_q1(command, args);
+  if (command == "join" || command == "join-baseline") return ms::run_join_command(command, args);
   if (command == "check-output") return run_check_output(args);
   if (command == "produce") return run_produce(args);
   if (command == "verify") return run_verify(args);
