@@ -201,6 +201,8 @@ struct AlertsConfig {
   std::string host;
   int port = 0;
   std::uint64_t rate = 10000;
+  int threads = 1;
+  std::uint64_t batch_size = JobOptions().batch_size;
 };
 
 StatusOr<AlertsConfig> parse_alerts(const std::vector<std::string>& args) {
@@ -208,7 +210,7 @@ StatusOr<AlertsConfig> parse_alerts(const std::vector<std::string>& args) {
       Flags flags,
       Flags::parse(args, {"redis", "rate", "seed", "meters", "events", "late-ppm", "dup-ppm",
                           "anomaly-ppm", "hot-factor", "window-ms", "bound-ms", "wm-every",
-                          "dedup-horizon"}));
+                          "dedup-horizon", "threads", "batch-size"}));
   AlertsConfig c;
   if (!flags.has("redis")) return absl::InvalidArgumentError("flag --redis HOST:PORT is required");
   MS_ASSIGN_OR_RETURN(std::string redis, flags.get_string("redis", ""));
@@ -223,6 +225,9 @@ StatusOr<AlertsConfig> parse_alerts(const std::vector<std::string>& args) {
   if (c.port < 1 || c.port > 65535) {
     return absl::InvalidArgumentError("--redis '" + redis + "': port outside 1..65535");
   }
+  MS_ASSIGN_OR_RETURN(std::int64_t threads, flags.get_int("threads", 1, 1, 1024));
+  c.threads = static_cast<int>(threads);
+  MS_ASSIGN_OR_RETURN(c.batch_size, flags.get_uint("batch-size", c.batch_size, 1, 1 << 20));
   MS_ASSIGN_OR_RETURN(c.rate, flags.get_uint("rate", c.rate, 0, std::uint64_t{1} << 40));
   SmartMeterWorkload& w = c.workload;
   constexpr std::uint64_t kPpm = 1000000;
@@ -315,7 +320,10 @@ int run_alerts(const std::vector<std::string>& args, const char* usage) {
   windows.sink(agg_sink);
   windows.sink(totals_sink);
 
-  StatusOr<Job> job = p.build();
+  JobOptions options;
+  options.parallelism = c.threads;
+  options.batch_size = static_cast<std::size_t>(c.batch_size);
+  StatusOr<Job> job = p.build(options);
   const auto start = std::chrono::steady_clock::now();
   Status result = job.ok() ? job->run() : job.status();
   const double proc_s =

@@ -2,7 +2,10 @@
 // alerts and hot aggregates in Redis.
 //
 //   meterstream-bench alerts --redis HOST:PORT [--rate R] [Q1's workload and
-//                            window flags] [--dedup-horizon N]
+//                            window flags] [--dedup-horizon N] [--threads T]
+//                            [--batch-size N]  (JobOptions::batch_size; small
+//                            batches for low latency: records wait in an
+//                            exchange until its batch fills or a watermark)
 //
 // The events are generated into memory first, then handed to the pipeline by
 // a source paced at R events/s (default 10000; 0 = as fast as it goes), each

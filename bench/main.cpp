@@ -109,6 +109,7 @@ constexpr const char* kUsage =
     "       meterstream-bench alerts --redis HOST:PORT [--rate R] [--seed S] [--meters K]\n"
     "         [--events N] [--late-ppm P] [--dup-ppm P] [--anomaly-ppm P] [--hot-factor H]\n"
     "         [--window-ms W] [--bound-ms B] [--wm-every E] [--dedup-horizon N]\n"
+    "         [--threads T] [--batch-size N]\n"
     "Query Q3: the events paced at R events/s (default 10000, 0 = unpaced), Q2's dedup,\n"
     "then SET NX alert:<meter_id>:<seq> '<ts_ms>,<voltage_dv>,<ingest_us>' for every\n"
     "reading below 2000 dV and HSET agg:<meter_id> <start> '<count>,<sum_wh>,<min_v>,<max_v>'\n"
