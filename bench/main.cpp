@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "alerts.hpp"
 #include "bench_util.hpp"
 #include "join.hpp"
 #include "kafka_consume.hpp"
@@ -111,7 +112,17 @@ constexpr const char* kUsage =
     "       meterstream-bench kafka-consume --brokers B --topic T [--threads N]\n"
     "Reads T's MeterReadings through the Kafka source (bounded, read_committed) into\n"
     "a counting sink: the consume-only pass of bench/kafka_throughput.sh. Prints one\n"
-    "JSON line: events, undecodable, sum_wh, proc_s, events_per_s, peak_rss_mb.\n";
+    "JSON line: events, undecodable, sum_wh, proc_s, events_per_s, peak_rss_mb.\n"
+    "       meterstream-bench alerts --redis HOST:PORT [--rate R] [--seed S] [--meters K]\n"
+    "         [--events N] [--late-ppm P] [--dup-ppm P] [--anomaly-ppm P] [--hot-factor H]\n"
+    "         [--window-ms W] [--bound-ms B] [--wm-every E] [--dedup-horizon N]\n"
+    "         [--threads T] [--batch-size N]\n"
+    "Query Q3: the events paced at R events/s (default 10000, 0 = unpaced), Q2's dedup,\n"
+    "then SET NX alert:<meter_id>:<seq> '<ts_ms>,<voltage_dv>,<ingest_us>' for every\n"
+    "reading below 2000 dV and HSET agg:<meter_id> <start> '<count>,<sum_wh>,<min_v>,<max_v>'\n"
+    "(versioned upserts) for Q1's windows. Prints one JSON line: Q2's fields, alerts,\n"
+    "alert_digest, alert_latency_p50_ms, alert_latency_p99_ms, alert_latency_max_ms\n"
+    "(ingest to Redis acknowledging the write).\n";
 
 const std::set<std::string> kQ1Flags = {
     "seed",     "meters",    "events",   "late-ppm", "dup-ppm", "anomaly-ppm", "hot-factor",
@@ -496,6 +507,7 @@ int main(int argc, char** argv) {
   if (command == "produce") return run_produce(args);
   if (command == "verify") return run_verify(args);
   if (command == "kafka-q1") return run_kafka_q1(args);
+  if (command == "alerts") return ms::bench::run_alerts(args, kUsage);
   if (command == "kafka-consume") return ms::bench::run_kafka_consume(args, kUsage);
   std::cerr << "meterstream-bench: unknown sub-command '" << command << "'\n" << kUsage;
   return kExitUsage;
