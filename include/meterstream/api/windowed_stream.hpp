@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -40,7 +41,7 @@ class WindowedResultStream : public Stream<Out> {
   // output). They are counted ("window_late_records") whether or not this
   // stream is used.
   Stream<T> late() const {
-    if (late_.graph) return detail::StreamAccess::stream<T>(late_);
+    if (late_) return detail::StreamAccess::stream<T>(late_());
     return detail::StreamAccess::stream<T>(this->core_.side_output(1));
   }
 
@@ -55,10 +56,12 @@ class WindowedResultStream : public Stream<Out> {
  private:
   template <typename, typename, typename, typename>
   friend class WindowedStream;
-  explicit WindowedResultStream(Stream<Out> results, detail::StreamCore late = {})
+  explicit WindowedResultStream(Stream<Out> results,
+                                std::function<detail::StreamCore()> late = nullptr)
       : Stream<Out>(std::move(results)), late_(std::move(late)) {}
-  // Where late() is when it is not this node's side output (salted()).
-  detail::StreamCore late_;
+  // Adds the step that gives late() when it is not this node's side output
+  // (salted(): the records unsalted again), only when late() is used.
+  std::function<detail::StreamCore()> late_;
 };
 
 template <typename K, typename T, typename KeyFn, typename Assigner>
@@ -206,17 +209,20 @@ class WindowedStream {
         p.side_output[1] = true;
         p.name = name + ".partial";
       }
-      // The late records, unsalted again.
-      const detail::StreamCore late = detail::attach<ST>(
-          partials.side_output(1), method, "map",
-          [](detail::Worker& w, const detail::OperatorIds& ids,
-             const std::vector<detail::Port>& d) {
-            auto unsalt = [](const ST& s) { return s.value; };
-            return detail::chain<detail::MapOp<ST, T, decltype(unsalt)>, ST, T>(w, ids, d,
-                                                                                unsalt);
-          },
-          detail::port_types<T>());
-      if (late.valid()) late.graph->set_name(late.node, name + ".late");
+      // The late records, unsalted again (when late() is used).
+      auto late = [partials, method, name]() {
+        const detail::StreamCore c = detail::attach<ST>(
+            partials.side_output(1), method, "map",
+            [](detail::Worker& w, const detail::OperatorIds& ids,
+               const std::vector<detail::Port>& d) {
+              auto unsalt = [](const ST& s) { return s.value; };
+              return detail::chain<detail::MapOp<ST, T, decltype(unsalt)>, ST, T>(w, ids, d,
+                                                                                  unsalt);
+            },
+            detail::port_types<T>());
+        if (c.valid()) c.graph->set_name(c.node, name + ".late");
+        return c;
+      };
       const detail::StreamCore marked = detail::attach<Partial>(
           partials, method, "salt-upserts",
           [](detail::Worker& w, const detail::OperatorIds& ids,
