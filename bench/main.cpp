@@ -57,7 +57,8 @@ constexpr const char* kUsage =
     "          [--checkpoint-storage s3://BUCKET/PREFIX --s3-endpoint URL]\n"
     "          [--brokers B --output-topic O --transactional-id-prefix X]]\n"
     "Prints one JSON line: events, windows, late_dropped, total_count, sum_wh,\n"
-    "digest, proc_s, events_per_s, peak_rss_mb.\n"
+    "digest, proc_s, events_per_s, peak_rss_mb. --salt N (DSL only) salts each meter\n"
+    "over N salts (key_by().salted(N)); the digest is the unsalted one.\n"
     "dedup and dedup-baseline run query Q2 (drop retried (meter, seq), then Q1;\n"
     "plus --dedup-horizon N for the DSL's dedup_by_sequence) and add\n"
     "duplicates_dropped to the JSON.\n"
@@ -127,7 +128,7 @@ constexpr const char* kUsage =
 const std::set<std::string> kQ1Flags = {
     "seed",     "meters",    "events",   "late-ppm", "dup-ppm", "anomaly-ppm", "hot-factor",
     "window-ms", "bound-ms", "wm-every", "threads",  "state",   "state-dir",
-    "state-memory-mb", "source-threads", "checkpoint-dir", "checkpoint-interval-ms", "output",
+    "state-memory-mb", "source-threads", "salt", "checkpoint-dir", "checkpoint-interval-ms", "output",
     "checkpoint-storage", "s3-endpoint", "brokers", "output-topic", "transactional-id-prefix"};
 
 // Q2 (dedup) takes Q1's flags and the dedup operator's own.
@@ -158,6 +159,8 @@ ms::StatusOr<Q1Config> parse_q1(const std::string& command,
                       ms::bench::Flags::parse(args, is_q2(command) ? q2_flags() : kQ1Flags));
   Q1Config c;
   c.params.dedup = is_q2(command);
+  MS_ASSIGN_OR_RETURN(std::uint64_t salt, flags.get_uint("salt", 1, 1, 1024));
+  c.params.salt = static_cast<int>(salt);
   MS_ASSIGN_OR_RETURN(c.params.dedup_horizon,
                       flags.get_uint("dedup-horizon", c.params.dedup_horizon, 1,
                                      std::uint64_t{1} << 32));

@@ -49,6 +49,10 @@ struct Q1Params {
   // operators' in-memory tables). Default: 512
   std::uint64_t state_memory_mb = 512;
 
+  // key_by().salted(salt) in the DSL run (hot keys); 1: not salted.
+  // Default: 1
+  int salt = 1;
+
   // JobOptions::source_threads for the DSL run. Default: false
   bool source_threads = false;
 

@@ -229,7 +229,7 @@ Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params
     // Q2: retries dropped per meter by sequence number, before the windows.
     finish(readings.dedup_by_sequence(&MeterReading::seq, params.dedup_horizon).window(window));
   } else {
-    finish(readings.window(window));
+    finish(readings.salted(params.salt).window(window));
   }
 
   StatusOr<Job> job = p.build(options);

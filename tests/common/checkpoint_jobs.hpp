@@ -86,9 +86,9 @@ inline std::shared_ptr<Sink<std::string>> line_sink(const std::string& dir) {
 }
 
 // Q1 (or Q2 with dedup) of `row` over a paced source, windows written as
-// check-output lines, exactly once, to `out_dir`.
+// check-output lines, exactly once, to `out_dir`; Q1 with key_by().salted(salts).
 inline Pipeline q1_pipeline(const WorkloadRow& row, const Pace& pace, const std::string& out_dir,
-                            bool dedup = false) {
+                            bool dedup = false, int salts = 1) {
   const Q1Params q = row.params(dedup);
   Pipeline p;
   auto keyed = p.source(paced_source(row_events(row), pace))
@@ -106,7 +106,7 @@ inline Pipeline q1_pipeline(const WorkloadRow& row, const Pace& pace, const std:
         .map(q1_result_line)
         .sink(sink);
   } else {
-    keyed.window(window).aggregate(Q1Aggregate{}).map(q1_result_line).sink(sink);
+    keyed.salted(salts).window(window).aggregate(Q1Aggregate{}).map(q1_result_line).sink(sink);
   }
   return p;
 }

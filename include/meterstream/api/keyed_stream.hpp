@@ -48,13 +48,33 @@ class KeyedStream {
             typename = std::enable_if_t<std::is_same_v<Erased, detail::AnyKeyFn<K, T>> &&
                                         !std::is_same_v<F, Erased>>>
   KeyedStream(const KeyedStream<K, T, F>& other)  // NOLINT(google-explicit-constructor)
-      : core_(other.core_), key_fn_(other.key_fn_), partitioned_(other.partitioned_) {}
+      : core_(other.core_), key_fn_(other.key_fn_), partitioned_(other.partitioned_),
+        salts_(other.salts_) {}
+
+  // Spreads each key's records over `salts` salts (hot keys): the window
+  // aggregation after it aggregates per (key, salt, window) on the workers
+  // the salts go to, then merges the salts' partial results per (key,
+  // window) with the aggregate's merge(). The results are the unsalted ones:
+  // one per key and window, and one upsert per late record within the
+  // allowed lateness. Only window(tumbling() or sliding()).aggregate() or
+  // reduce() may follow; build() refuses an aggregate without merge().
+  // salted(1) salts nothing. Use about as many salts as workers.
+  KeyedStream salted(int salts) const {
+    if (salts < 1) {
+      core_.record_error(absl::InvalidArgumentError(
+          "key_by().salted(): the number of salts must be >= 1, got " + std::to_string(salts)));
+      return KeyedStream(core_.invalid(), key_fn_, partitioned_);
+    }
+    KeyedStream k = *this;
+    k.salts_ = salts;
+    return k;
+  }
 
   // Groups each key's records into event-time windows: tumbling(), sliding()
   // or session(). The stream needs event time (with_watermarks() upstream).
   template <typename Assigner>
   WindowedStream<K, T, KeyFn, Assigner> window(Assigner assigner) const {
-    return WindowedStream<K, T, KeyFn, Assigner>(core_, key_fn_, assigner, partitioned_);
+    return WindowedStream<K, T, KeyFn, Assigner>(core_, key_fn_, assigner, partitioned_, salts_);
   }
 
   // Drops records whose sequence number seq_fn(const T&) was already seen for
@@ -66,6 +86,7 @@ class KeyedStream {
   // window() or process() after it need no new exchange.
   template <typename SeqFn>
   KeyedStream dedup_by_sequence(SeqFn seq_fn, std::uint64_t horizon = 4096) const {
+    if (!check_unsalted("dedup_by_sequence")) return KeyedStream(core_.invalid(), key_fn_, true);
     if (horizon == 0) {
       core_.record_error(
           absl::InvalidArgumentError("dedup_by_sequence(): the horizon must be >= 1"));
@@ -87,6 +108,7 @@ class KeyedStream {
   // Runs process function `fn` per key (see process_function.hpp), emitting Out.
   template <typename Out, typename F>
   Stream<Out> process(F fn) const {
+    if (!check_unsalted("process")) return detail::StreamAccess::stream<Out>(core_.invalid());
     auto key_fn = key_fn_;
     const detail::StreamCore out = detail::attach<T>(
         core_, "process", "process",
@@ -143,9 +165,19 @@ class KeyedStream {
     return false;
   }
 
+  // Salting applies to window aggregations only; records an error if not.
+  bool check_unsalted(const char* method) const {
+    if (salts_ <= 1) return true;
+    core_.record_error(absl::InvalidArgumentError(
+        std::string("key_by().salted().") + method +
+        "(): salting applies to window().aggregate() and window().reduce() only"));
+    return false;
+  }
+
   detail::StreamCore core_;
   KeyFn key_fn_;
   bool partitioned_ = false;
+  int salts_ = 1;  // salted(); 1: not salted
 };
 
 }  // namespace meterstream

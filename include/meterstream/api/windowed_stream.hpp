@@ -16,15 +16,18 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "meterstream/api/detail/nodes.hpp"
+#include "meterstream/api/detail/operators.hpp"
 #include "meterstream/api/detail/stream_core.hpp"
 #include "meterstream/window/aggregate.hpp"
 #include "meterstream/window/assigners.hpp"
+#include "meterstream/window/detail/salted_window.hpp"
 #include "meterstream/window/detail/session_window_operator.hpp"
 #include "meterstream/window/detail/time_window_operator.hpp"
 
@@ -37,20 +40,28 @@ class WindowedResultStream : public Stream<Out> {
   // The records that arrived after their windows' allowed lateness (side
   // output). They are counted ("window_late_records") whether or not this
   // stream is used.
-  Stream<T> late() const { return detail::StreamAccess::stream<T>(this->core_.side_output(1)); }
+  Stream<T> late() const {
+    if (late_) return detail::StreamAccess::stream<T>(late_());
+    return detail::StreamAccess::stream<T>(this->core_.side_output(1));
+  }
 
   // See Stream::name() and Stream::uid(); they keep late() available.
   WindowedResultStream name(std::string name) const {
-    return WindowedResultStream(Stream<Out>::name(std::move(name)));
+    return WindowedResultStream(Stream<Out>::name(std::move(name)), late_);
   }
   WindowedResultStream uid(std::string uid) const {
-    return WindowedResultStream(Stream<Out>::uid(std::move(uid)));
+    return WindowedResultStream(Stream<Out>::uid(std::move(uid)), late_);
   }
 
  private:
   template <typename, typename, typename, typename>
   friend class WindowedStream;
-  explicit WindowedResultStream(Stream<Out> results) : Stream<Out>(std::move(results)) {}
+  explicit WindowedResultStream(Stream<Out> results,
+                                std::function<detail::StreamCore()> late = nullptr)
+      : Stream<Out>(std::move(results)), late_(std::move(late)) {}
+  // Adds the step that gives late() when it is not this node's side output
+  // (salted(): the records unsalted again), only when late() is used.
+  std::function<detail::StreamCore()> late_;
 };
 
 template <typename K, typename T, typename KeyFn, typename Assigner>
@@ -88,9 +99,10 @@ class WindowedStream {
   friend class KeyedStream;
 
   // `partitioned`: as KeyedStream's.
-  WindowedStream(detail::StreamCore input, KeyFn key_fn, Assigner assigner, bool partitioned)
+  WindowedStream(detail::StreamCore input, KeyFn key_fn, Assigner assigner, bool partitioned,
+                 int salts = 1)
       : input_(std::move(input)), key_fn_(std::move(key_fn)), assigner_(assigner),
-        partitioned_(partitioned) {}
+        partitioned_(partitioned), salts_(salts) {}
 
   // aggregate(), by `method` (its default name: "window(<assigner>).<method>").
   template <typename A>
@@ -101,6 +113,7 @@ class WindowedStream {
       input_.record_error(std::move(s));
       return WindowedResultStream<Out, T>(detail::StreamAccess::stream<Out>(input_.invalid()));
     }
+    if (salts_ > 1) return salted_aggregate(std::move(agg), method);
     auto key_fn = key_fn_;
     const Assigner assigner = assigner_;
     const std::int64_t lateness = lateness_ms_;
@@ -128,6 +141,116 @@ class WindowedStream {
     return WindowedResultStream<Out, T>(detail::StreamAccess::stream<Out>(results));
   }
 
+  // aggregate() after key_by().salted(n): salt, aggregate per (key, salt,
+  // window), merge per (key, window) (see window/detail/salted_window.hpp).
+  template <typename A>
+  WindowedResultStream<WindowResult<K, aggregate_result_t<A>>, T> salted_aggregate(
+      A agg, const char* method) const {
+    using Out = WindowResult<K, aggregate_result_t<A>>;
+    using Acc = typename A::accumulator_type;
+    using SK = detail::SaltedKey<K>;
+    using ST = detail::Salted<T, K>;
+    using Partial = WindowResult<SK, Acc>;
+    const std::string name = "window(" + assigner_.describe() + ")." + method;
+    auto refuse = [&](const std::string& why) {
+      input_.record_error(absl::InvalidArgumentError(
+          name + ": key_by().salted(" + std::to_string(salts_) + ") " + why));
+      return WindowedResultStream<Out, T>(detail::StreamAccess::stream<Out>(input_.invalid()));
+    };
+    if constexpr (!detail::HasMerge<A>::value) {
+      return refuse("needs the aggregate's merge(Acc&, const Acc&) to combine the salts' "
+                    "partial results; " + detail::type_name<A>() + " has none");
+    } else if constexpr (Assigner::kMerging) {
+      return refuse("does not apply to session windows (each salt would cut its own sessions)");
+    } else {
+      const auto n = static_cast<std::uint32_t>(salts_);
+      auto key_fn = key_fn_;
+      // 1. The salt, round-robin per worker, and its key group.
+      const detail::StreamCore salted = detail::attach<T>(
+          input_, method, "salt",
+          [key_fn, n](detail::Worker& w, const detail::OperatorIds& ids,
+                      const std::vector<detail::Port>& d) {
+            const int m = w.max_parallelism();
+            auto salt = [key_fn, n, m, next = static_cast<std::uint32_t>(w.index()) % n](
+                            const T& v) mutable {
+              next = next + 1 == n ? 0 : next + 1;
+              K key = std::invoke(key_fn, v);
+              const int base = key_group_of(key, m);
+              return ST{v, SK{std::move(key), next, detail::salted_group(base, next, n, m)}};
+            };
+            return detail::chain<detail::MapOp<T, ST, decltype(salt)>, T, ST>(w, ids, d, salt);
+          },
+          detail::port_types<ST>());
+      if (!salted.valid()) return refuse("could not be added");
+      salted.graph->set_name(salted.node, "key_by.salted(" + std::to_string(salts_) + ")");
+      // 2. Partial accumulators per (key, salt, window).
+      const auto salted_key = [](const ST& s) -> const SK& { return s.key; };
+      const Assigner assigner = assigner_;
+      const std::int64_t lateness = lateness_ms_;
+      detail::AccAggregate<A> partial_agg{agg};
+      const detail::StreamCore partials = detail::attach<ST>(
+          salted, method, "window-aggregate",
+          [salted_key, partial_agg, assigner, lateness](
+              detail::Worker& w, const detail::OperatorIds& ids,
+              const std::vector<detail::Port>& d) -> StatusOr<detail::Port> {
+            using Op = detail::TimeWindowOperator<SK, ST, decltype(salted_key), Assigner,
+                                                  detail::AccAggregate<A>>;
+            Collector<ST>* op = w.add_operator(
+                std::make_unique<Op>(ids, salted_key, partial_agg, assigner, lateness,
+                                     d[0].get<Partial>(), d[1].get<ST>()),
+                ids);
+            return detail::Port(op);
+          },
+          detail::port_types<Partial, ST>(), false, detail::key_exchange<ST>(salted_key),
+          /*stateful=*/true);
+      if (!partials.valid()) return refuse("could not be added");
+      {
+        detail::Node& p = partials.graph->node(partials.node);
+        p.side_output[1] = true;
+        p.name = name + ".partial";
+      }
+      // The late records, unsalted again (when late() is used).
+      auto late = [partials, method, name]() {
+        const detail::StreamCore c = detail::attach<ST>(
+            partials.side_output(1), method, "map",
+            [](detail::Worker& w, const detail::OperatorIds& ids,
+               const std::vector<detail::Port>& d) {
+              auto unsalt = [](const ST& s) { return s.value; };
+              return detail::chain<detail::MapOp<ST, T, decltype(unsalt)>, ST, T>(w, ids, d,
+                                                                                  unsalt);
+            },
+            detail::port_types<T>());
+        if (c.valid()) c.graph->set_name(c.node, name + ".late");
+        return c;
+      };
+      const detail::StreamCore marked = detail::attach<Partial>(
+          partials, method, "salt-upserts",
+          [](detail::Worker& w, const detail::OperatorIds& ids,
+             const std::vector<detail::Port>& d) {
+            return detail::chain<detail::SaltUpsertMarker<K, Acc>, Partial, Partial>(w, ids, d);
+          },
+          detail::port_types<Partial>());
+      if (!marked.valid()) return refuse("could not be added");
+      marked.graph->set_name(marked.node, name + ".upserts");
+      // 3. One result per (key, window): the salts' parts merged.
+      const detail::StreamCore results = detail::attach<Partial>(
+          marked, method, "window-merge",
+          [agg, lateness](detail::Worker& w, const detail::OperatorIds& ids,
+                          const std::vector<detail::Port>& d) -> StatusOr<detail::Port> {
+            Collector<Partial>* op = w.add_operator(
+                std::make_unique<detail::SaltMergeOperator<K, A>>(ids, agg, lateness,
+                                                                  d[0].get<Out>()),
+                ids);
+            return detail::Port(op);
+          },
+          detail::port_types<Out>(), false,
+          detail::key_exchange<Partial>([](const Partial& p) -> const K& { return p.key.key; }),
+          /*stateful=*/true);
+      if (results.valid()) results.graph->set_name(results.node, name);
+      return WindowedResultStream<Out, T>(detail::StreamAccess::stream<Out>(results), late);
+    }
+  }
+
   Status validate() const {
     std::string what = assigner_.invalid();
     if (what.empty() && !lateness_inexact_.empty()) {
@@ -150,6 +273,7 @@ class WindowedStream {
   std::int64_t lateness_ms_ = 0;
   std::string lateness_inexact_;  // detail::not_whole_millis() of the lateness
   bool partitioned_ = false;
+  int salts_ = 1;  // key_by().salted(); 1: not salted
 };
 
 }  // namespace meterstream
