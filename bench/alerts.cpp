@@ -229,28 +229,12 @@ StatusOr<AlertsConfig> parse_alerts(const std::vector<std::string>& args) {
   c.threads = static_cast<int>(threads);
   MS_ASSIGN_OR_RETURN(c.batch_size, flags.get_uint("batch-size", c.batch_size, 1, 1 << 20));
   MS_ASSIGN_OR_RETURN(c.rate, flags.get_uint("rate", c.rate, 0, std::uint64_t{1} << 40));
-  SmartMeterWorkload& w = c.workload;
-  constexpr std::uint64_t kPpm = 1000000;
-  MS_ASSIGN_OR_RETURN(w.seed, flags.get_uint("seed", w.seed));
-  MS_ASSIGN_OR_RETURN(w.meters, flags.get_uint("meters", w.meters, 2, std::uint64_t{1} << 40));
-  MS_ASSIGN_OR_RETURN(w.events, flags.get_uint("events", w.events));
-  MS_ASSIGN_OR_RETURN(w.hot_factor,
-                      flags.get_uint("hot-factor", w.hot_factor, 1, std::uint64_t{1} << 40));
-  MS_ASSIGN_OR_RETURN(std::uint64_t late, flags.get_uint("late-ppm", w.late_ppm, 0, kPpm));
-  MS_ASSIGN_OR_RETURN(std::uint64_t dup, flags.get_uint("dup-ppm", w.dup_ppm, 0, kPpm));
-  MS_ASSIGN_OR_RETURN(std::uint64_t anomaly, flags.get_uint("anomaly-ppm", w.anomaly_ppm, 0, kPpm));
-  w.late_ppm = static_cast<std::uint32_t>(late);
-  w.dup_ppm = static_cast<std::uint32_t>(dup);
-  w.anomaly_ppm = static_cast<std::uint32_t>(anomaly);
-  MS_RETURN_IF_ERROR(w.validate());
+  MS_RETURN_IF_ERROR(parse_workload_flags(flags, &c.workload));
   Q1Params& q = c.params;
   q.dedup = true;
   MS_ASSIGN_OR_RETURN(q.dedup_horizon, flags.get_uint("dedup-horizon", q.dedup_horizon, 1,
                                                       std::uint64_t{1} << 32));
-  MS_ASSIGN_OR_RETURN(q.window_ms, flags.get_int("window-ms", q.window_ms, 1, std::int64_t{1} << 50));
-  MS_ASSIGN_OR_RETURN(q.bound_ms, flags.get_int("bound-ms", q.bound_ms, 0, std::int64_t{1} << 50));
-  MS_ASSIGN_OR_RETURN(q.wm_every, flags.get_int("wm-every", q.wm_every, 1));
-  MS_RETURN_IF_ERROR(q.validate());
+  MS_RETURN_IF_ERROR(parse_window_flags(flags, &q));
   return c;
 }
 

@@ -140,4 +140,30 @@ nlohmann::ordered_json q1_result_json(std::uint64_t events, const Q1Totals& tota
 
 std::string json_line(const nlohmann::ordered_json& result) { return result.dump() + "\n"; }
 
+Status parse_workload_flags(const Flags& flags, SmartMeterWorkload* w) {
+  constexpr std::uint64_t kPpm = 1000000;
+  MS_ASSIGN_OR_RETURN(w->seed, flags.get_uint("seed", w->seed));
+  MS_ASSIGN_OR_RETURN(w->meters, flags.get_uint("meters", w->meters, 2, std::uint64_t{1} << 40));
+  MS_ASSIGN_OR_RETURN(w->events, flags.get_uint("events", w->events));
+  MS_ASSIGN_OR_RETURN(w->hot_factor,
+                      flags.get_uint("hot-factor", w->hot_factor, 1, std::uint64_t{1} << 40));
+  MS_ASSIGN_OR_RETURN(std::uint64_t late, flags.get_uint("late-ppm", w->late_ppm, 0, kPpm));
+  MS_ASSIGN_OR_RETURN(std::uint64_t dup, flags.get_uint("dup-ppm", w->dup_ppm, 0, kPpm));
+  MS_ASSIGN_OR_RETURN(std::uint64_t anomaly,
+                      flags.get_uint("anomaly-ppm", w->anomaly_ppm, 0, kPpm));
+  w->late_ppm = static_cast<std::uint32_t>(late);
+  w->dup_ppm = static_cast<std::uint32_t>(dup);
+  w->anomaly_ppm = static_cast<std::uint32_t>(anomaly);
+  return w->validate();
+}
+
+Status parse_window_flags(const Flags& flags, Q1Params* q) {
+  MS_ASSIGN_OR_RETURN(q->window_ms,
+                      flags.get_int("window-ms", q->window_ms, 1, std::int64_t{1} << 50));
+  MS_ASSIGN_OR_RETURN(q->bound_ms,
+                      flags.get_int("bound-ms", q->bound_ms, 0, std::int64_t{1} << 50));
+  MS_ASSIGN_OR_RETURN(q->wm_every, flags.get_int("wm-every", q->wm_every, 1));
+  return q->validate();
+}
+
 }  // namespace meterstream::bench

@@ -60,6 +60,15 @@ class Flags {
   std::map<std::string, std::string, std::less<>> values_;
 };
 
+// The workload flags every sub-command that generates events takes (--seed,
+// --meters, --events, --hot-factor, --late-ppm, --dup-ppm, --anomaly-ppm),
+// into `w` (its values are the defaults); then w->validate().
+Status parse_workload_flags(const Flags& flags, SmartMeterWorkload* w);
+
+// Q1's window flags (--window-ms, --bound-ms, --wm-every) into `q`; then
+// q->validate().
+Status parse_window_flags(const Flags& flags, Q1Params* q);
+
 // The process's peak resident set size in MiB (getrusage ru_maxrss / 1024).
 double peak_rss_mb();
 

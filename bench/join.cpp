@@ -2,27 +2,23 @@
 // calibration stream, then Q1 (docs/workload-calibration.md).
 #include "join.hpp"
 
-#include <stdlib.h>
-
 #include <algorithm>
 #include <chrono>
-#include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
-#include <system_error>
 #include <unordered_map>
 
 #include "bench/bench_util.hpp"
 #include "bench/q1_baseline.hpp"
+#include "bench/q1_pipeline.hpp"
 #include "meterstream/api/keyed_stream.hpp"
 #include "meterstream/api/pipeline.hpp"
 #include "meterstream/api/temporal_join.hpp"
 #include "meterstream/api/windowed_stream.hpp"
 #include "meterstream/connectors/memory/memory.hpp"
-#include "meterstream/state/rocksdb_state_backend.hpp"
 
 namespace meterstream {
 
@@ -57,40 +53,14 @@ JoinTotals run_join_pipeline(const std::vector<MeterReading>& events,
                              int threads, const std::string& state, const std::string& state_dir,
                              Status* error) {
   *error = Status();
-  JobOptions options;
-  options.parallelism = threads;
-  std::string temp_dir;
-  if (state == "rocksdb") {
-    std::string dir = state_dir;
-    if (dir.empty()) {
-      std::string pattern =
-          (std::filesystem::temp_directory_path() / "meterstream-bench-XXXXXX").string();
-      if (mkdtemp(pattern.data()) == nullptr) {
-        *error = absl::UnavailableError("cannot create a temporary state directory");
-        return {};
-      }
-      dir = temp_dir = pattern;
-    }
-    RocksDBStateBackendOptions rocksdb;
-    rocksdb.path = dir;
-    rocksdb.memory_budget_bytes = static_cast<std::size_t>(params.state_memory_mb) << 20;
-    StatusOr<std::shared_ptr<StateBackend>> backend = make_rocksdb_state_backend(rocksdb);
-    if (!backend.ok()) {
-      *error = backend.status();
-      return {};
-    }
-    options.state_backend = *std::move(backend);
-  } else if (state != "memory") {
-    *error = absl::InvalidArgumentError("--state " + state + ": use memory or rocksdb");
+  BenchStateBackend state_backend;
+  if (Status opened = state_backend.open(state, state_dir, params.state_memory_mb); !opened.ok()) {
+    *error = opened;
     return {};
   }
-  struct RemoveDir {
-    std::string dir;
-    ~RemoveDir() {
-      std::error_code ec;
-      if (!dir.empty()) std::filesystem::remove_all(dir, ec);
-    }
-  } remove_temp{temp_dir};
+  JobOptions options;
+  options.parallelism = threads;
+  options.state_backend = state_backend.backend;
 
   std::mutex mu;
   Q1Totals totals;
@@ -141,20 +111,7 @@ int run_join_command(const std::string& command, const std::vector<std::string>&
                                             int, std::string, std::string>> {
     MS_ASSIGN_OR_RETURN(bench::Flags flags, bench::Flags::parse(args, allowed));
     SmartMeterWorkload w;
-    constexpr std::uint64_t kPpm = 1000000;
-    MS_ASSIGN_OR_RETURN(w.seed, flags.get_uint("seed", w.seed));
-    MS_ASSIGN_OR_RETURN(w.meters, flags.get_uint("meters", w.meters, 2, std::uint64_t{1} << 40));
-    MS_ASSIGN_OR_RETURN(w.events, flags.get_uint("events", w.events));
-    MS_ASSIGN_OR_RETURN(w.hot_factor,
-                        flags.get_uint("hot-factor", w.hot_factor, 1, std::uint64_t{1} << 40));
-    MS_ASSIGN_OR_RETURN(std::uint64_t late, flags.get_uint("late-ppm", w.late_ppm, 0, kPpm));
-    MS_ASSIGN_OR_RETURN(std::uint64_t dup, flags.get_uint("dup-ppm", w.dup_ppm, 0, kPpm));
-    MS_ASSIGN_OR_RETURN(std::uint64_t anomaly,
-                        flags.get_uint("anomaly-ppm", w.anomaly_ppm, 0, kPpm));
-    w.late_ppm = static_cast<std::uint32_t>(late);
-    w.dup_ppm = static_cast<std::uint32_t>(dup);
-    w.anomaly_ppm = static_cast<std::uint32_t>(anomaly);
-    MS_RETURN_IF_ERROR(w.validate());
+    MS_RETURN_IF_ERROR(bench::parse_workload_flags(flags, &w));
     CalibrationWorkload c;
     c.seed = w.seed;
     c.meters = w.meters;
@@ -166,12 +123,7 @@ int run_join_command(const std::string& command, const std::vector<std::string>&
     MS_ASSIGN_OR_RETURN(c.late_start_every,
                         flags.get_uint("calib-late-start-every", c.late_start_every));
     Q1Params q;
-    MS_ASSIGN_OR_RETURN(q.window_ms,
-                        flags.get_int("window-ms", q.window_ms, 1, std::int64_t{1} << 50));
-    MS_ASSIGN_OR_RETURN(q.bound_ms,
-                        flags.get_int("bound-ms", q.bound_ms, 0, std::int64_t{1} << 50));
-    MS_ASSIGN_OR_RETURN(q.wm_every, flags.get_int("wm-every", q.wm_every, 1));
-    MS_RETURN_IF_ERROR(q.validate());
+    MS_RETURN_IF_ERROR(bench::parse_window_flags(flags, &q));
     MS_ASSIGN_OR_RETURN(std::int64_t threads, flags.get_int("threads", 1, 1, 1024));
     MS_ASSIGN_OR_RETURN(std::string state,
                         flags.get_string("state", "memory", {"memory", "rocksdb"}));

@@ -164,28 +164,8 @@ ms::StatusOr<Q1Config> parse_q1(const std::string& command,
   MS_ASSIGN_OR_RETURN(c.params.dedup_horizon,
                       flags.get_uint("dedup-horizon", c.params.dedup_horizon, 1,
                                      std::uint64_t{1} << 32));
-  ms::SmartMeterWorkload& w = c.workload;
-  constexpr std::uint64_t kPpm = 1000000;
-  MS_ASSIGN_OR_RETURN(w.seed, flags.get_uint("seed", w.seed));
-  MS_ASSIGN_OR_RETURN(w.meters, flags.get_uint("meters", w.meters, 2, std::uint64_t{1} << 40));
-  MS_ASSIGN_OR_RETURN(w.events, flags.get_uint("events", w.events));
-  MS_ASSIGN_OR_RETURN(w.hot_factor,
-                      flags.get_uint("hot-factor", w.hot_factor, 1, std::uint64_t{1} << 40));
-  MS_ASSIGN_OR_RETURN(std::uint64_t late, flags.get_uint("late-ppm", w.late_ppm, 0, kPpm));
-  MS_ASSIGN_OR_RETURN(std::uint64_t dup, flags.get_uint("dup-ppm", w.dup_ppm, 0, kPpm));
-  MS_ASSIGN_OR_RETURN(std::uint64_t anomaly,
-                      flags.get_uint("anomaly-ppm", w.anomaly_ppm, 0, kPpm));
-  w.late_ppm = static_cast<std::uint32_t>(late);
-  w.dup_ppm = static_cast<std::uint32_t>(dup);
-  w.anomaly_ppm = static_cast<std::uint32_t>(anomaly);
-  MS_RETURN_IF_ERROR(w.validate());
-
-  ms::Q1Params& q = c.params;
-  MS_ASSIGN_OR_RETURN(q.window_ms,
-                      flags.get_int("window-ms", q.window_ms, 1, std::int64_t{1} << 50));
-  MS_ASSIGN_OR_RETURN(q.bound_ms, flags.get_int("bound-ms", q.bound_ms, 0, std::int64_t{1} << 50));
-  MS_ASSIGN_OR_RETURN(q.wm_every, flags.get_int("wm-every", q.wm_every, 1));
-  MS_RETURN_IF_ERROR(q.validate());
+  MS_RETURN_IF_ERROR(ms::bench::parse_workload_flags(flags, &c.workload));
+  MS_RETURN_IF_ERROR(ms::bench::parse_window_flags(flags, &c.params));
 
   MS_ASSIGN_OR_RETURN(std::int64_t threads, flags.get_int("threads", 1, 1, 1024));
   c.threads = static_cast<int>(threads);
@@ -315,24 +295,6 @@ int exit_code(const ms::Status& status) {
   }
 }
 
-// The workload flags as in q1, into `w`.
-ms::Status parse_workload(const ms::bench::Flags& flags, ms::SmartMeterWorkload* w) {
-  constexpr std::uint64_t kPpm = 1000000;
-  MS_ASSIGN_OR_RETURN(w->seed, flags.get_uint("seed", w->seed));
-  MS_ASSIGN_OR_RETURN(w->meters, flags.get_uint("meters", w->meters, 2, std::uint64_t{1} << 40));
-  MS_ASSIGN_OR_RETURN(w->events, flags.get_uint("events", w->events));
-  MS_ASSIGN_OR_RETURN(w->hot_factor,
-                      flags.get_uint("hot-factor", w->hot_factor, 1, std::uint64_t{1} << 40));
-  MS_ASSIGN_OR_RETURN(std::uint64_t late, flags.get_uint("late-ppm", w->late_ppm, 0, kPpm));
-  MS_ASSIGN_OR_RETURN(std::uint64_t dup, flags.get_uint("dup-ppm", w->dup_ppm, 0, kPpm));
-  MS_ASSIGN_OR_RETURN(std::uint64_t anomaly,
-                      flags.get_uint("anomaly-ppm", w->anomaly_ppm, 0, kPpm));
-  w->late_ppm = static_cast<std::uint32_t>(late);
-  w->dup_ppm = static_cast<std::uint32_t>(dup);
-  w->anomaly_ppm = static_cast<std::uint32_t>(anomaly);
-  return w->validate();
-}
-
 ms::StatusOr<ms::bench::ProduceOptions> parse_produce(const std::vector<std::string>& args) {
   MS_ASSIGN_OR_RETURN(ms::bench::Flags flags,
                       ms::bench::Flags::parse(args, {"brokers", "topic", "partitions", "seed",
@@ -349,7 +311,7 @@ ms::StatusOr<ms::bench::ProduceOptions> parse_produce(const std::vector<std::str
   MS_ASSIGN_OR_RETURN(std::int64_t partitions, flags.get_int("partitions", 1, 1, 1 << 20));
   o.partitions = static_cast<std::int32_t>(partitions);
   MS_ASSIGN_OR_RETURN(o.skip, flags.get_uint("skip", 0));
-  MS_RETURN_IF_ERROR(parse_workload(flags, &o.workload));
+  MS_RETURN_IF_ERROR(ms::bench::parse_workload_flags(flags, &o.workload));
   return o;
 }
 
@@ -439,11 +401,7 @@ ms::StatusOr<Q1Config> parse_kafka_q1(const std::vector<std::string>& args) {
   MS_ASSIGN_OR_RETURN(q.checkpoint_dir, flags.get_string("checkpoint-dir", ""));
   MS_ASSIGN_OR_RETURN(q.checkpoint_interval_ms,
                       flags.get_int("checkpoint-interval-ms", 0, 1, std::int64_t{1} << 40));
-  MS_ASSIGN_OR_RETURN(q.window_ms,
-                      flags.get_int("window-ms", q.window_ms, 1, std::int64_t{1} << 50));
-  MS_ASSIGN_OR_RETURN(q.bound_ms, flags.get_int("bound-ms", q.bound_ms, 0, std::int64_t{1} << 50));
-  MS_ASSIGN_OR_RETURN(q.wm_every, flags.get_int("wm-every", q.wm_every, 1));
-  MS_RETURN_IF_ERROR(q.validate());
+  MS_RETURN_IF_ERROR(ms::bench::parse_window_flags(flags, &q));
   MS_ASSIGN_OR_RETURN(std::int64_t threads, flags.get_int("threads", 1, 1, 1024));
   c.threads = static_cast<int>(threads);
   MS_ASSIGN_OR_RETURN(c.state, flags.get_string("state", c.state, {"memory", "rocksdb"}));

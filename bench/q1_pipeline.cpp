@@ -137,45 +137,46 @@ class Q1Sink final : public Sink<Q1Result> {
 
 }  // namespace
 
+BenchStateBackend::~BenchStateBackend() {
+  backend.reset();
+  std::error_code ec;
+  if (!temp_dir_.empty()) std::filesystem::remove_all(temp_dir_, ec);
+}
+
+Status BenchStateBackend::open(const std::string& state, const std::string& state_dir,
+                               std::uint64_t memory_mb) {
+  if (state == "memory") return Status();
+  if (state != "rocksdb") {
+    return absl::InvalidArgumentError("--state " + state + ": use memory or rocksdb");
+  }
+  RocksDBStateBackendOptions rocksdb;
+  rocksdb.path = state_dir;
+  if (rocksdb.path.empty()) {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "meterstream-bench-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) {
+      return absl::UnavailableError("cannot create a temporary state directory");
+    }
+    rocksdb.path = temp_dir_ = pattern;
+  }
+  rocksdb.memory_budget_bytes = static_cast<std::size_t>(memory_mb) << 20;
+  MS_ASSIGN_OR_RETURN(backend, make_rocksdb_state_backend(rocksdb));
+  return Status();
+}
+
 Q1Totals run_q1_pipeline(const std::vector<MeterReading>& events, const Q1Params& params,
                          int threads, const std::string& state, const std::string& state_dir,
                          Status* error, Q1RunInfo* info) {
   *error = Status();
+  BenchStateBackend state_backend;
+  if (Status opened = state_backend.open(state, state_dir, params.state_memory_mb); !opened.ok()) {
+    *error = opened;
+    return {};
+  }
   JobOptions options;
   options.parallelism = threads;
   options.source_threads = params.source_threads;
-  // A temporary state directory, removed after the run, unless one is given.
-  std::string temp_dir;
-  if (state == "rocksdb") {
-    std::string dir = state_dir;
-    if (dir.empty()) {
-      std::string pattern = (std::filesystem::temp_directory_path() / "meterstream-bench-XXXXXX").string();
-      if (mkdtemp(pattern.data()) == nullptr) {
-        *error = absl::UnavailableError("cannot create a temporary state directory");
-        return {};
-      }
-      dir = temp_dir = pattern;
-    }
-    RocksDBStateBackendOptions rocksdb;
-    rocksdb.path = dir;
-    rocksdb.memory_budget_bytes = static_cast<std::size_t>(params.state_memory_mb) << 20;
-    StatusOr<std::shared_ptr<StateBackend>> backend = make_rocksdb_state_backend(rocksdb);
-    if (!backend.ok()) {
-      *error = backend.status();
-      return {};
-    }
-    options.state_backend = *std::move(backend);
-  } else if (state != "memory") {
-    *error = absl::InvalidArgumentError("--state " + state + ": use memory or rocksdb");
-    return {};
-  }
-  struct RemoveDir {
-    std::string dir;
-    ~RemoveDir() {
-      std::error_code ec;
-      if (!dir.empty()) std::filesystem::remove_all(dir, ec);
-    }
-  } remove_temp{temp_dir};
+  options.state_backend = state_backend.backend;
   auto sink = std::make_shared<Q1Sink>(params);
 
   // Crash-and-resume mode: checkpoints, restore from the newest, and the

@@ -27,6 +27,31 @@ namespace meterstream {
 // the error to `*error` (kInvalidArgument / kUnimplemented for a configuration
 // the program cannot run, e.g. an unavailable backend) and returns partial or
 // empty totals; on success leaves `*error` OK.
+class StateBackend;
+
+// The state backend a run names with --state ("memory" or "rocksdb"),
+// --state-dir and --state-memory-mb: `backend` stays null for "memory" (the
+// JobOptions default) and is RocksDB in `state_dir`, or in a temporary
+// directory when that is empty, for "rocksdb". The temporary directory is
+// removed on destruction, after this object's reference to the backend is
+// dropped: declare it before the JobOptions that copy `backend`.
+class BenchStateBackend {
+ public:
+  BenchStateBackend() = default;
+  BenchStateBackend(const BenchStateBackend&) = delete;
+  BenchStateBackend& operator=(const BenchStateBackend&) = delete;
+  ~BenchStateBackend();
+
+  // kInvalidArgument for another `state`, kUnavailable when the temporary
+  // directory cannot be made, or RocksDB's error.
+  Status open(const std::string& state, const std::string& state_dir, std::uint64_t memory_mb);
+
+  std::shared_ptr<StateBackend> backend;
+
+ private:
+  std::string temp_dir_;
+};
+
 // What a run reports besides the totals (from the job's metrics).
 struct Q1RunInfo {
   std::uint64_t events_read = 0;  // by this run (a resumed run starts past the first)
